@@ -1,0 +1,420 @@
+//! The decision of SPEC §4: what one request does to its session's token.
+
+use core::fmt;
+
+use crate::config::{Config, Mode, ReplayPolicy};
+use crate::keyring::Keyring;
+use crate::session::Session;
+use crate::time::Timestamp;
+use crate::token::{Token, TokenError};
+
+/// The token as the request presented it.
+#[derive(Clone, Copy, Debug)]
+pub enum Presented<'a> {
+    /// The text form, as sent in a header (55 characters of base64url).
+    Text(&'a str),
+    /// The byte form (41 bytes).
+    Bytes(&'a [u8]),
+    /// A token the host has already parsed.
+    Token(&'a Token),
+}
+
+impl<'a> From<&'a str> for Presented<'a> {
+    fn from(text: &'a str) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Presented<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Self::Bytes(bytes)
+    }
+}
+
+impl<'a> From<&'a Token> for Presented<'a> {
+    fn from(token: &'a Token) -> Self {
+        Self::Token(token)
+    }
+}
+
+/// One authenticated request: the presented token, the host's `now`, and whether the
+/// client asked to leave the batch (devise's `unbatch=true`).
+#[derive(Clone, Copy, Debug)]
+#[must_use]
+pub struct Request<'a> {
+    pub(crate) token: Presented<'a>,
+    pub(crate) now: Timestamp,
+    pub(crate) force_rotation: bool,
+}
+
+impl<'a> Request<'a> {
+    /// A request presenting `token` at `now`.
+    pub fn new(token: impl Into<Presented<'a>>, now: Timestamp) -> Self {
+        Self {
+            token: token.into(),
+            now,
+            force_rotation: false,
+        }
+    }
+
+    /// Rotates on the current token even inside the batch window (devise's
+    /// `unbatch=true`). Has no effect when rotation is switched off or on older tokens.
+    pub fn force_rotation(mut self) -> Self {
+        self.force_rotation = true;
+        self
+    }
+}
+
+/// Why a request was refused. Each reason is distinct, so a host can log and count them;
+/// all of them answer 401.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The host has no session for the client id.
+    UnknownSession,
+    /// The token text or bytes have the wrong length or encoding.
+    Malformed(TokenError),
+    /// The token names a key id that is not in the keyring (never added, or retired).
+    UnknownKey,
+    /// The MAC does not verify: forged, corrupted, or a token of another session.
+    Forged,
+    /// The session's sliding lifespan has run out (`now ≥ expires_at`).
+    Expired,
+    /// The session is past its absolute lifetime, or has used up its generations.
+    TooOld,
+    /// A genuine token of this session that has been invalidated by later rotations.
+    Replayed {
+        /// How many generations behind the current one it is (at least 1).
+        behind: u64,
+    },
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownSession => f.write_str("no such session"),
+            Self::Malformed(e) => write!(f, "malformed token: {e}"),
+            Self::UnknownKey => f.write_str("token names an unknown key"),
+            Self::Forged => f.write_str("token does not verify"),
+            Self::Expired => f.write_str("session expired"),
+            Self::TooOld => f.write_str("session past its absolute lifetime"),
+            Self::Replayed { behind } => {
+                write!(f, "replayed token, {behind} generations old")
+            }
+        }
+    }
+}
+
+/// What the host must do with a request. See the variants for the host's duty in each case.
+///
+/// ## Security
+///
+/// A false accept lets a thief in; a false reject logs a real user out. rotauth accepts a
+/// token only if its MAC verifies under the host's key for *this* session (client id and
+/// seed), so without the key no token can be forged, whatever the database leaks. Among
+/// genuine tokens, it accepts an invalidated one only where the devise design requires it:
+/// inside the batch window, for at most the two previous generations, because a browser's
+/// parallel requests and out-of-order responses legitimately present them. The window is
+/// anchored at the rotation and never slides, so a stolen token expires from use at most
+/// `W` after the next rotation. Outside the window a previous token is a replay (a thief or
+/// a client that lost track), and Strict mode refuses it at the price of logging out a
+/// client whose response was lost; Recover mode trades a little of that safety back by
+/// reissuing `T(n)` for `T(n-1)`, but only until `T(n)` is seen in use, after which the
+/// holder of `T(n-1)` cannot be the legitimate client. Tokens from the future (`g > n`)
+/// verify only if the host made them, so they mean the host lost a write, and are
+/// fast-forwarded rather than refused: refusing would log out the legitimate client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "a decision tells the host what to store and which token to send"]
+pub enum Decision {
+    /// Valid, with rotation switched off. Serve the request and send the presented token
+    /// back. Store `updated` first if present (a fast-forward past a lost write).
+    Accept {
+        /// The session to store, if it changed.
+        updated: Option<Session>,
+    },
+    /// Valid, and a new generation starts. Store `session` first, compare-and-swap on the
+    /// version you read; if the swap loses, re-read and decide again (the retry is then
+    /// part of the batch). Then serve and send `token`.
+    Rotate {
+        /// The session to store.
+        session: Session,
+        /// `T(n+1)`, to send with the response.
+        token: Token,
+    },
+    /// Valid as part of a batch. Serve and send no token (devise sends `access-token: " "`).
+    /// Store `updated` only if present.
+    BatchReuse {
+        /// The session to store, if it changed.
+        updated: Option<Session>,
+    },
+    /// [`Mode::Recover`] only: the previous token, presented after the window while `T(n)`
+    /// was never used. Serve and send `token` (`T(n)` again); nothing to store.
+    Reissue {
+        /// `T(n)`, to send with the response.
+        token: Token,
+    },
+    /// Refused: answer 401 and send no token. Nothing to store.
+    Reject {
+        /// Why.
+        reason: RejectReason,
+        /// Delete the session: a replay under [`ReplayPolicy::RevokeSession`].
+        revoke: bool,
+    },
+}
+
+/// The kind of a [`Decision`], without its payload: for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DecisionKind {
+    /// [`Decision::Accept`].
+    Accept,
+    /// [`Decision::Rotate`].
+    Rotate,
+    /// [`Decision::BatchReuse`].
+    BatchReuse,
+    /// [`Decision::Reissue`].
+    Reissue,
+    /// [`Decision::Reject`].
+    Reject,
+}
+
+impl DecisionKind {
+    /// A short lowercase name, e.g. `batch_reuse`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accept => "accept",
+            Self::Rotate => "rotate",
+            Self::BatchReuse => "batch_reuse",
+            Self::Reissue => "reissue",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+impl Decision {
+    /// The kind of decision.
+    #[must_use]
+    pub fn kind(&self) -> DecisionKind {
+        match self {
+            Self::Accept { .. } => DecisionKind::Accept,
+            Self::Rotate { .. } => DecisionKind::Rotate,
+            Self::BatchReuse { .. } => DecisionKind::BatchReuse,
+            Self::Reissue { .. } => DecisionKind::Reissue,
+            Self::Reject { .. } => DecisionKind::Reject,
+        }
+    }
+
+    /// Whether the request may be served.
+    #[must_use]
+    pub fn is_accepted(&self) -> bool {
+        !matches!(self, Self::Reject { .. })
+    }
+
+    /// The session the host must store before replying, if any.
+    #[must_use]
+    pub fn session_to_store(&self) -> Option<&Session> {
+        match self {
+            Self::Rotate { session, .. } => Some(session),
+            Self::Accept { updated } | Self::BatchReuse { updated } => updated.as_ref(),
+            Self::Reissue { .. } | Self::Reject { .. } => None,
+        }
+    }
+
+    /// The new token to send with the response, if any. `None` on an accepted request
+    /// means: [`Accept`](Self::Accept) echoes the presented token, a batch sends a blank.
+    #[must_use]
+    pub fn token_to_send(&self) -> Option<&Token> {
+        match self {
+            Self::Rotate { token, .. } | Self::Reissue { token } => Some(token),
+            _ => None,
+        }
+    }
+
+    /// The reason, if refused.
+    #[must_use]
+    pub fn reject_reason(&self) -> Option<RejectReason> {
+        match self {
+            Self::Reject { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    /// Whether the host must delete the session.
+    #[must_use]
+    pub fn must_revoke(&self) -> bool {
+        matches!(self, Self::Reject { revoke: true, .. })
+    }
+}
+
+/// SPEC §4, in the order it is written: verify, then lifetimes, then the table.
+pub(crate) fn decide(
+    keyring: &Keyring,
+    config: &Config,
+    session: Option<&Session>,
+    request: Request<'_>,
+) -> Decision {
+    let Some(session) = session else {
+        return reject(RejectReason::UnknownSession);
+    };
+    let parsed: Token;
+    let token = match request.token {
+        Presented::Token(token) => token,
+        Presented::Text(text) => match Token::from_text(text) {
+            Ok(token) => {
+                parsed = token;
+                &parsed
+            }
+            Err(e) => return reject(RejectReason::Malformed(e)),
+        },
+        Presented::Bytes(bytes) => match Token::from_bytes(bytes) {
+            Ok(token) => {
+                parsed = token;
+                &parsed
+            }
+            Err(e) => return reject(RejectReason::Malformed(e)),
+        },
+    };
+    let Some(key) = keyring.get(token.key_id()) else {
+        return reject(RejectReason::UnknownKey);
+    };
+    if !token.verify(key, &session.client_id, &session.seed) {
+        return reject(RejectReason::Forged);
+    }
+
+    let now = request.now;
+    if absolute_deadline(config, session).is_some_and(|deadline| now >= deadline) {
+        return reject(RejectReason::TooOld);
+    }
+    if now >= session.expires_at {
+        return reject(RejectReason::Expired);
+    }
+
+    let presented = token.generation();
+    let current = session.generation;
+    if presented < current {
+        return previous(keyring, config, session, current.abs_diff(presented), now);
+    }
+
+    // `presented ≥ current`. A verified token from the future means the host lost a write
+    // (or a replica lags, or a backup was restored): adopt it as current.
+    let fast_forward = (presented > current).then(|| {
+        let mut ahead = session.next_version();
+        ahead.generation = presented;
+        ahead.key_id = token.key_id();
+        ahead.acknowledged = false;
+        ahead
+    });
+    let base = fast_forward.as_ref().unwrap_or(session);
+
+    if !config.rotate() {
+        return Decision::Accept {
+            updated: fast_forward,
+        };
+    }
+    if in_window(config, base, now) && !request.force_rotation {
+        // First use of `T(n)`: in Recover mode, record it, so `T(n-1)` can no longer be
+        // exchanged for it.
+        let acknowledge = config.mode() == Mode::Recover && !base.acknowledged;
+        let updated = match (fast_forward, acknowledge) {
+            (ahead, false) => ahead,
+            (Some(mut ahead), true) => {
+                ahead.acknowledged = true;
+                Some(ahead)
+            }
+            (None, true) => {
+                let mut next = session.next_version();
+                next.acknowledged = true;
+                Some(next)
+            }
+        };
+        return Decision::BatchReuse { updated };
+    }
+    rotate(keyring, config, base, now)
+}
+
+/// A genuine token `behind` generations before the current one.
+fn previous(
+    keyring: &Keyring,
+    config: &Config,
+    session: &Session,
+    behind: u64,
+    now: Timestamp,
+) -> Decision {
+    let in_batch = config.rotate() && behind <= 2 && in_window(config, session, now);
+    if in_batch {
+        return Decision::BatchReuse { updated: None };
+    }
+    let lost_response = config.rotate()
+        && config.mode() == Mode::Recover
+        && behind == 1
+        && !session.acknowledged;
+    if lost_response {
+        return match keyring.get(session.key_id) {
+            Some(key) => Decision::Reissue {
+                token: Token::derive(
+                    key,
+                    session.key_id,
+                    &session.client_id,
+                    &session.seed,
+                    session.generation,
+                ),
+            },
+            None => reject(RejectReason::UnknownKey),
+        };
+    }
+    Decision::Reject {
+        reason: RejectReason::Replayed { behind },
+        revoke: config.replay_policy() == ReplayPolicy::RevokeSession,
+    }
+}
+
+/// Moves `session` to generation `n+1` under the primary key, opening a new window at `now`.
+fn rotate(keyring: &Keyring, config: &Config, session: &Session, now: Timestamp) -> Decision {
+    let Some(generation) = session.generation.checked_add(1) else {
+        return reject(RejectReason::TooOld);
+    };
+    let mut next = session.next_version();
+    next.generation = generation;
+    next.key_id = keyring.primary();
+    next.acknowledged = false;
+    // A clock behind `rotated_at` must not move the window back before the one it ends.
+    next.rotated_at = now.max(session.rotated_at);
+    next.expires_at = expiry(config, &next, next.rotated_at);
+    let token = Token::derive(
+        keyring.primary_key(),
+        next.key_id,
+        &next.client_id,
+        &next.seed,
+        generation,
+    );
+    Decision::Rotate {
+        session: next,
+        token,
+    }
+}
+
+/// The sliding expiry of a window opening at `from`, capped by the absolute lifetime but
+/// never before `from` (so `rotated_at ≤ expires_at` always holds).
+pub(crate) fn expiry(config: &Config, session: &Session, from: Timestamp) -> Timestamp {
+    from.saturating_add_millis(config.lifespan_ms())
+        .min(absolute_deadline(config, session).unwrap_or(Timestamp::MAX))
+        .max(from)
+}
+
+fn absolute_deadline(config: &Config, session: &Session) -> Option<Timestamp> {
+    config
+        .absolute_lifetime_ms()
+        .map(|ms| session.created_at.saturating_add_millis(ms))
+}
+
+/// `now ∈ [rotated_at, rotated_at + W)`, with a clock behind `rotated_at` counting as age 0.
+fn in_window(config: &Config, session: &Session, now: Timestamp) -> bool {
+    now.millis_since(session.rotated_at) < config.batch_window_ms()
+}
+
+fn reject(reason: RejectReason) -> Decision {
+    Decision::Reject {
+        reason,
+        revoke: false,
+    }
+}
