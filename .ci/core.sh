@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The core gate: formatting, lints, the README's test command, docs, and no_std builds
+# for bare-metal and WASM targets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+no_std_targets=(thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf wasm32-unknown-unknown)
+rustup component add rustfmt clippy
+rustup target add "${no_std_targets[@]}"
+
+cargo fmt --all --check
+cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features std -- -D warnings
+# The README's test command.
+cargo test
+RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
+for target in "${no_std_targets[@]}"; do
+  cargo build --lib --no-default-features --target "$target"
+done
