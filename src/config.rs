@@ -225,18 +225,27 @@ mod tests {
             Err(ConfigError::ZeroLifespan)
         );
         assert_eq!(
-            Config::builder().lifespan(Duration::from_micros(999)).build(),
+            Config::builder()
+                .lifespan(Duration::from_micros(999))
+                .build(),
             Err(ConfigError::ZeroLifespan)
         );
         assert_eq!(
-            Config::builder().absolute_lifetime(Some(Duration::ZERO)).build(),
+            Config::builder()
+                .absolute_lifetime(Some(Duration::ZERO))
+                .build(),
             Err(ConfigError::ZeroAbsoluteLifetime)
         );
         assert_eq!(
             Config::builder().lifespan(secs(4)).build(),
             Err(ConfigError::WindowLongerThanLifespan)
         );
-        assert!(Config::builder().batch_window(Duration::ZERO).build().is_ok());
+        assert!(
+            Config::builder()
+                .batch_window(Duration::ZERO)
+                .build()
+                .is_ok()
+        );
         assert!(Config::builder().lifespan(secs(5)).build().is_ok());
         assert!(Config::builder().lifespan(Duration::MAX).build().is_ok());
     }

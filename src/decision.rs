@@ -98,9 +98,8 @@ impl fmt::Display for RejectReason {
             Self::Forged => f.write_str("token does not verify"),
             Self::Expired => f.write_str("session expired"),
             Self::TooOld => f.write_str("session past its absolute lifetime"),
-            Self::Replayed { behind } => {
-                write!(f, "replayed token, {behind} generations old")
-            }
+            Self::Replayed { behind: 1 } => f.write_str("replayed token, 1 generation old"),
+            Self::Replayed { behind } => write!(f, "replayed token, {behind} generations old"),
         }
     }
 }
@@ -344,10 +343,8 @@ fn previous(
     if in_batch {
         return Decision::BatchReuse { updated: None };
     }
-    let lost_response = config.rotate()
-        && config.mode() == Mode::Recover
-        && behind == 1
-        && !session.acknowledged;
+    let lost_response =
+        config.rotate() && config.mode() == Mode::Recover && behind == 1 && !session.acknowledged;
     if lost_response {
         return match keyring.get(session.key_id) {
             Some(key) => Decision::Reissue {

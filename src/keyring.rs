@@ -46,7 +46,11 @@ impl fmt::Display for KeyError {
             Self::Full => write!(f, "the keyring already holds {MAX_KEYS} keys"),
             Self::UnknownId(id) => write!(f, "no key with id {} in the keyring", id.0),
             Self::RemovingPrimary(id) => {
-                write!(f, "key id {} is the primary key and cannot be removed", id.0)
+                write!(
+                    f,
+                    "key id {} is the primary key and cannot be removed",
+                    id.0
+                )
             }
         }
     }
@@ -173,13 +177,23 @@ impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keyring")
             .field("primary", &self.primary.0)
-            .field("ids", &self.ids().map(|id| id.0).collect::<heapless::Vec<u8, MAX_KEYS>>())
+            .field(
+                "ids",
+                &self
+                    .ids()
+                    .map(|id| id.0)
+                    .collect::<heapless::Vec<u8, MAX_KEYS>>(),
+            )
             .finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::arithmetic_side_effects)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     extern crate std;
     use super::*;
@@ -189,20 +203,35 @@ mod tests {
 
     #[test]
     fn short_keys_are_refused() {
-        assert_eq!(Keyring::new(KeyId(1), &[0; 31]).unwrap_err(), KeyError::TooShort { len: 31 });
-        assert_eq!(Keyring::new(KeyId(1), &[]).unwrap_err(), KeyError::TooShort { len: 0 });
+        assert_eq!(
+            Keyring::new(KeyId(1), &[0; 31]).unwrap_err(),
+            KeyError::TooShort { len: 31 }
+        );
+        assert_eq!(
+            Keyring::new(KeyId(1), &[]).unwrap_err(),
+            KeyError::TooShort { len: 0 }
+        );
         assert!(Keyring::new(KeyId(1), &KEY).is_ok());
     }
 
     #[test]
     fn key_lifecycle() {
         let mut ring = Keyring::new(KeyId(1), &KEY).unwrap();
-        assert_eq!(ring.insert(KeyId(1), &KEY), Err(KeyError::DuplicateId(KeyId(1))));
-        assert_eq!(ring.set_primary(KeyId(2)), Err(KeyError::UnknownId(KeyId(2))));
+        assert_eq!(
+            ring.insert(KeyId(1), &KEY),
+            Err(KeyError::DuplicateId(KeyId(1)))
+        );
+        assert_eq!(
+            ring.set_primary(KeyId(2)),
+            Err(KeyError::UnknownId(KeyId(2)))
+        );
         ring.insert(KeyId(2), &[7; 40]).unwrap();
         ring.set_primary(KeyId(2)).unwrap();
         assert_eq!(ring.primary(), KeyId(2));
-        assert_eq!(ring.remove(KeyId(2)), Err(KeyError::RemovingPrimary(KeyId(2))));
+        assert_eq!(
+            ring.remove(KeyId(2)),
+            Err(KeyError::RemovingPrimary(KeyId(2)))
+        );
         ring.remove(KeyId(1)).unwrap();
         assert!(!ring.contains(KeyId(1)));
         assert_eq!(ring.remove(KeyId(1)), Err(KeyError::UnknownId(KeyId(1))));

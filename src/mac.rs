@@ -49,7 +49,10 @@ impl MacKey {
             dst.copy_from_slice(key);
         } else {
             let mut digest = Sha256::digest(key);
-            block.iter_mut().zip(digest.iter()).for_each(|(b, d)| *b = *d);
+            block
+                .iter_mut()
+                .zip(digest.iter())
+                .for_each(|(b, d)| *b = *d);
             digest.as_mut_slice().zeroize();
         }
         let mut pad = block.map(|b| b ^ 0x36);
@@ -123,7 +126,12 @@ impl Drop for MacKey {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::cast_possible_truncation, clippy::arithmetic_side_effects)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     use super::*;
     use hmac::{Hmac, KeyInit, Mac};

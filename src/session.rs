@@ -381,7 +381,12 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::cast_possible_truncation, clippy::arithmetic_side_effects)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     extern crate std;
     use super::*;
@@ -417,12 +422,18 @@ mod tests {
         for len in [0, 1, Session::ENCODED_LEN - 1] {
             assert_eq!(
                 Session::decode(&bytes[..len]),
-                Err(DecodeError::WrongLength { expected: 75, found: len })
+                Err(DecodeError::WrongLength {
+                    expected: 75,
+                    found: len
+                })
             );
         }
         let mut long = [0u8; 76];
         long[..75].copy_from_slice(&bytes);
-        assert!(matches!(Session::decode(&long), Err(DecodeError::WrongLength { .. })));
+        assert!(matches!(
+            Session::decode(&long),
+            Err(DecodeError::WrongLength { .. })
+        ));
 
         let mut bad = bytes;
         bad[0] = 2;
@@ -430,13 +441,22 @@ mod tests {
 
         let mut bad = sample();
         bad.rotated_at = Timestamp::from_unix_millis(3_001);
-        assert!(matches!(Session::decode(&bad.encode()), Err(DecodeError::InvalidField(_))));
+        assert!(matches!(
+            Session::decode(&bad.encode()),
+            Err(DecodeError::InvalidField(_))
+        ));
         let mut bad = sample();
         bad.created_at = Timestamp::from_unix_millis(2_001);
-        assert!(matches!(Session::decode(&bad.encode()), Err(DecodeError::InvalidField(_))));
+        assert!(matches!(
+            Session::decode(&bad.encode()),
+            Err(DecodeError::InvalidField(_))
+        ));
         let mut bad = bytes;
         bad[66] = 0b10;
-        assert!(matches!(Session::decode(&bad), Err(DecodeError::InvalidField(_))));
+        assert!(matches!(
+            Session::decode(&bad),
+            Err(DecodeError::InvalidField(_))
+        ));
     }
 
     #[test]
@@ -446,7 +466,10 @@ mod tests {
         assert_eq!(text.len(), ClientId::TEXT_LEN);
         assert_eq!(text.parse::<ClientId>(), Ok(id));
         assert_eq!("short".parse::<ClientId>(), Err(ParseClientIdError));
-        assert_eq!("!!!!!!!!!!!!!!!!!!!!!!".parse::<ClientId>(), Err(ParseClientIdError));
+        assert_eq!(
+            "!!!!!!!!!!!!!!!!!!!!!!".parse::<ClientId>(),
+            Err(ParseClientIdError)
+        );
     }
 
     #[test]

@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn arithmetic_saturates_at_both_ends() {
-        assert_eq!(Timestamp::MAX.saturating_add(Duration::from_secs(1)), Timestamp::MAX);
+        assert_eq!(
+            Timestamp::MAX.saturating_add(Duration::from_secs(1)),
+            Timestamp::MAX
+        );
         assert_eq!(Timestamp::EPOCH.millis_since(Timestamp::MAX), 0);
         assert_eq!(Timestamp::MAX.millis_since(Timestamp::EPOCH), u64::MAX);
         assert_eq!(millis(Duration::MAX), u64::MAX);
