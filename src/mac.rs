@@ -4,8 +4,9 @@
 //! key alone, so their compressions are done once per key ([`MacKey::new`]). A message of at
 //! most 55 bytes then fits one padded block, and the MAC is exactly two SHA-256
 //! compressions: one for the inner hash, one for the outer. Going through `hmac`/`digest`
-//! for the same result costs about half as much again (buffering, cloning, finalising), which
-//! matters when the whole decision is measured against these two compressions.
+//! for the same result adds buffering, cloning and finalising (`cargo bench --bench
+//! decision`: the `hmac` crate from a cloned schedule takes longer than a whole derived
+//! token here), which matters when the decision is measured against two compressions.
 //!
 //! Tests check every result against the `hmac` crate.
 
@@ -66,38 +67,54 @@ impl MacKey {
         Self { inner, outer }
     }
 
-    /// HMAC-SHA256 of `message`: two compressions. `L` is checked at compile time.
+    /// HMAC-SHA256 of `message`: two compressions. `L` is checked at compile time. The
+    /// tests' general form of [`mac_block`](Self::mac_block), checked against `hmac`.
+    #[cfg(test)]
     pub(crate) fn mac<const L: usize>(&self, message: &[u8; L]) -> Tag {
-        const { assert!(L <= MAX_MESSAGE, "message must fit one SHA-256 block") };
-        let mut block = [0u8; BLOCK];
-        padded(&mut block, message, BLOCK.saturating_add(L));
-        let mut inner = self.inner;
-        compress256(&mut inner, core::slice::from_ref(&block));
+        let mut block = const { padding(L) };
+        block.iter_mut().zip(message).for_each(|(b, m)| *b = *m);
+        let tag = self.mac_block(&block);
+        block.zeroize();
+        tag
+    }
 
-        let mut inner_digest = [0u8; 32];
-        write_words(&mut inner_digest, &inner);
-        block = [0u8; BLOCK];
-        padded(&mut block, &inner_digest, BLOCK.saturating_add(32));
+    /// HMAC-SHA256 of a message already laid out in one block after its [`padding`]: the
+    /// hot path. Callers build the block in place, so no byte of the message is copied
+    /// twice; the outer block is written straight from the inner state words.
+    pub(crate) fn mac_block(&self, block: &[u8; BLOCK]) -> Tag {
+        let mut inner = self.inner;
+        compress256(&mut inner, core::slice::from_ref(block));
+        let mut digest_block = const { padding(32) };
+        digest_block
+            .chunks_exact_mut(4)
+            .zip(inner)
+            .for_each(|(chunk, word)| chunk.copy_from_slice(&word.to_be_bytes()));
         let mut outer = self.outer;
-        compress256(&mut outer, core::slice::from_ref(&block));
+        compress256(&mut outer, core::slice::from_ref(&digest_block));
         outer
     }
 }
 
-/// Lays out `message` ‖ 0x80 ‖ zeros ‖ bit length of `total_len` bytes, in one block.
-fn padded<const L: usize>(block: &mut [u8; BLOCK], message: &[u8; L], total_len: usize) {
-    const { assert!(L <= MAX_MESSAGE) };
-    let (head, length) = block.split_at_mut(BLOCK - 8);
-    head.iter_mut().zip(message).for_each(|(b, m)| *b = *m);
-    if let Some(b) = head.get_mut(L) {
-        *b = 0x80;
+/// The SHA-256 padding of a `len`-byte message that follows one key block: zeros where the
+/// message goes, `0x80` after it, zeros, and the bit length of key block plus message in
+/// the last 8 bytes. Only ever evaluated at compile time (`const { padding(L) }`), where an
+/// out-of-range `len` or index is a compile error, never a panic.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+pub(crate) const fn padding(len: usize) -> [u8; BLOCK] {
+    assert!(len <= MAX_MESSAGE, "message must fit one SHA-256 block");
+    let mut block = [0u8; BLOCK];
+    block[len] = 0x80;
+    let bits = ((BLOCK + len) as u64 * 8).to_be_bytes();
+    let mut i = 0;
+    while i < bits.len() {
+        block[BLOCK - bits.len() + i] = bits[i];
+        i += 1;
     }
-    // `total_len` is at most 128 bytes, so the bit length always fits.
-    let bits = (total_len as u64).saturating_mul(8);
-    length.copy_from_slice(&bits.to_be_bytes());
+    block
 }
 
 /// Writes state words as big-endian bytes, as SHA-256 outputs them.
+#[cfg(test)]
 pub(crate) fn write_words(out: &mut [u8; 32], words: &Tag) {
     out.chunks_exact_mut(4)
         .zip(words)

@@ -123,7 +123,7 @@ impl Eq for Seed {}
 
 impl Drop for Seed {
     fn drop(&mut self) {
-        self.0.zeroize();
+        self.0.as_mut_slice().zeroize();
     }
 }
 
@@ -231,21 +231,25 @@ impl Session {
     #[must_use]
     pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
         let mut out = [0u8; Self::ENCODED_LEN];
-        let fields: [&[u8]; 10] = [
-            &[Self::FORMAT],
-            &self.client_id.0,
-            &self.seed.0,
-            &[self.key_id.0],
-            &self.generation.to_be_bytes(),
-            &self.created_at.unix_millis().to_be_bytes(),
-            &self.rotated_at.unix_millis().to_be_bytes(),
-            &self.expires_at.unix_millis().to_be_bytes(),
-            &[u8::from(self.acknowledged)],
-            &self.version.to_be_bytes(),
-        ];
-        out.iter_mut()
-            .zip(fields.into_iter().flatten())
-            .for_each(|(d, s)| *d = *s);
+        let (format, rest) = out.split_at_mut(1);
+        let (client, rest) = rest.split_at_mut(ClientId::LEN);
+        let (seed, rest) = rest.split_at_mut(Seed::LEN);
+        let (key, rest) = rest.split_at_mut(1);
+        let (generation, rest) = rest.split_at_mut(8);
+        let (created, rest) = rest.split_at_mut(8);
+        let (rotated, rest) = rest.split_at_mut(8);
+        let (expires, rest) = rest.split_at_mut(8);
+        let (flags, version) = rest.split_at_mut(1);
+        format.copy_from_slice(&[Self::FORMAT]);
+        client.copy_from_slice(&self.client_id.0);
+        seed.copy_from_slice(&self.seed.0);
+        key.copy_from_slice(&[self.key_id.0]);
+        generation.copy_from_slice(&self.generation.to_be_bytes());
+        created.copy_from_slice(&self.created_at.unix_millis().to_be_bytes());
+        rotated.copy_from_slice(&self.rotated_at.unix_millis().to_be_bytes());
+        expires.copy_from_slice(&self.expires_at.unix_millis().to_be_bytes());
+        flags.copy_from_slice(&[u8::from(self.acknowledged)]);
+        version.copy_from_slice(&self.version.to_be_bytes());
         out
     }
 
