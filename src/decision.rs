@@ -294,13 +294,21 @@ pub(crate) fn decide(
         return previous(keyring, config, session, current.abs_diff(presented), now);
     }
 
-    // `presented ≥ current`. A verified token from the future means the host lost a write
-    // (or a replica lags, or a backup was restored): adopt it as current.
+    // `presented ≥ current`. A verified token from the future means the host lost the write
+    // of the rotation that issued it (or a replica lags, or a backup was restored): adopt it
+    // as current, and replay that lost rotation's window and expiry from `now`, the first
+    // moment this host knows of it. Keeping the stale window instead would rotate again on
+    // every request until a write lands, each time pushing the batch's other requests a
+    // generation further behind, until they count as replays.
     let fast_forward = (presented > current).then(|| {
         let mut ahead = session.next_version();
         ahead.generation = presented;
         ahead.key_id = token.key_id();
         ahead.acknowledged = false;
+        if config.rotate() {
+            ahead.rotated_at = now.max(session.rotated_at);
+            ahead.expires_at = expiry(config, &ahead, ahead.rotated_at);
+        }
         ahead
     });
     let base = fast_forward.as_ref().unwrap_or(session);

@@ -181,8 +181,12 @@ fn newer_token_inside_window_fast_forwards_as_batch_reuse() {
         } => {
             assert_eq!(updated.generation(), 3);
             assert_eq!(updated.version(), stale.version() + 1);
-            // The stale record's window is kept: nothing but a Rotate moves it.
-            assert_eq!(updated.rotated_at(), stale.rotated_at());
+            // The lost rotation is replayed now: its window and expiry start here.
+            assert_eq!(updated.rotated_at(), host.now);
+            assert_eq!(
+                updated.expires_at(),
+                host.now.saturating_add(host.rotator.config().lifespan())
+            );
             assert_eq!(host.rotator.current_token(&updated).unwrap(), newer);
         }
         other => panic!("expected a fast-forward BatchReuse, got {other:?}"),
@@ -190,16 +194,26 @@ fn newer_token_inside_window_fast_forwards_as_batch_reuse() {
 }
 
 #[test]
-fn newer_token_after_window_fast_forwards_and_rotates() {
+fn newer_token_after_the_stale_window_fast_forwards_into_a_new_window() {
     let mut host = Host::default_config();
     let (stale, tokens) = host.rotated(1);
     host.advance(W);
     let (_lost, newer) = rotated(host.present(&stale, &tokens[1]));
     host.advance(W);
-    let (next, token) = rotated(host.present(&stale, &newer));
+    // The stale record's window is long over, but the lost rotation's is replayed from now:
+    // a batch member, not another rotation.
+    let Decision::BatchReuse {
+        updated: Some(adopted),
+    } = host.present(&stale, &newer)
+    else {
+        panic!("expected a fast-forward batch member");
+    };
+    assert_eq!(adopted.generation(), 2);
+    assert_eq!(adopted.rotated_at(), host.now);
+    // Forced, it rotates on from the adopted generation.
+    let (next, token) = rotated(host.present_unbatched(&stale, &newer));
     assert_eq!(next.generation(), 3);
     assert_eq!(token.generation(), 3);
-    assert_eq!(next.rotated_at(), host.now);
 }
 
 #[test]
