@@ -1,0 +1,171 @@
+//! A devise_token_auth-compatible auth server on rotauth: the headers, routes and bodies
+//! that ng-token-auth, vue-auth's devise driver, devise-token-auth-client and j-toker speak,
+//! with rotauth deciding every token, SQLite (or PostgreSQL, shared by several instances)
+//! storing one row per session, and argon2 hashing passwords.
+//!
+//! ```text
+//! cargo run --example devise_server                     # http://127.0.0.1:3000
+//! cargo run --example devise_server -- --help           # flags
+//! ROTAUTH_KEY=$(openssl rand -hex 32) cargo run --example devise_server
+//! cargo run --example devise_server -- --database-url postgres://postgres@127.0.0.1:5432/rotauth
+//! ```
+//!
+//! Routes (mounted at `/auth` as devise_token_auth does): `POST /auth` (sign up),
+//! `POST /auth/sign_in`, `GET /auth/validate_token`, `DELETE /auth/sign_out`,
+//! `PUT /auth/password` (new password, signs out every other session of the user) and the
+//! protected `GET /demo/members_only`. See `docs/devise_server.md`.
+//!
+//! The modules are shared with `tests/devise_server.rs`, which runs this same router on an
+//! ephemeral port and talks to it over HTTP.
+
+#[cfg(not(target_family = "wasm"))]
+mod app;
+#[cfg(not(target_family = "wasm"))]
+mod cli;
+#[cfg(not(target_family = "wasm"))]
+mod headers;
+#[cfg(not(target_family = "wasm"))]
+mod pg_store;
+#[cfg(not(target_family = "wasm"))]
+mod store;
+
+/// The server needs sockets and threads: on WASI this example is empty.
+#[cfg(target_family = "wasm")]
+fn main() {}
+
+#[cfg(not(target_family = "wasm"))]
+fn main() -> std::process::ExitCode {
+    use std::process::ExitCode;
+
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match command {
+        cli::Command::Help => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        cli::Command::Run(cli) => cli,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+async fn run(cli: cli::Cli) -> Result<(), String> {
+    let key = std::env::var("ROTAUTH_KEY").ok();
+    let (keyring, generated) = cli::keyring(key.as_deref())?;
+    let settings = cli::settings(&cli, keyring, app::LogSink::Stderr)?;
+    if generated {
+        eprintln!(
+            "warning: ROTAUTH_KEY is not set; using a random key, so sessions will not survive a restart"
+        );
+    }
+    if cli.fast_hashing {
+        eprintln!(
+            "warning: --insecure-fast-hashing: password hashes are cheap to crack (tests only)"
+        );
+    }
+    if cli.clock_offset_ms != 0 {
+        eprintln!(
+            "warning: --clock-offset-ms {}: this server's clock is shifted (tests only)",
+            cli.clock_offset_ms
+        );
+    }
+    // The request handling is generic over the store: one monomorphic server per database.
+    match cli.database_url.as_deref() {
+        Some(url) => {
+            let store = pg_store::PgStore::open(url, cli.pool_size)
+                .await
+                .map_err(|e| format!("database: {e}"))?;
+            let db = store.describe();
+            serve(&cli, app::AppState::new(store, settings)?, &db).await
+        }
+        None => {
+            let store = store::SqliteStore::open(&cli.db)
+                .map_err(|e| format!("database {}: {e}", cli.db))?;
+            let db = cli.db.clone();
+            serve(&cli, app::AppState::new(store, settings)?, &db).await
+        }
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+async fn serve<S: store::Store>(
+    cli: &cli::Cli,
+    state: app::AppState<S>,
+    db: &str,
+) -> Result<(), String> {
+    use std::io::Write as _;
+
+    let listener = tokio::net::TcpListener::bind(&cli.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cli.addr))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("no local address: {e}"))?;
+    // The first stdout line is the protocol for scripts and tests that pass port 0.
+    println!("rotauth devise_server listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    eprintln!(
+        "db={db} batch_window={}ms lifespan={}s mode={:?} replay={:?} rotation={} batch_token={:?}",
+        cli.batch_window_ms, cli.lifespan_secs, cli.mode, cli.replay, cli.rotate, cli.batch_token,
+    );
+    let result = app::serve(listener, state.clone(), shutdown_signal())
+        .await
+        .map_err(|e| format!("server failed: {e}"));
+    let metrics = state.metrics();
+    eprintln!(
+        "stopped: {} compare-and-swap conflicts decided again, {} gave up",
+        metrics
+            .cas_conflicts
+            .load(std::sync::atomic::Ordering::Relaxed),
+        metrics
+            .cas_exhausted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    result
+}
+
+/// Ctrl-C, or SIGTERM on Unix (what `kill` and container runtimes send).
+#[cfg(not(target_family = "wasm"))]
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    eprintln!("shutting down");
+}

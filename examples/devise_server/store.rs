@@ -1,0 +1,350 @@
+//! Storage: users and one row per session holding rotauth's record bytes.
+//!
+//! The request handling sees only the [`Store`] trait, so another database (PostgreSQL,
+//! say) is one more implementation of it. The one rule every implementation must keep is
+//! SPEC §6: [`Store::swap_session`] is a compare-and-swap on the version the caller read.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rotauth::{ClientId, Session};
+use rusqlite::{Connection, OptionalExtension, params};
+use zeroize::Zeroizing;
+
+/// A signed-up user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct User {
+    /// The database id.
+    pub(crate) id: i64,
+    /// The email, lowercased; devise's `uid` for the email provider.
+    pub(crate) email: String,
+}
+
+/// A user with the PHC string of their password hash.
+pub(crate) struct UserWithHash {
+    pub(crate) user: User,
+    pub(crate) password_hash: String,
+}
+
+/// A session row as read: its owner, rotauth's record bytes and the version column.
+pub(crate) struct StoredSession {
+    pub(crate) user: User,
+    /// `Session::encode()` output. It holds the seed, so it is wiped when dropped.
+    pub(crate) record: Zeroizing<Vec<u8>>,
+    /// Mirrors `Session::version()` of `record`: what the next update compares against.
+    pub(crate) version: u64,
+}
+
+/// The database failed (unreachable, locked for too long, schema gone, disk full...).
+/// The request answers 503 and sends no token.
+#[derive(Debug)]
+pub(crate) struct StoreError(pub(crate) String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// What the request handling needs from a database.
+pub(crate) trait Store: Clone + Send + Sync + 'static {
+    /// Creates a user; `None` if the email is taken.
+    fn create_user(
+        &self,
+        email: String,
+        password_hash: String,
+    ) -> impl Future<Output = Result<Option<User>, StoreError>> + Send;
+
+    /// The user with this (lowercased) email.
+    fn user_by_email(
+        &self,
+        email: String,
+    ) -> impl Future<Output = Result<Option<UserWithHash>, StoreError>> + Send;
+
+    /// The session row of `client_id` with its user.
+    fn session(
+        &self,
+        client_id: ClientId,
+    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send;
+
+    /// Stores a new session of `user_id`, first dropping the user's expired sessions, then,
+    /// beyond `max_per_user`, the ones expiring first. Returns how many were dropped.
+    fn insert_session(
+        &self,
+        user_id: i64,
+        session: &Session,
+        max_per_user: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Replaces the record of `session.client_id()` if its version is still
+    /// `expected_version`. `false`: another request changed or deleted it first; re-read
+    /// and decide again.
+    fn swap_session(
+        &self,
+        expected_version: u64,
+        session: &Session,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes the session; `false` if it was not there.
+    fn delete_session(
+        &self,
+        client_id: ClientId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Sets a new password hash and deletes every other session of the user, in one
+    /// transaction. Returns how many sessions were deleted.
+    fn change_password(
+        &self,
+        user_id: i64,
+        password_hash: String,
+        keep: ClientId,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// SQLite through rusqlite. One connection behind a mutex, used from tokio's blocking pool:
+/// SQLite serialises writers anyway, and each statement takes microseconds. The CAS still
+/// matters, because a request reads, decides and writes in three separate steps and other
+/// requests run in between.
+#[derive(Clone)]
+pub(crate) struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    client_id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    record BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id, expires_at);
+";
+
+/// SQL integers are signed (SQLite's and PostgreSQL's `BIGINT`); versions and timestamps
+/// are `u64`. The bits are kept as they are, so equality (all the CAS needs) and the order
+/// of real timestamps survive.
+pub(crate) fn to_sql(v: u64) -> i64 {
+    i64::from_ne_bytes(v.to_ne_bytes())
+}
+
+pub(crate) fn from_sql(v: i64) -> u64 {
+    u64::from_ne_bytes(v.to_ne_bytes())
+}
+
+pub(crate) fn now_millis() -> i64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    to_sql(ms)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`; `:memory:` is a private
+    /// in-memory database that lives as long as the server.
+    pub(crate) fn open(path: &str) -> Result<Self, StoreError> {
+        let conn = if path == ":memory:" {
+            Connection::open_in_memory()?
+        } else {
+            let conn = Connection::open(Path::new(path))?;
+            // WAL: readers don't block the writer; NORMAL: no fsync per commit in WAL mode
+            // (a power cut may lose the last commits, never corrupt the file).
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection in tokio's blocking pool.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard: MutexGuard<'_, Connection> = conn
+                .lock()
+                .map_err(|_| StoreError("database connection poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError(format!("database task failed: {e}")))?
+    }
+}
+
+impl Store for SqliteStore {
+    async fn create_user(
+        &self,
+        email: String,
+        password_hash: String,
+    ) -> Result<Option<User>, StoreError> {
+        self.with_conn(move |conn| {
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO users (email, password_hash, created_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (email) DO NOTHING",
+                )?
+                .execute(params![email, password_hash, now_millis()])?;
+            if inserted == 0 {
+                return Ok(None);
+            }
+            Ok(Some(User {
+                id: conn.last_insert_rowid(),
+                email,
+            }))
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email: String) -> Result<Option<UserWithHash>, StoreError> {
+        self.with_conn(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT id, email, password_hash FROM users WHERE email = ?1")?
+                .query_row(params![email], |row| {
+                    Ok(UserWithHash {
+                        user: User {
+                            id: row.get(0)?,
+                            email: row.get(1)?,
+                        },
+                        password_hash: row.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn session(&self, client_id: ClientId) -> Result<Option<StoredSession>, StoreError> {
+        let key = client_id.to_string();
+        self.with_conn(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT users.id, users.email, sessions.record, sessions.version
+                     FROM sessions JOIN users ON users.id = sessions.user_id
+                     WHERE sessions.client_id = ?1",
+                )?
+                .query_row(params![key], |row| {
+                    Ok(StoredSession {
+                        user: User {
+                            id: row.get(0)?,
+                            email: row.get(1)?,
+                        },
+                        record: Zeroizing::new(row.get(2)?),
+                        version: from_sql(row.get(3)?),
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn insert_session(
+        &self,
+        user_id: i64,
+        session: &Session,
+        max_per_user: usize,
+    ) -> Result<usize, StoreError> {
+        let key = session.client_id().to_string();
+        let record = Zeroizing::new(session.encode());
+        let version = to_sql(session.version());
+        let expires_at = to_sql(session.expires_at().unix_millis());
+        let max = i64::try_from(max_per_user).unwrap_or(i64::MAX);
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            let expired = tx
+                .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND expires_at <= ?2")?
+                .execute(params![user_id, now_millis()])?;
+            tx.prepare_cached(
+                "INSERT INTO sessions (client_id, user_id, record, version, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![key, user_id, &record[..], version, expires_at])?;
+            // Beyond the cap, evict the sessions expiring first; the new one expires last.
+            let evicted = tx
+                .prepare_cached(
+                    "DELETE FROM sessions WHERE client_id IN (
+                        SELECT client_id FROM sessions WHERE user_id = ?1
+                        ORDER BY expires_at ASC, rowid ASC
+                        LIMIT max(0, (SELECT count(*) FROM sessions WHERE user_id = ?1) - ?2))",
+                )?
+                .execute(params![user_id, max])?;
+            tx.commit()?;
+            Ok(expired.saturating_add(evicted))
+        })
+        .await
+    }
+
+    async fn swap_session(
+        &self,
+        expected_version: u64,
+        session: &Session,
+    ) -> Result<bool, StoreError> {
+        let key = session.client_id().to_string();
+        let record = Zeroizing::new(session.encode());
+        let version = to_sql(session.version());
+        let expires_at = to_sql(session.expires_at().unix_millis());
+        let expected = to_sql(expected_version);
+        self.with_conn(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE sessions SET record = ?1, version = ?2, expires_at = ?3
+                     WHERE client_id = ?4 AND version = ?5",
+                )?
+                .execute(params![&record[..], version, expires_at, key, expected])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, client_id: ClientId) -> Result<bool, StoreError> {
+        let key = client_id.to_string();
+        self.with_conn(move |conn| {
+            let deleted = conn
+                .prepare_cached("DELETE FROM sessions WHERE client_id = ?1")?
+                .execute(params![key])?;
+            Ok(deleted == 1)
+        })
+        .await
+    }
+
+    async fn change_password(
+        &self,
+        user_id: i64,
+        password_hash: String,
+        keep: ClientId,
+    ) -> Result<usize, StoreError> {
+        let keep = keep.to_string();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            tx.prepare_cached("UPDATE users SET password_hash = ?1 WHERE id = ?2")?
+                .execute(params![password_hash, user_id])?;
+            let deleted = tx
+                .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND client_id <> ?2")?
+                .execute(params![user_id, keep])?;
+            tx.commit()?;
+            Ok(deleted)
+        })
+        .await
+    }
+}

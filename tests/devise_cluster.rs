@@ -1,0 +1,322 @@
+//! Several `devise_server` instances sharing one PostgreSQL database (issue 7), tested with
+//! the built example binary as real child processes on 127.0.0.1:
+//!
+//! - two instances, clients sending each request of their parallel bursts to a random
+//!   instance (no affinity) and following their tokens: zero 401, zero 5xx, one consistent
+//!   record per session in the database;
+//! - the same with the instances' clocks 2 s apart;
+//! - one instance SIGKILLed in the middle of the load: clients retry on the other, no
+//!   session is lost and no client is logged out;
+//! - the same load on one instance with SQLite.
+//!
+//! The PostgreSQL tests need `ROTAUTH_TEST_DATABASE_URL` and FAIL without it (run
+//! `bash scripts/with-postgres.sh cargo test`); each creates its own database.
+//! Not on WASI: processes and sockets.
+#![cfg(not(target_family = "wasm"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    unreachable_pub
+)]
+
+#[allow(dead_code)]
+#[path = "devise_server/cluster.rs"]
+mod cluster;
+
+use std::time::Duration;
+
+use cluster::{Http, Instance, Plan, TempDir, TestDb, assert_all_ok, assert_records, run_load};
+use rotauth::Session;
+
+const CLIENTS: usize = 50;
+const REQUESTS: usize = 200;
+
+/// Starts `flags.len()` instances on `db` at the same moment (so both create the schema at
+/// once) and waits until each listens.
+fn start_all(db: &TestDb, dir: &TempDir, flags: &[&[&str]]) -> Vec<Instance> {
+    let started: Vec<_> = flags
+        .iter()
+        .enumerate()
+        .map(|(i, flags)| {
+            let mut args = vec!["--database-url", db.url.as_str()];
+            args.extend_from_slice(flags);
+            Instance::start(&args, &dir.0, &format!("instance{i}"))
+        })
+        .collect();
+    started.into_iter().map(Instance::ready).collect()
+}
+
+async fn report(http: &Http, label: &str, instances: &[&Instance], totals: &cluster::Totals) {
+    let mut conflicts = 0;
+    let mut served = Vec::new();
+    for instance in instances {
+        conflicts += http
+            .metric(instance.addr, "rotauth_cas_conflicts_total")
+            .await;
+        let metrics = http.metrics(instance.addr).await;
+        served.push(
+            metrics
+                .iter()
+                .filter(|(n, _)| n.starts_with("rotauth_decisions_total"))
+                .map(|(_, v)| v)
+                .sum::<u64>(),
+        );
+    }
+    eprintln!(
+        "{label}: {} requests, all 200; decisions per instance {served:?}; \
+         {conflicts} compare-and-swap conflicts decided again; {} resent after a transport error",
+        totals.requests, totals.retries
+    );
+}
+
+async fn stored_session(db: &TestDb, client: &str) -> Session {
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT record FROM sessions WHERE client_id = $1",
+            &[&client],
+        )
+        .await
+        .unwrap();
+    Session::decode(row.get::<_, &[u8]>(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_database_under_load() {
+    let db = TestDb::create().await;
+    let dir = TempDir::new();
+    let flags: &[&str] = &["--batch-window-ms", "2000"];
+    let instances = start_all(&db, &dir, &[flags, flags]);
+    let addrs: Vec<_> = instances.iter().map(|i| i.addr).collect();
+    let http = Http::new();
+    let plan = Plan {
+        clients: CLIENTS,
+        requests: REQUESTS,
+        seed: 1,
+        kill: None,
+    };
+    let (outcomes, totals) = run_load(&http, &addrs, &plan).await;
+    assert_all_ok(&totals, &plan);
+    assert_records(&outcomes, &db.sessions().await, true);
+    // Both instances decided a fair share: the balancing really spread the sessions.
+    let refs: Vec<&Instance> = instances.iter().collect();
+    for instance in &refs {
+        let decided: u64 = http
+            .metrics(instance.addr)
+            .await
+            .iter()
+            .filter(|(n, _)| n.starts_with("rotauth_decisions_total"))
+            .map(|(_, v)| v)
+            .sum();
+        assert!(
+            decided > (CLIENTS * REQUESTS / 4) as u64,
+            "instance decided only {decided}"
+        );
+    }
+    report(&http, "two instances", &refs, &totals).await;
+}
+
+/// Instance 0 runs 2 s ahead. A rotation it stamps lies in the future for instance 1, whose
+/// requests then see age 0 (saturating): inside the window, a batch. A rotation stamped by
+/// instance 1 looks 2 s old to instance 0, so the window must exceed 2 s plus a burst's
+/// spread: the default 5 s does (devise's `batch_request_buffer_throttle`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_two_seconds_apart_still_log_no_one_out() {
+    let db = TestDb::create().await;
+    let dir = TempDir::new();
+    let instances = start_all(&db, &dir, &[&["--clock-offset-ms", "2000"], &[]]);
+    let (fast, slow) = (instances[0].addr, instances[1].addr);
+    let http = Http::new();
+
+    // One client by hand, to see what the skew does to the record.
+    let mut auth = http.sign_up(slow, "skew@example.com").await;
+    let wall_before = rotauth_now_millis();
+    let resp = http
+        .get(fast, "/demo/members_only?unbatch=true", &auth)
+        .await;
+    assert_eq!(resp.status, 200);
+    assert!(auth.follow(&resp), "unbatch rotates");
+    let stamped = stored_session(&db, &auth.client).await.rotated_at();
+    assert!(
+        stamped.unix_millis() >= wall_before + 2000,
+        "the fast instance stamps its own clock"
+    );
+    // The slow instance sees that rotation in its future: a batch, not a refusal.
+    let resp = http.get(slow, "/demo/members_only", &auth).await;
+    assert_eq!(resp.status, 200);
+    auth.follow(&resp);
+    // A forced rotation on the slow instance never moves rotated_at backwards.
+    let resp = http
+        .get(slow, "/auth/validate_token?unbatch=true", &auth)
+        .await;
+    assert_eq!(resp.status, 200);
+    assert!(auth.follow(&resp));
+    let session = stored_session(&db, &auth.client).await;
+    assert!(session.rotated_at() >= stamped, "rotated_at went backwards");
+    assert_eq!(session.generation(), auth.received);
+    // The token it received passes on both.
+    for addr in [fast, slow] {
+        let resp = http.get(addr, "/auth/validate_token", &auth).await;
+        assert_eq!(resp.status, 200);
+        auth.follow(&resp);
+    }
+
+    let plan = Plan {
+        clients: CLIENTS,
+        requests: REQUESTS,
+        seed: 2,
+        kill: None,
+    };
+    let (outcomes, totals) = run_load(&http, &[fast, slow], &plan).await;
+    assert_all_ok(&totals, &plan);
+    let rows: Vec<_> = db
+        .sessions()
+        .await
+        .into_iter()
+        .filter(|(client, _, _)| *client != auth.client)
+        .collect();
+    assert_records(&outcomes, &rows, true);
+    report(
+        &http,
+        "clocks 2 s apart",
+        &[&instances[0], &instances[1]],
+        &totals,
+    )
+    .await;
+}
+
+/// SIGKILL one of two instances once 40 % of the load is answered. Requests in flight on
+/// it are lost, including, possibly, a response that carried a rotation already committed.
+/// Its client retries on the survivor with the token it holds: inside the window that is a
+/// batch member; after the window, Recover mode hands it the committed token again
+/// (SPEC §4: a lost response), where Strict mode would refuse it. So the instances run
+/// `--mode recover`, and after the load every client waits out the window and must still
+/// be signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_killed_mid_load_loses_no_session_and_logs_no_one_out() {
+    const WINDOW_MS: u64 = 2000;
+    let db = TestDb::create().await;
+    let dir = TempDir::new();
+    let flags: &[&str] = &["--batch-window-ms", "2000", "--mode", "recover"];
+    let mut instances = start_all(&db, &dir, &[flags, flags]);
+    let addrs: Vec<_> = instances.iter().map(|i| i.addr).collect();
+    let http = Http::new();
+    let plan = Plan {
+        clients: CLIENTS,
+        requests: REQUESTS,
+        seed: 3,
+        kill: Some((instances[1].pid(), CLIENTS * REQUESTS * 2 / 5)),
+    };
+    let (mut outcomes, totals) = run_load(&http, &addrs, &plan).await;
+    assert!(instances[1].exited(), "the instance was killed");
+    assert!(
+        totals.retries > 0,
+        "clients met the dead instance and retried"
+    );
+    assert_all_ok(&totals, &plan);
+
+    // Only to let the batch window pass; nothing asserts how long anything took.
+    tokio::time::sleep(Duration::from_millis(WINDOW_MS + 200)).await;
+    let survivor = instances[0].addr;
+    for outcome in &mut outcomes {
+        let resp = http
+            .get(survivor, "/auth/validate_token", &outcome.auth)
+            .await;
+        assert_eq!(resp.status, 200, "client logged out: {}", resp.text);
+        assert!(outcome.auth.follow(&resp), "past the window: a new token");
+    }
+    assert_records(&outcomes, &db.sessions().await, false);
+    let reissued = http
+        .metric(survivor, "rotauth_decisions_total{kind=\"reissue\"}")
+        .await;
+    report(&http, "one instance killed", &[&instances[0]], &totals).await;
+    eprintln!("one instance killed: {reissued} lost responses reissued by the survivor");
+}
+
+/// The same load on one instance with the default SQLite store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_on_sqlite_passes_the_same_load() {
+    let dir = TempDir::new();
+    let file = dir.0.join("cluster.sqlite3");
+    let file_arg = file.display().to_string();
+    let instance = Instance::spawn(
+        &["--db", &file_arg, "--batch-window-ms", "2000"],
+        &dir.0,
+        "sqlite",
+    );
+    let http = Http::new();
+    let plan = Plan {
+        clients: CLIENTS,
+        requests: REQUESTS,
+        seed: 4,
+        kill: None,
+    };
+    let (outcomes, totals) = run_load(&http, &[instance.addr], &plan).await;
+    assert_all_ok(&totals, &plan);
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT client_id, record, version FROM sessions")
+        .unwrap();
+    let rows: Vec<(String, Vec<u8>, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_records(&outcomes, &rows, true);
+    report(&http, "one instance, SQLite", &[&instance], &totals).await;
+}
+
+fn rotauth_now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The new flags, through the binary: bad values exit 2 with a message; an unreachable
+/// database exits 1 and names neither the password nor the URL's secrets.
+#[test]
+fn bad_database_flags_are_refused_without_echoing_the_password() {
+    use std::process::Command;
+
+    let bin = cluster::server_binary();
+    for (args, expected) in [
+        (
+            &["--database-url", "mysql://u:pw@127.0.0.1/x"][..],
+            "expected postgres://",
+        ),
+        (&["--clock-offset-ms", "soon"], "--clock-offset-ms"),
+        (&["--pool-size", "0"], "--pool-size"),
+        (&["--metrics=yes"], "unknown flag"),
+    ] {
+        let out = Command::new(&bin).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("pw@"), "password echoed: {stderr}");
+    }
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let out = Command::new(&bin)
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--database-url",
+            "postgres://rotauth:s3cret-pw@127.0.0.1:1/rotauth",
+        ])
+        .env("ROTAUTH_KEY", cluster::KEY_HEX)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("database:"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cret-pw"),
+        "password in the log: {stderr}"
+    );
+    assert!(out.stdout.is_empty(), "listening without a database");
+}

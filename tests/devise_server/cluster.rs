@@ -1,0 +1,621 @@
+//! Harness for `tests/devise_cluster.rs`: the built `devise_server` example run as real
+//! child processes (so killing one is real), a fresh PostgreSQL database per test, an HTTP
+//! client that survives a dead instance, and a load of clients that follow their tokens
+//! while each request goes to a randomly chosen instance (a load balancer without affinity).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{HeaderMap, Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rotauth::{Session, Token};
+
+/// The signing key every instance of a test shares (hex; a test key, not a secret).
+pub const KEY_HEX: &str = "0707070707070707070707070707070707070707070707070707070707070707";
+pub const PASSWORD: &str = "correct horse battery";
+/// Where `bash scripts/with-postgres.sh` puts the throwaway cluster.
+pub const DATABASE_ENV: &str = "ROTAUTH_TEST_DATABASE_URL";
+
+/// The PostgreSQL server the tests may create databases on. Unset is a failure, never a
+/// skip: a green run must mean the cluster tests ran.
+pub fn admin_url() -> String {
+    match std::env::var(DATABASE_ENV) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "{DATABASE_ENV} is not set, so the PostgreSQL cluster tests cannot run.\n\
+             Run them with a throwaway PostgreSQL (installed from Debian's packages if needed):\n\
+             \n    bash scripts/with-postgres.sh cargo test\n\n\
+             or point {DATABASE_ENV} at a server where the tests may CREATE DATABASE, e.g.\n\
+             \n    {DATABASE_ENV}=postgres://postgres@127.0.0.1:5432/postgres cargo test --test devise_cluster\n"
+        ),
+    }
+}
+
+/// The example binary `cargo test` built next to this test binary.
+pub fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join("devise_server"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test` (which builds the examples) or \
+         `cargo build --example devise_server` first",
+        bin.display()
+    );
+    bin
+}
+
+fn random_suffix() -> String {
+    use rand::TryRng as _;
+    format!("{:016x}", rand::rngs::SysRng.try_next_u64().unwrap())
+}
+
+/// A temporary directory for the instances' logs and SQLite files, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "rotauth-cluster-{}-{}",
+            std::process::id(),
+            random_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh database on the test server (`CREATE DATABASE t_<random>`), so tests run in
+/// parallel without seeing each other's rows; dropped at the end.
+pub struct TestDb {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_dbname(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let (scheme, rest) = base.split_once("://").expect("a postgres:// URL");
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let mut out = format!("{scheme}://{authority}/{name}");
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_ENV}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        let admin = admin_url();
+        let name = format!("t_{}", random_suffix());
+        connect(&admin)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        Self {
+            url: with_dbname(&admin, &name),
+            admin,
+            name,
+        }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
+    /// Every session row: client id, record bytes, version column.
+    pub async fn sessions(&self) -> Vec<(String, Vec<u8>, i64)> {
+        self.client()
+            .await
+            .query("SELECT client_id, record, version FROM sessions", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: a thread with its own runtime does the I/O.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok((client, connection)) =
+                    tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// One `devise_server` process.
+pub struct Instance {
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Instance {
+    /// Starts the binary with `args` (and the shared key, cheap hashing, `--metrics`,
+    /// `--quiet`, port 0); returns before it has printed its address: see [`Self::ready`].
+    pub fn start(args: &[&str], dir: &Path, name: &str) -> (Child, PathBuf) {
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(server_binary())
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--quiet",
+                "--metrics",
+                "--insecure-fast-hashing",
+            ])
+            .args(args)
+            .env("ROTAUTH_KEY", KEY_HEX)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        (child, log)
+    }
+
+    /// Waits for the first stdout line, `... listening on http://ADDR`.
+    pub fn ready((mut child, log): (Child, PathBuf)) -> Self {
+        let mut first = String::new();
+        let stdout = child.stdout.take().unwrap();
+        let _ = BufReader::new(stdout).read_line(&mut first);
+        let addr = first
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the server did not start (first line {first:?}); its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        Self { child, addr, log }
+    }
+
+    pub fn spawn(args: &[&str], dir: &Path, name: &str) -> Self {
+        Self::ready(Self::start(args, dir, name))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited (and reaps it).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SIGKILL, as a crashed machine: no graceful shutdown, responses in flight are lost.
+pub fn kill_hard(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -KILL {pid} failed");
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The new token of this response; batch responses carry `" "`.
+    pub fn token(&self) -> Option<String> {
+        self.header("access-token")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    }
+}
+
+/// What a devise client keeps.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    pub token: String,
+    pub client: String,
+    pub uid: String,
+    /// How many responses handed this client a token it did not hold.
+    pub received: u64,
+}
+
+impl Auth {
+    pub fn from_response(resp: &Resp) -> Self {
+        Self {
+            token: resp.token().expect("no access-token"),
+            client: resp.header("client").expect("no client").to_owned(),
+            uid: resp.header("uid").expect("no uid").to_owned(),
+            received: 0,
+        }
+    }
+
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("access-token", self.token.clone()),
+            ("token-type", "Bearer".to_owned()),
+            ("client", self.client.clone()),
+            ("uid", self.uid.clone()),
+        ]
+    }
+
+    /// Takes the token of `resp` if it carries a new one, as devise's JavaScript clients do.
+    pub fn follow(&mut self, resp: &Resp) -> bool {
+        match resp.token() {
+            Some(token) if token != self.token => {
+                self.token = token;
+                self.received += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A keep-alive HTTP/1 client for any number of instances.
+#[derive(Clone)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    pub fn new() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// One request; `Err` when the instance is unreachable or the connection breaks.
+    pub async fn try_send(
+        &self,
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<&str>,
+    ) -> Result<Resp, String> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, value.as_str());
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Resp {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+
+    pub async fn get(&self, addr: SocketAddr, path: &str, auth: &Auth) -> Resp {
+        self.try_send(addr, Method::GET, path, &auth.headers(), None)
+            .await
+            .unwrap()
+    }
+
+    pub async fn sign_up(&self, addr: SocketAddr, email: &str) -> Auth {
+        let body = serde_json::json!({
+            "email": email, "password": PASSWORD, "password_confirmation": PASSWORD,
+        });
+        let resp = self
+            .try_send(addr, Method::POST, "/auth", &[], Some(&body.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        Auth::from_response(&resp)
+    }
+
+    /// `rotauth_cas_conflicts_total` and the decision counters of one instance
+    /// (`--metrics`), as `(name, value)` pairs.
+    pub async fn metrics(&self, addr: SocketAddr) -> Vec<(String, u64)> {
+        let resp = self
+            .try_send(addr, Method::GET, "/metrics", &[], None)
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 200);
+        resp.text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    pub async fn metric(&self, addr: SocketAddr, name: &str) -> u64 {
+        self.metrics(addr)
+            .await
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+}
+
+/// The load: `clients` clients, each signed up on a random instance, then sending
+/// `requests` requests in bursts of 3–5 parallel ones with the token it holds, each to a
+/// random instance, following the one new token a burst may bring. Every third burst asks
+/// to `unbatch` on all its requests, so they race to rotate across instances.
+pub struct Plan {
+    pub clients: usize,
+    pub requests: usize,
+    pub seed: u64,
+    /// `(pid, after)`: SIGKILL this instance once `after` requests have been answered.
+    pub kill: Option<(u32, usize)>,
+}
+
+/// One client at the end of the load.
+pub struct Outcome {
+    pub auth: Auth,
+    /// Final status of every request (0: no instance answered).
+    pub statuses: Vec<u16>,
+    /// Bursts that asked to unbatch.
+    pub unbatched: u64,
+}
+
+/// Totals over all clients.
+pub struct Totals {
+    pub requests: usize,
+    pub ok: usize,
+    pub unauthorized: usize,
+    pub server_errors: usize,
+    pub failed: usize,
+    /// Requests sent again to another instance after a transport error.
+    pub retries: u64,
+}
+
+/// Sends `path` to a random instance; on a transport error (instance dead, connection cut
+/// mid-response) tries the others in turn, as a load balancer or a retrying client would.
+async fn send_anywhere(
+    http: &Http,
+    addrs: &[SocketAddr],
+    first: usize,
+    path: &str,
+    auth: &Auth,
+    retries: &AtomicU64,
+) -> Option<Resp> {
+    let n = addrs.len();
+    for attempt in 0..2 * n {
+        let addr = addrs[(first + attempt) % n];
+        match http
+            .try_send(addr, Method::GET, path, &auth.headers(), None)
+            .await
+        {
+            Ok(resp) => return Some(resp),
+            Err(_) => {
+                retries.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    None
+}
+
+pub async fn run_load(http: &Http, addrs: &[SocketAddr], plan: &Plan) -> (Vec<Outcome>, Totals) {
+    let addrs: Arc<[SocketAddr]> = addrs.into();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..plan.clients {
+        let (http, addrs, answered, retries) = (
+            http.clone(),
+            Arc::clone(&addrs),
+            Arc::clone(&answered),
+            Arc::clone(&retries),
+        );
+        let (requests, kill) = (plan.requests, plan.kill);
+        let mut rng = StdRng::seed_from_u64(plan.seed.wrapping_add(i as u64));
+        tasks.push(tokio::spawn(async move {
+            let at = rng.random_range(0..addrs.len());
+            let mut auth = http
+                .sign_up(addrs[at], &format!("load{i}@example.com"))
+                .await;
+            let mut statuses = Vec::with_capacity(requests);
+            let (mut sent, mut burst_no, mut unbatched) = (0usize, 0usize, 0u64);
+            while sent < requests {
+                let size = (3 + (i + burst_no) % 3).min(requests - sent);
+                let unbatch = burst_no % 3 == 0;
+                unbatched += u64::from(unbatch);
+                let mut burst = Vec::new();
+                for j in 0..size {
+                    let path = match (unbatch, j % 2) {
+                        (true, 0) => "/demo/members_only?unbatch=true",
+                        (true, _) => "/auth/validate_token?unbatch=true",
+                        (false, 0) => "/demo/members_only",
+                        (false, _) => "/auth/validate_token",
+                    };
+                    let first = rng.random_range(0..addrs.len());
+                    let (http, addrs, auth, retries, answered) = (
+                        http.clone(),
+                        Arc::clone(&addrs),
+                        auth.clone(),
+                        Arc::clone(&retries),
+                        Arc::clone(&answered),
+                    );
+                    burst.push(tokio::spawn(async move {
+                        let resp = send_anywhere(&http, &addrs, first, path, &auth, &retries).await;
+                        let done = answered.fetch_add(1, Ordering::Relaxed) + 1;
+                        if let Some((pid, after)) = kill {
+                            if done == after {
+                                kill_hard(pid);
+                            }
+                        }
+                        resp
+                    }));
+                }
+                let mut new_tokens = 0;
+                for request in burst {
+                    match request.await.unwrap() {
+                        Some(resp) => {
+                            statuses.push(resp.status);
+                            new_tokens += usize::from(auth.follow(&resp));
+                        }
+                        None => statuses.push(0),
+                    }
+                }
+                assert!(new_tokens <= 1, "a burst brought {new_tokens} new tokens");
+                sent += size;
+                burst_no += 1;
+            }
+            Outcome {
+                auth,
+                statuses,
+                unbatched,
+            }
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let all = || outcomes.iter().flat_map(|o| o.statuses.iter().copied());
+    let totals = Totals {
+        requests: all().count(),
+        ok: all().filter(|&s| s == 200).count(),
+        unauthorized: all().filter(|&s| s == 401).count(),
+        server_errors: all().filter(|&s| s >= 500).count(),
+        failed: all().filter(|&s| s == 0).count(),
+        retries: retries.load(Ordering::Relaxed),
+    };
+    (outcomes, totals)
+}
+
+/// The issue's load assertions: every request answered 200 (zero 401, zero 5xx, none left
+/// unanswered).
+pub fn assert_all_ok(totals: &Totals, plan: &Plan) {
+    assert_eq!(totals.requests, plan.clients * plan.requests);
+    assert_eq!(totals.unauthorized, 0, "401s under load");
+    assert_eq!(totals.server_errors, 0, "5xx under load");
+    assert_eq!(totals.failed, 0, "requests no instance answered");
+    assert_eq!(totals.ok, totals.requests);
+}
+
+/// One consistent record per session: exactly the clients' sessions, each decoding, its
+/// version column mirroring the record, its generation equal to the number of new tokens
+/// its client received (every stored rotation reached its client exactly once), and the
+/// client holding the current token. `strict`: only rotations changed the record.
+pub fn assert_records(outcomes: &[Outcome], rows: &[(String, Vec<u8>, i64)], strict: bool) {
+    assert_eq!(rows.len(), outcomes.len(), "one session row per client");
+    for outcome in outcomes {
+        let auth = &outcome.auth;
+        let (_, record, version) = rows
+            .iter()
+            .find(|(client, _, _)| *client == auth.client)
+            .unwrap_or_else(|| panic!("session {} lost", auth.client));
+        let session = Session::decode(record).unwrap();
+        assert_eq!(session.client_id().to_string(), auth.client);
+        assert_eq!(
+            u64::try_from(*version).unwrap(),
+            session.version(),
+            "version column mirrors the record"
+        );
+        assert_eq!(
+            session.generation(),
+            auth.received,
+            "every stored rotation reached its client exactly once"
+        );
+        if strict {
+            assert_eq!(session.version(), session.generation());
+            assert!(auth.received >= outcome.unbatched, "every unbatch rotates");
+        } else {
+            // Recover mode also records the first use of a token (`acknowledged`), and a
+            // client that lost a rotating response unbatches with a stale token.
+            assert!(session.version() >= session.generation());
+        }
+        assert_eq!(
+            Token::from_text(&auth.token).unwrap().generation(),
+            session.generation(),
+            "the client holds the current token"
+        );
+    }
+}
