@@ -11,8 +11,9 @@ rustup target add "${no_std_targets[@]}"
 cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --features std -- -D warnings
-# The README's test command.
-cargo test
+# The README's test command: every test, the PostgreSQL cluster tests included, against a
+# throwaway PostgreSQL cluster that the script installs, starts and removes.
+bash scripts/with-postgres.sh cargo test
 RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
 for target in "${no_std_targets[@]}"; do
   cargo build --lib --no-default-features --target "$target"
