@@ -236,12 +236,14 @@ mod counted {
             (lost_inside, false),
             &expect(BatchReuse, true, false),
         );
+        // A fast-forward opens the adopted generation's window at `now`: only a forced
+        // request rotates on from it.
         report.decision(
-            "fast-forward rotate",
+            "fast-forward rotate (forced)",
             &strict,
             Some(lost),
             &t[3],
-            (after, false),
+            (after, true),
             &expect(Rotate, true, true),
         );
 
