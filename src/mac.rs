@@ -11,7 +11,6 @@
 //! Tests check every result against the `hmac` crate.
 
 use sha2::block_api::compress256;
-use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 /// SHA-256 block size.
@@ -49,12 +48,12 @@ impl MacKey {
         if let Some(dst) = block.get_mut(..key.len()) {
             dst.copy_from_slice(key);
         } else {
-            let mut digest = Sha256::digest(key);
+            let mut digest = sha256(key);
             block
-                .iter_mut()
-                .zip(digest.iter())
-                .for_each(|(b, d)| *b = *d);
-            digest.as_mut_slice().zeroize();
+                .chunks_exact_mut(4)
+                .zip(digest)
+                .for_each(|(chunk, word)| chunk.copy_from_slice(&word.to_be_bytes()));
+            digest.zeroize();
         }
         let mut pad = block.map(|b| b ^ 0x36);
         let mut inner = IV;
@@ -93,6 +92,42 @@ impl MacKey {
         compress256(&mut outer, core::slice::from_ref(&digest_block));
         outer
     }
+}
+
+/// SHA-256 of a message of any length, for keys longer than a block. Written on
+/// `compress256` rather than `sha2::Sha256`, whose buffered hasher would add about a
+/// kilobyte of flash on Cortex-M for this one cold path. The message is a key: every
+/// buffer that held part of it is wiped.
+fn sha256(message: &[u8]) -> Tag {
+    let mut state = IV;
+    let mut block = [0u8; BLOCK];
+    let mut blocks = message.chunks_exact(BLOCK);
+    for chunk in &mut blocks {
+        block.copy_from_slice(chunk);
+        compress256(&mut state, core::slice::from_ref(&block));
+    }
+    // The tail, 0x80, zeros, and the bit length: one block if the tail leaves 9 bytes
+    // free, else two.
+    let tail = blocks.remainder();
+    let mut last = [[0u8; BLOCK]; 2];
+    let flat = last.as_flattened_mut();
+    flat.iter_mut().zip(tail).for_each(|(d, s)| *d = *s);
+    if let Some(marker) = flat.get_mut(tail.len()) {
+        *marker = 0x80;
+    }
+    let bits = (message.len() as u64).wrapping_mul(8).to_be_bytes();
+    let [first, second] = &mut last;
+    let padded: &[[u8; BLOCK]] = if tail.len() < BLOCK - 8 {
+        *first.last_chunk_mut::<8>().unwrap_or(&mut [0; 8]) = bits;
+        core::slice::from_ref(first)
+    } else {
+        *second.last_chunk_mut::<8>().unwrap_or(&mut [0; 8]) = bits;
+        &last
+    };
+    compress256(&mut state, padded);
+    block.zeroize();
+    last.as_flattened_mut().zeroize();
+    state
 }
 
 /// The SHA-256 padding of a `len`-byte message that follows one key block: zeros where the
@@ -152,6 +187,7 @@ impl Drop for MacKey {
 mod tests {
     use super::*;
     use hmac::{Hmac, KeyInit, Mac};
+    use sha2::{Digest, Sha256};
 
     fn reference(key: &[u8], message: &[u8]) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
@@ -176,6 +212,20 @@ mod tests {
             assert_eq!(ours(key, &message), reference(key, &message));
             let m50: [u8; 50] = core::array::from_fn(|i| i as u8);
             assert_eq!(ours(key, &m50), reference(key, &m50));
+        }
+    }
+
+    #[test]
+    fn long_key_hash_matches_sha2_at_every_padding_boundary() {
+        let message: [u8; 200] = core::array::from_fn(|i| (i * 31) as u8);
+        for len in 0..message.len() {
+            let mut ours = [0u8; 32];
+            write_words(&mut ours, &sha256(&message[..len]));
+            assert_eq!(
+                ours[..],
+                Sha256::digest(&message[..len])[..],
+                "length {len}"
+            );
         }
     }
 
