@@ -1,0 +1,31 @@
+//! The baseline: the same runtime, output, stack painter and RNG as `sign_in_decide`, with
+//! no rotauth code. `sign_in_decide` minus this is what rotauth costs.
+
+#![no_std]
+#![no_main]
+
+use core::hint::black_box;
+
+use cortex_m_rt::entry;
+use rotauth::rand_core::Rng;
+use rotauth_size::{HostRng, report, stack};
+
+#[entry]
+fn main() -> ! {
+    let mut rng = HostRng(black_box(1));
+    let (bytes, used) = stack::measure(|| {
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        bytes
+    });
+    // Three measurements, as `sign_in_decide` makes, so the painter costs the same in both.
+    let (a, rotate) = stack::measure(|| black_box(bytes[1]));
+    let (b, reissue) = stack::measure(|| black_box(bytes[2]) as u16);
+    report(&[
+        ("kind", usize::from(black_box(bytes[0]))),
+        ("stack_sign_in", used),
+        ("stack_decide", black_box(usize::from(a) + usize::from(b))),
+        ("stack_decide_rotate", rotate),
+        ("stack_decide_reissue", reissue),
+    ])
+}
