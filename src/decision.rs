@@ -354,16 +354,8 @@ fn previous(
     let lost_response =
         config.rotate() && config.mode() == Mode::Recover && behind == 1 && !session.acknowledged;
     if lost_response {
-        return match keyring.get(session.key_id) {
-            Some(key) => Decision::Reissue {
-                token: Token::derive(
-                    key,
-                    session.key_id,
-                    &session.client_id,
-                    &session.seed,
-                    session.generation,
-                ),
-            },
+        return match current_token(keyring, session) {
+            Some(token) => Decision::Reissue { token },
             None => reject(RejectReason::UnknownKey),
         };
     }
@@ -371,6 +363,19 @@ fn previous(
         reason: RejectReason::Replayed { behind },
         revoke: config.replay_policy() == ReplayPolicy::RevokeSession,
     }
+}
+
+/// `T(n)` under the key the session's current generation was made with, unless that key
+/// has been removed.
+pub(crate) fn current_token(keyring: &Keyring, session: &Session) -> Option<Token> {
+    let key = keyring.get(session.key_id)?;
+    Some(Token::derive(
+        key,
+        session.key_id,
+        &session.client_id,
+        &session.seed,
+        session.generation,
+    ))
 }
 
 /// Moves `session` to generation `n+1` under the primary key, opening a new window at `now`.

@@ -102,13 +102,6 @@ impl Rotator {
     /// that echo the current token in batch responses instead of a blank.
     #[must_use]
     pub fn current_token(&self, session: &Session) -> Option<Token> {
-        let key = self.keyring.get(session.key_id)?;
-        Some(Token::derive(
-            key,
-            session.key_id,
-            &session.client_id,
-            &session.seed,
-            session.generation,
-        ))
+        decision::current_token(&self.keyring, session)
     }
 }
