@@ -1,5 +1,9 @@
 //! Puts the memory map of the board that the target is emulated as where `cortex-m-rt`'s
 //! `link.x` looks for `memory.x`.
+//!
+//! Also `size/`'s build script (`build = "../embedded-tests/build.rs"` there): a build script
+//! runs in its package's directory, so every path here starts with `../embedded-tests/`,
+//! which names this directory from either package.
 
 use std::path::PathBuf;
 use std::{env, fs};
@@ -14,10 +18,11 @@ fn main() {
         "mps2-an386"
     };
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_default());
-    let memory = fs::read(format!("boards/{board}/memory.x")).unwrap_or_else(|e| {
-        println!("cargo::error=cannot read boards/{board}/memory.x: {e}");
-        Vec::new()
-    });
+    let memory =
+        fs::read(format!("../embedded-tests/boards/{board}/memory.x")).unwrap_or_else(|e| {
+            println!("cargo::error=cannot read ../embedded-tests/boards/{board}/memory.x: {e}");
+            Vec::new()
+        });
     if let Err(e) = fs::write(out.join("memory.x"), memory) {
         println!("cargo::error=cannot write memory.x: {e}");
     }
@@ -27,6 +32,6 @@ fn main() {
     println!("cargo::rustc-link-arg-bins=-Tlink.x");
     println!("cargo::rustc-cfg=board=\"{board}\"");
     println!("cargo::rustc-check-cfg=cfg(board, values(\"microbit\", \"mps2-an386\"))");
-    println!("cargo::rerun-if-changed=boards");
-    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=../embedded-tests/boards");
+    println!("cargo::rerun-if-changed=../embedded-tests/build.rs");
 }

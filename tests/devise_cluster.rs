@@ -24,12 +24,16 @@
 )]
 
 #[allow(dead_code)]
+#[path = "devise_server/client.rs"]
+mod client;
+#[allow(dead_code)]
 #[path = "devise_server/cluster.rs"]
 mod cluster;
 
 use std::time::Duration;
 
-use cluster::{Http, Instance, Plan, TempDir, TestDb, assert_all_ok, assert_records, run_load};
+use client::{Http, TempDir};
+use cluster::{Instance, PASSWORD, Plan, TestDb, assert_all_ok, assert_records, run_load};
 use rotauth::Session;
 
 const CLIENTS: usize = 50;
@@ -54,10 +58,9 @@ async fn report(http: &Http, label: &str, instances: &[&Instance], totals: &clus
     let mut conflicts = 0;
     let mut served = Vec::new();
     for instance in instances {
-        conflicts += http
-            .metric(instance.addr, "rotauth_cas_conflicts_total")
-            .await;
-        let metrics = http.metrics(instance.addr).await;
+        let http = http.at(instance.addr);
+        conflicts += http.metric("rotauth_cas_conflicts_total").await;
+        let metrics = http.metrics().await;
         served.push(
             metrics
                 .iter()
@@ -93,7 +96,7 @@ async fn two_instances_share_one_database_under_load() {
     let flags: &[&str] = &["--batch-window-ms", "2000"];
     let instances = start_all(&db, &dir, &[flags, flags]);
     let addrs: Vec<_> = instances.iter().map(|i| i.addr).collect();
-    let http = Http::new();
+    let http = Http::new(addrs[0]);
     let plan = Plan {
         clients: CLIENTS,
         requests: REQUESTS,
@@ -107,7 +110,8 @@ async fn two_instances_share_one_database_under_load() {
     let refs: Vec<&Instance> = instances.iter().collect();
     for instance in &refs {
         let decided: u64 = http
-            .metrics(instance.addr)
+            .at(instance.addr)
+            .metrics()
             .await
             .iter()
             .filter(|(n, _)| n.starts_with("rotauth_decisions_total"))
@@ -131,13 +135,14 @@ async fn clocks_two_seconds_apart_still_log_no_one_out() {
     let dir = TempDir::new();
     let instances = start_all(&db, &dir, &[&["--clock-offset-ms", "2000"], &[]]);
     let (fast, slow) = (instances[0].addr, instances[1].addr);
-    let http = Http::new();
+    let http = Http::new(fast);
 
     // One client by hand, to see what the skew does to the record.
-    let mut auth = http.sign_up(slow, "skew@example.com").await;
+    let mut auth = http.at(slow).sign_up("skew@example.com", PASSWORD).await;
     let wall_before = rotauth_now_millis();
     let resp = http
-        .get(fast, "/demo/members_only?unbatch=true", &auth)
+        .at(fast)
+        .get("/demo/members_only?unbatch=true", &auth)
         .await;
     assert_eq!(resp.status, 200);
     assert!(auth.follow(&resp), "unbatch rotates");
@@ -147,12 +152,13 @@ async fn clocks_two_seconds_apart_still_log_no_one_out() {
         "the fast instance stamps its own clock"
     );
     // The slow instance sees that rotation in its future: a batch, not a refusal.
-    let resp = http.get(slow, "/demo/members_only", &auth).await;
+    let resp = http.at(slow).get("/demo/members_only", &auth).await;
     assert_eq!(resp.status, 200);
     auth.follow(&resp);
     // A forced rotation on the slow instance never moves rotated_at backwards.
     let resp = http
-        .get(slow, "/auth/validate_token?unbatch=true", &auth)
+        .at(slow)
+        .get("/auth/validate_token?unbatch=true", &auth)
         .await;
     assert_eq!(resp.status, 200);
     assert!(auth.follow(&resp));
@@ -161,7 +167,7 @@ async fn clocks_two_seconds_apart_still_log_no_one_out() {
     assert_eq!(session.generation(), auth.received);
     // The token it received passes on both.
     for addr in [fast, slow] {
-        let resp = http.get(addr, "/auth/validate_token", &auth).await;
+        let resp = http.at(addr).get("/auth/validate_token", &auth).await;
         assert_eq!(resp.status, 200);
         auth.follow(&resp);
     }
@@ -205,7 +211,7 @@ async fn an_instance_killed_mid_load_loses_no_session_and_logs_no_one_out() {
     let flags: &[&str] = &["--batch-window-ms", "2000", "--mode", "recover"];
     let mut instances = start_all(&db, &dir, &[flags, flags]);
     let addrs: Vec<_> = instances.iter().map(|i| i.addr).collect();
-    let http = Http::new();
+    let http = Http::new(addrs[0]);
     let plan = Plan {
         clients: CLIENTS,
         requests: REQUESTS,
@@ -225,14 +231,16 @@ async fn an_instance_killed_mid_load_loses_no_session_and_logs_no_one_out() {
     let survivor = instances[0].addr;
     for outcome in &mut outcomes {
         let resp = http
-            .get(survivor, "/auth/validate_token", &outcome.auth)
+            .at(survivor)
+            .get("/auth/validate_token", &outcome.auth)
             .await;
         assert_eq!(resp.status, 200, "client logged out: {}", resp.text);
         assert!(outcome.auth.follow(&resp), "past the window: a new token");
     }
     assert_records(&outcomes, &db.sessions().await, false);
     let reissued = http
-        .metric(survivor, "rotauth_decisions_total{kind=\"reissue\"}")
+        .at(survivor)
+        .metric("rotauth_decisions_total{kind=\"reissue\"}")
         .await;
     report(&http, "one instance killed", &[&instances[0]], &totals).await;
     eprintln!("one instance killed: {reissued} lost responses reissued by the survivor");
@@ -249,7 +257,7 @@ async fn one_instance_on_sqlite_passes_the_same_load() {
         &dir.0,
         "sqlite",
     );
-    let http = Http::new();
+    let http = Http::new(instance.addr);
     let plan = Plan {
         clients: CLIENTS,
         requests: REQUESTS,

@@ -1,5 +1,10 @@
-//! Deterministic RNGs for tests. A microcontroller has no OS RNG, and tests want repeatable
-//! client ids and seeds; neither of these is fit for real secrets.
+//! RNGs without an OS: a microcontroller has none, and tests want repeatable client ids and
+//! seeds. [`TestRng`] is predictable and never fit for real secrets; [`FixedBytes`] is as
+//! secret as the bytes it is given.
+//!
+//! One file for three crates in their own workspaces: `embedded-tests` (both), `size` (the
+//! stand-in for a hardware RNG that both firmwares carry) and `wasm` (the host's entropy)
+//! include it with `#[path]`.
 
 use core::convert::Infallible;
 
@@ -42,7 +47,8 @@ impl TryRng for TestRng {
 impl TryCryptoRng for TestRng {}
 
 /// Hands out fixed bytes in order, then fails: signs in with a chosen client id and seed
-/// (`sign_in` draws the client id first, then the seed).
+/// (`sign_in` draws the client id first, then the seed), or with the host's CSPRNG output
+/// in the wasm module.
 pub struct FixedBytes<'a>(&'a [u8]);
 
 impl<'a> FixedBytes<'a> {

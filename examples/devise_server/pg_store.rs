@@ -21,7 +21,8 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 use zeroize::Zeroizing;
 
 use crate::store::{
-    Store, StoreError, StoredSession, User, UserWithHash, from_sql, now_millis, to_sql,
+    SessionRow, Store, StoreError, StoredSession, User, UserWithHash, cap_to_sql, from_sql,
+    now_millis, to_sql,
 };
 
 /// How long a request waits for a free connection before answering 503.
@@ -299,11 +300,8 @@ impl Store for PgStore {
         session: &Session,
         max_per_user: usize,
     ) -> Result<usize, StoreError> {
-        let key = session.client_id().to_string();
-        let record = Zeroizing::new(session.encode());
-        let version = to_sql(session.version());
-        let expires_at = to_sql(session.expires_at().unix_millis());
-        let max = i64::try_from(max_per_user).unwrap_or(i64::MAX);
+        let row = SessionRow::new(session);
+        let max = cap_to_sql(max_per_user);
         let mut lease = self.lease().await?;
         let conn = lease.conn()?;
         let lock_user = conn.statement(LOCK_USER).await?;
@@ -317,10 +315,16 @@ impl Store for PgStore {
             .await?;
         tx.execute(
             &insert,
-            &[&key, &user_id, &&record[..], &version, &expires_at],
+            &[
+                &row.key,
+                &user_id,
+                &&row.record[..],
+                &row.version,
+                &row.expires_at,
+            ],
         )
         .await?;
-        let evicted = tx.execute(&evict, &[&user_id, &key, &max]).await?;
+        let evicted = tx.execute(&evict, &[&user_id, &row.key, &max]).await?;
         tx.commit().await?;
         Ok(usize::try_from(expired.saturating_add(evicted)).unwrap_or(usize::MAX))
     }
@@ -330,10 +334,7 @@ impl Store for PgStore {
         expected_version: u64,
         session: &Session,
     ) -> Result<bool, StoreError> {
-        let key = session.client_id().to_string();
-        let record = Zeroizing::new(session.encode());
-        let version = to_sql(session.version());
-        let expires_at = to_sql(session.expires_at().unix_millis());
+        let row = SessionRow::new(session);
         let expected = to_sql(expected_version);
         let mut lease = self.lease().await?;
         let conn = lease.conn()?;
@@ -342,7 +343,13 @@ impl Store for PgStore {
             .client
             .execute(
                 &statement,
-                &[&&record[..], &version, &expires_at, &key, &expected],
+                &[
+                    &&row.record[..],
+                    &row.version,
+                    &row.expires_at,
+                    &row.key,
+                    &expected,
+                ],
             )
             .await?;
         Ok(changed == 1)

@@ -145,6 +145,34 @@ pub(crate) fn from_sql(v: i64) -> u64 {
     u64::from_ne_bytes(v.to_ne_bytes())
 }
 
+/// The columns a session's row is written with, prepared the same way by every store.
+pub(crate) struct SessionRow {
+    /// `client_id`: the base64url text, the primary key.
+    pub(crate) key: String,
+    /// `record`: `Session::encode()` output. It holds the seed, so it is wiped when dropped.
+    pub(crate) record: Zeroizing<[u8; Session::ENCODED_LEN]>,
+    /// `version`: mirrors `Session::version()`, what the compare-and-swap compares.
+    pub(crate) version: i64,
+    /// `expires_at`: Unix milliseconds, for purging and for evicting the oldest.
+    pub(crate) expires_at: i64,
+}
+
+impl SessionRow {
+    pub(crate) fn new(session: &Session) -> Self {
+        Self {
+            key: session.client_id().to_string(),
+            record: Zeroizing::new(session.encode()),
+            version: to_sql(session.version()),
+            expires_at: to_sql(session.expires_at().unix_millis()),
+        }
+    }
+}
+
+/// The per-user cap on sessions as an SQL integer; one beyond `i64::MAX` is no cap.
+pub(crate) fn cap_to_sql(max_per_user: usize) -> i64 {
+    i64::try_from(max_per_user).unwrap_or(i64::MAX)
+}
+
 pub(crate) fn now_millis() -> i64 {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -265,11 +293,8 @@ impl Store for SqliteStore {
         session: &Session,
         max_per_user: usize,
     ) -> Result<usize, StoreError> {
-        let key = session.client_id().to_string();
-        let record = Zeroizing::new(session.encode());
-        let version = to_sql(session.version());
-        let expires_at = to_sql(session.expires_at().unix_millis());
-        let max = i64::try_from(max_per_user).unwrap_or(i64::MAX);
+        let row = SessionRow::new(session);
+        let max = cap_to_sql(max_per_user);
         self.with_conn(move |conn| {
             let tx = conn.transaction()?;
             let expired = tx
@@ -279,7 +304,13 @@ impl Store for SqliteStore {
                 "INSERT INTO sessions (client_id, user_id, record, version, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![key, user_id, &record[..], version, expires_at])?;
+            .execute(params![
+                row.key,
+                user_id,
+                &row.record[..],
+                row.version,
+                row.expires_at
+            ])?;
             // Beyond the cap, evict the sessions expiring first; the new one expires last.
             let evicted = tx
                 .prepare_cached(
@@ -300,10 +331,7 @@ impl Store for SqliteStore {
         expected_version: u64,
         session: &Session,
     ) -> Result<bool, StoreError> {
-        let key = session.client_id().to_string();
-        let record = Zeroizing::new(session.encode());
-        let version = to_sql(session.version());
-        let expires_at = to_sql(session.expires_at().unix_millis());
+        let row = SessionRow::new(session);
         let expected = to_sql(expected_version);
         self.with_conn(move |conn| {
             let changed = conn
@@ -311,7 +339,13 @@ impl Store for SqliteStore {
                     "UPDATE sessions SET record = ?1, version = ?2, expires_at = ?3
                      WHERE client_id = ?4 AND version = ?5",
                 )?
-                .execute(params![&record[..], version, expires_at, key, expected])?;
+                .execute(params![
+                    &row.record[..],
+                    row.version,
+                    row.expires_at,
+                    row.key,
+                    expected
+                ])?;
             Ok(changed == 1)
         })
         .await

@@ -1,7 +1,8 @@
 //! Harness for `tests/devise_cluster.rs`: the built `devise_server` example run as real
-//! child processes (so killing one is real), a fresh PostgreSQL database per test, an HTTP
-//! client that survives a dead instance, and a load of clients that follow their tokens
-//! while each request goes to a randomly chosen instance (a load balancer without affinity).
+//! child processes (so killing one is real), a fresh PostgreSQL database per test, and a
+//! load of clients that follow their tokens while each request goes to a randomly chosen
+//! instance (a load balancer without affinity), retrying on another when one is dead. The
+//! HTTP client and what a client keeps are in `client.rs`, shared with the in-process tests.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -9,17 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{HeaderMap, Method, Request};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::Method;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rotauth::{Session, Token};
+use rotauth::Session;
+
+use crate::client::{Auth, Http, Resp, assert_record, random_suffix};
 
 /// The signing key every instance of a test shares (hex; a test key, not a secret).
 pub const KEY_HEX: &str = "0707070707070707070707070707070707070707070707070707070707070707";
@@ -57,32 +54,6 @@ pub fn server_binary() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-fn random_suffix() -> String {
-    use rand::TryRng as _;
-    format!("{:016x}", rand::rngs::SysRng.try_next_u64().unwrap())
-}
-
-/// A temporary directory for the instances' logs and SQLite files, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "rotauth-cluster-{}-{}",
-            std::process::id(),
-            random_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A fresh database on the test server (`CREATE DATABASE t_<random>`), so tests run in
@@ -260,169 +231,6 @@ pub fn kill_hard(pid: u32) {
     assert!(status.success(), "kill -KILL {pid} failed");
 }
 
-/// A response, read whole.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub text: String,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The new token of this response; batch responses carry `" "`.
-    pub fn token(&self) -> Option<String> {
-        self.header("access-token")
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-    }
-}
-
-/// What a devise client keeps.
-#[derive(Clone, Debug)]
-pub struct Auth {
-    pub token: String,
-    pub client: String,
-    pub uid: String,
-    /// How many responses handed this client a token it did not hold.
-    pub received: u64,
-}
-
-impl Auth {
-    pub fn from_response(resp: &Resp) -> Self {
-        Self {
-            token: resp.token().expect("no access-token"),
-            client: resp.header("client").expect("no client").to_owned(),
-            uid: resp.header("uid").expect("no uid").to_owned(),
-            received: 0,
-        }
-    }
-
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("access-token", self.token.clone()),
-            ("token-type", "Bearer".to_owned()),
-            ("client", self.client.clone()),
-            ("uid", self.uid.clone()),
-        ]
-    }
-
-    /// Takes the token of `resp` if it carries a new one, as devise's JavaScript clients do.
-    pub fn follow(&mut self, resp: &Resp) -> bool {
-        match resp.token() {
-            Some(token) if token != self.token => {
-                self.token = token;
-                self.received += 1;
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
-/// A keep-alive HTTP/1 client for any number of instances.
-#[derive(Clone)]
-pub struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl Http {
-    pub fn new() -> Self {
-        Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        }
-    }
-
-    /// One request; `Err` when the instance is unreachable or the connection breaks.
-    pub async fn try_send(
-        &self,
-        addr: SocketAddr,
-        method: Method,
-        path: &str,
-        headers: &[(&str, String)],
-        body: Option<&str>,
-    ) -> Result<Resp, String> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("http://{addr}{path}"));
-        if body.is_some() {
-            builder = builder.header("content-type", "application/json");
-        }
-        for (name, value) in headers {
-            builder = builder.header(*name, value.as_str());
-        }
-        let request = builder
-            .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
-            .unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
-            .await
-            .map_err(|_| "timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok(Resp {
-            status,
-            headers,
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-        })
-    }
-
-    pub async fn get(&self, addr: SocketAddr, path: &str, auth: &Auth) -> Resp {
-        self.try_send(addr, Method::GET, path, &auth.headers(), None)
-            .await
-            .unwrap()
-    }
-
-    pub async fn sign_up(&self, addr: SocketAddr, email: &str) -> Auth {
-        let body = serde_json::json!({
-            "email": email, "password": PASSWORD, "password_confirmation": PASSWORD,
-        });
-        let resp = self
-            .try_send(addr, Method::POST, "/auth", &[], Some(&body.to_string()))
-            .await
-            .unwrap();
-        assert_eq!(resp.status, 200, "{}", resp.text);
-        Auth::from_response(&resp)
-    }
-
-    /// `rotauth_cas_conflicts_total` and the decision counters of one instance
-    /// (`--metrics`), as `(name, value)` pairs.
-    pub async fn metrics(&self, addr: SocketAddr) -> Vec<(String, u64)> {
-        let resp = self
-            .try_send(addr, Method::GET, "/metrics", &[], None)
-            .await
-            .unwrap();
-        assert_eq!(resp.status, 200);
-        resp.text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| {
-                let (name, value) = l.rsplit_once(' ')?;
-                Some((name.to_owned(), value.parse().ok()?))
-            })
-            .collect()
-    }
-
-    pub async fn metric(&self, addr: SocketAddr, name: &str) -> u64 {
-        self.metrics(addr)
-            .await
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .unwrap_or_else(|| panic!("no metric {name}"))
-    }
-}
-
 /// The load: `clients` clients, each signed up on a random instance, then sending
 /// `requests` requests in bursts of 3–5 parallel ones with the token it holds, each to a
 /// random instance, following the one new token a burst may bring. Every third burst asks
@@ -469,7 +277,8 @@ async fn send_anywhere(
     for attempt in 0..2 * n {
         let addr = addrs[(first + attempt) % n];
         match http
-            .try_send(addr, Method::GET, path, &auth.headers(), None)
+            .at(addr)
+            .try_send(Method::GET, path, &auth.headers(), None)
             .await
         {
             Ok(resp) => return Some(resp),
@@ -498,7 +307,8 @@ pub async fn run_load(http: &Http, addrs: &[SocketAddr], plan: &Plan) -> (Vec<Ou
         tasks.push(tokio::spawn(async move {
             let at = rng.random_range(0..addrs.len());
             let mut auth = http
-                .sign_up(addrs[at], &format!("load{i}@example.com"))
+                .at(addrs[at])
+                .sign_up(&format!("load{i}@example.com"), PASSWORD)
                 .await;
             let mut statuses = Vec::with_capacity(requests);
             let (mut sent, mut burst_no, mut unbatched) = (0usize, 0usize, 0u64);
@@ -580,10 +390,8 @@ pub fn assert_all_ok(totals: &Totals, plan: &Plan) {
     assert_eq!(totals.ok, totals.requests);
 }
 
-/// One consistent record per session: exactly the clients' sessions, each decoding, its
-/// version column mirroring the record, its generation equal to the number of new tokens
-/// its client received (every stored rotation reached its client exactly once), and the
-/// client holding the current token. `strict`: only rotations changed the record.
+/// One consistent record per session: exactly the clients' sessions, each decoding and
+/// matching its client ([`assert_record`]). `strict`: only rotations changed the record.
 pub fn assert_records(outcomes: &[Outcome], rows: &[(String, Vec<u8>, i64)], strict: bool) {
     assert_eq!(rows.len(), outcomes.len(), "one session row per client");
     for outcome in outcomes {
@@ -593,29 +401,6 @@ pub fn assert_records(outcomes: &[Outcome], rows: &[(String, Vec<u8>, i64)], str
             .find(|(client, _, _)| *client == auth.client)
             .unwrap_or_else(|| panic!("session {} lost", auth.client));
         let session = Session::decode(record).unwrap();
-        assert_eq!(session.client_id().to_string(), auth.client);
-        assert_eq!(
-            u64::try_from(*version).unwrap(),
-            session.version(),
-            "version column mirrors the record"
-        );
-        assert_eq!(
-            session.generation(),
-            auth.received,
-            "every stored rotation reached its client exactly once"
-        );
-        if strict {
-            assert_eq!(session.version(), session.generation());
-            assert!(auth.received >= outcome.unbatched, "every unbatch rotates");
-        } else {
-            // Recover mode also records the first use of a token (`acknowledged`), and a
-            // client that lost a rotating response unbatches with a stale token.
-            assert!(session.version() >= session.generation());
-        }
-        assert_eq!(
-            Token::from_text(&auth.token).unwrap().generation(),
-            session.generation(),
-            "the client holds the current token"
-        );
+        assert_record(&session, *version, auth, outcome.unbatched, strict);
     }
 }

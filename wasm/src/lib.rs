@@ -26,11 +26,16 @@
 
 use core::cell::UnsafeCell;
 
-use rotauth::rand_core::{TryCryptoRng, TryRng};
 use rotauth::{
     Config, Decision, KeyId, Keyring, Mode, RejectReason, ReplayPolicy, Request, Rotator, Session,
     Timestamp,
 };
+
+/// The host's random bytes (`crypto.getRandomValues`) are handed to sign-in in order by
+/// `FixedBytes`, which fails when they run out. (`TestRng` is not used here.)
+#[allow(dead_code)]
+#[path = "../../embedded-tests/src/rng.rs"]
+mod rng;
 
 const KEY: usize = 0;
 const MAX_KEY_LEN: usize = 160;
@@ -83,7 +88,7 @@ pub extern "C" fn sign_in(key_len: u32, key_id: u32, now: u64) -> i32 {
     let Some(rotator) = rotator(io, key_len, key_id, 0) else {
         return -1;
     };
-    let mut rng = HostEntropy(io.get(INPUT..INPUT + 32).unwrap_or(&[]));
+    let mut rng = rng::FixedBytes::new(io.get(INPUT..INPUT + 32).unwrap_or(&[]));
     let Ok((session, token)) = rotator.try_sign_in(&mut rng, Timestamp::from_unix_millis(now))
     else {
         return -5;
@@ -206,46 +211,3 @@ fn reason_code(reason: RejectReason) -> i32 {
         _ => 255,
     }
 }
-
-/// The host's random bytes, handed out in order; fails when they run out.
-struct HostEntropy<'a>(&'a [u8]);
-
-#[derive(Debug)]
-struct Exhausted;
-
-impl core::fmt::Display for Exhausted {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("host entropy exhausted")
-    }
-}
-
-impl core::error::Error for Exhausted {}
-
-impl TryRng for HostEntropy<'_> {
-    type Error = Exhausted;
-
-    fn try_next_u32(&mut self) -> Result<u32, Exhausted> {
-        let mut b = [0; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-
-    fn try_next_u64(&mut self) -> Result<u64, Exhausted> {
-        let mut b = [0; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Exhausted> {
-        if dst.len() > self.0.len() {
-            return Err(Exhausted);
-        }
-        let (head, tail) = self.0.split_at(dst.len());
-        dst.copy_from_slice(head);
-        self.0 = tail;
-        Ok(())
-    }
-}
-
-/// The entropy is the host's CSPRNG output (`crypto.getRandomValues`).
-impl TryCryptoRng for HostEntropy<'_> {}

@@ -8,11 +8,12 @@ use core::hint::black_box;
 
 use cortex_m_rt::entry;
 use rotauth::rand_core::Rng;
-use rotauth_size::{HostRng, report, stack};
+use rotauth_size::rng::TestRng;
+use rotauth_size::{report, stack};
 
 #[entry]
 fn main() -> ! {
-    let mut rng = HostRng(black_box(1));
+    let mut rng = TestRng::new(black_box(1));
     let (bytes, used) = stack::measure(|| {
         let mut bytes = [0u8; 32];
         rng.fill_bytes(&mut bytes);

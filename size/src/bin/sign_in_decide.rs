@@ -10,7 +10,8 @@ use core::hint::black_box;
 
 use cortex_m_rt::entry;
 use rotauth::{Config, Decision, KeyId, Keyring, Mode, Request, Rotator, Session, Timestamp};
-use rotauth_size::{HostRng, fail, report, stack};
+use rotauth_size::rng::TestRng;
+use rotauth_size::{fail, report, stack};
 
 /// A key provisioned into flash.
 static KEY: [u8; 32] = *b"rotauth size firmware key 32 B!!";
@@ -25,7 +26,7 @@ fn main() -> ! {
         fail("config")
     };
     let rotator = Rotator::new(keyring, config);
-    let mut rng = HostRng(black_box(1));
+    let mut rng = TestRng::new(black_box(1));
     let now = black_box(1_700_000_000_000u64);
 
     let ((session, token), stack_sign_in) =
