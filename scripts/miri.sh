@@ -8,9 +8,10 @@
 # Skipped: test files with `cfg(not(target_family = "wasm"))` parts, which are the ones built
 # on the dev-dependencies that Cargo.toml keeps from WASM and Miri (the example servers over
 # HTTP, SQLite and PostgreSQL, the counting allocator); and the randomised model checks in
-# $MIRI_SKIP (default: properties, concurrency), which take minutes per test under Miri
-# even with their `cfg(miri)` cuts and check logic, not memory or byte order, which the
-# scenario tests cover. Set MIRI_SKIP= to run them too. MIRI_TEST_ARGS is passed to the
+# $MIRI_SKIP (default: properties), which takes minutes under Miri even with its `cfg(miri)`
+# cuts and checks logic, not memory or byte order, which the scenario tests cover. The
+# interleaving simulation (concurrency) does run: about a minute. Set MIRI_SKIP= to run
+# everything. MIRI_TEST_ARGS is passed to the
 # test binaries (e.g. MIRI_TEST_ARGS="--skip some_test").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ if [ -n "$target" ]; then
   target_args=(--target "$target")
 fi
 
-skip=" ${MIRI_SKIP-properties concurrency} "
+skip=" ${MIRI_SKIP-properties} "
 test_args=(--lib)
 for file in tests/*.rs; do
   name=$(basename "$file" .rs)
