@@ -322,18 +322,12 @@ pub(crate) fn decide(
         // First use of `T(n)`: in Recover mode, record it, so `T(n-1)` can no longer be
         // exchanged for it.
         let acknowledge = config.mode() == Mode::Recover && !base.acknowledged;
-        let updated = match (fast_forward, acknowledge) {
-            (ahead, false) => ahead,
-            (Some(mut ahead), true) => {
-                ahead.acknowledged = true;
-                Some(ahead)
-            }
-            (None, true) => {
-                let mut next = session.next_version();
-                next.acknowledged = true;
-                Some(next)
-            }
-        };
+        let mut updated = fast_forward;
+        if acknowledge {
+            updated
+                .get_or_insert_with(|| session.next_version())
+                .acknowledged = true;
+        }
         return Decision::BatchReuse { updated };
     }
     rotate(keyring, config, base, now)
