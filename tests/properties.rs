@@ -204,6 +204,20 @@ fn reason(step: &Step) -> Option<Reason> {
     }
 }
 
+/// Runs a client that always presents the newest token it received, asserting that it is
+/// refused only once the session has expired or outlived its absolute lifetime.
+fn follow_until_expiry(policy: Policy, ops: &[Op], seed: u64) {
+    let mut world = World::new(policy, seed);
+    run(&mut world, ops, |_, step| {
+        if let Some(reason) = reason(step) {
+            assert!(
+                matches!(reason, Reason::Expired | Reason::TooOld),
+                "following client refused: {step:?}"
+            );
+        }
+    });
+}
+
 proptest! {
     #![proptest_config(proptest_config())]
 
@@ -228,15 +242,7 @@ proptest! {
         }),
         seed in any::<u64>(),
     ) {
-        let mut world = World::new(policy, seed);
-        run(&mut world, &ops, |_, step| {
-            if let Some(reason) = reason(step) {
-                assert!(
-                    matches!(reason, Reason::Expired | Reason::TooOld),
-                    "following client refused: {step:?}"
-                );
-            }
-        });
+        follow_until_expiry(policy, &ops, seed);
     }
 
     /// No false logout (Recover): the same, and responses may also be lost, because
@@ -250,15 +256,7 @@ proptest! {
         }),
         seed in any::<u64>(),
     ) {
-        let mut world = World::new(policy, seed);
-        run(&mut world, &ops, |_, step| {
-            if let Some(reason) = reason(step) {
-                assert!(
-                    matches!(reason, Reason::Expired | Reason::TooOld),
-                    "following client refused: {step:?}"
-                );
-            }
-        });
+        follow_until_expiry(policy, &ops, seed);
     }
 
     /// A token with a flipped bit, or another session's token, is refused as forged in
