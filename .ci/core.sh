@@ -9,12 +9,12 @@ rustup component add rustfmt clippy
 rustup target add "${no_std_targets[@]}"
 
 cargo fmt --all --check
-cargo clippy --all-targets -- -D warnings
-cargo clippy --all-targets --features std -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p rotauth --all-targets --features std -- -D warnings
 # The README's test command: every test, the PostgreSQL cluster tests included, against a
 # throwaway PostgreSQL cluster that the script installs, starts and removes.
-bash scripts/with-postgres.sh cargo test
-RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps
+bash scripts/with-postgres.sh cargo test --workspace
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 for target in "${no_std_targets[@]}"; do
-  cargo build --lib --no-default-features --target "$target"
+  cargo build -p rotauth --lib --no-default-features --target "$target"
 done

@@ -52,22 +52,14 @@ install() {
 }
 
 wasi_tests() {
-  # The whole suite, proptests included, each test binary run by scripts/wasi-run.mjs.
-  # The example server, its load client and tests/no_alloc.rs are `cfg`'d out on WASM.
-  CARGO_TARGET_DIR=$targets_dir cargo test --target wasm32-wasip1
+  # The core's whole suite, proptests included, each test binary run by
+  # scripts/wasi-run.mjs. tests/no_alloc.rs is `cfg`'d out on WASM.
+  CARGO_TARGET_DIR=$targets_dir cargo test -p rotauth --target wasm32-wasip1
 }
 
 i686_tests() {
-  # `--lib --tests` less devise_cluster, which needs a PostgreSQL server and the example
-  # binary built for the host; .ci runs it natively (it tests the server, not the core).
-  local args=(--lib)
-  for file in tests/*.rs; do
-    case $(basename "$file" .rs) in
-      devise_cluster) echo "i686: skipping $file (needs PostgreSQL)" ;;
-      *) args+=(--test "$(basename "$file" .rs)") ;;
-    esac
-  done
-  CARGO_TARGET_DIR=$targets_dir cargo test --target i686-unknown-linux-gnu "${args[@]}"
+  # The core package only: the example server is a host application, tested natively.
+  CARGO_TARGET_DIR=$targets_dir cargo test -p rotauth --target i686-unknown-linux-gnu
 }
 
 miri_both() {

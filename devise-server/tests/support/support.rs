@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::client::Http;
-use crate::{app, cli, store};
+use devise_server::{app, cli, store};
 
 /// The signing key the tests use unless they say otherwise (not a secret: a test key).
 pub const KEY: [u8; 32] = [7; 32];

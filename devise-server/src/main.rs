@@ -4,36 +4,22 @@
 //! storing one row per session, and argon2 hashing passwords.
 //!
 //! ```text
-//! cargo run --example devise_server                     # http://127.0.0.1:3000
-//! cargo run --example devise_server -- --help           # flags
-//! ROTAUTH_KEY=$(openssl rand -hex 32) cargo run --example devise_server
-//! cargo run --example devise_server -- --database-url postgres://postgres@127.0.0.1:5432/rotauth
+//! cargo run -p devise-server                     # http://127.0.0.1:3000
+//! cargo run -p devise-server -- --help           # flags
+//! ROTAUTH_KEY=$(openssl rand -hex 32) cargo run -p devise-server
+//! cargo run -p devise-server -- --database-url postgres://postgres@127.0.0.1:5432/rotauth
 //! ```
 //!
 //! Routes (mounted at `/auth` as devise_token_auth does): `POST /auth` (sign up),
 //! `POST /auth/sign_in`, `GET /auth/validate_token`, `DELETE /auth/sign_out`,
 //! `PUT /auth/password` (new password, signs out every other session of the user) and the
-//! protected `GET /demo/members_only`. See `docs/devise_server.md`.
+//! protected `GET /demo/members_only`. See this package's README.
 //!
-//! The modules are shared with `tests/devise_server.rs`, which runs this same router on an
-//! ephemeral port and talks to it over HTTP.
+//! The server itself is the `devise_server` library of this package, which the tests run
+//! on an ephemeral port and talk to over HTTP.
 
-#[cfg(not(target_family = "wasm"))]
-mod app;
-#[cfg(not(target_family = "wasm"))]
-mod cli;
-#[cfg(not(target_family = "wasm"))]
-mod headers;
-#[cfg(not(target_family = "wasm"))]
-mod pg_store;
-#[cfg(not(target_family = "wasm"))]
-mod store;
+use devise_server::{app, cli, pg_store, store};
 
-/// The server needs sockets and threads: on WASI this example is empty.
-#[cfg(target_family = "wasm")]
-fn main() {}
-
-#[cfg(not(target_family = "wasm"))]
 fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
 
@@ -70,7 +56,6 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-#[cfg(not(target_family = "wasm"))]
 async fn run(cli: cli::Cli) -> Result<(), String> {
     let key = std::env::var("ROTAUTH_KEY").ok();
     let (keyring, generated) = cli::keyring(key.as_deref())?;
@@ -109,7 +94,6 @@ async fn run(cli: cli::Cli) -> Result<(), String> {
     }
 }
 
-#[cfg(not(target_family = "wasm"))]
 async fn serve<S: store::Store>(
     cli: &cli::Cli,
     state: app::AppState<S>,
@@ -147,7 +131,6 @@ async fn serve<S: store::Store>(
 }
 
 /// Ctrl-C, or SIGTERM on Unix (what `kill` and container runtimes send).
-#[cfg(not(target_family = "wasm"))]
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

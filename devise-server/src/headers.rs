@@ -5,22 +5,29 @@ use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
 use rotauth::{ClientId, Timestamp, Token};
 use zeroize::Zeroizing;
 
-pub(crate) const ACCESS_TOKEN: HeaderName = HeaderName::from_static("access-token");
-pub(crate) const TOKEN_TYPE: HeaderName = HeaderName::from_static("token-type");
-pub(crate) const CLIENT: HeaderName = HeaderName::from_static("client");
-pub(crate) const EXPIRY: HeaderName = HeaderName::from_static("expiry");
-pub(crate) const UID: HeaderName = HeaderName::from_static("uid");
+/// The token header.
+pub const ACCESS_TOKEN: HeaderName = HeaderName::from_static("access-token");
+/// Always `Bearer`.
+pub const TOKEN_TYPE: HeaderName = HeaderName::from_static("token-type");
+/// The client id header.
+pub const CLIENT: HeaderName = HeaderName::from_static("client");
+/// The session's expiry, Unix seconds.
+pub const EXPIRY: HeaderName = HeaderName::from_static("expiry");
+/// The user's uid (the email).
+pub const UID: HeaderName = HeaderName::from_static("uid");
 
 /// Longest `Authorization` value decoded: five short fields fit in far less, and a bound
 /// keeps the decode buffer on the stack.
 const MAX_AUTHORIZATION_LEN: usize = 2048;
 
 /// The credentials a request presents.
-pub(crate) struct Credentials {
+pub struct Credentials {
     /// As sent (trimmed); checked by rotauth, never logged.
-    pub(crate) token: Zeroizing<String>,
-    pub(crate) client: String,
-    pub(crate) uid: String,
+    pub token: Zeroizing<String>,
+    /// The `client` header: the session's client id as text.
+    pub client: String,
+    /// The `uid` header: the user's email.
+    pub uid: String,
 }
 
 /// The credentials of `headers`: each of `access-token`, `client` and `uid` from its own
@@ -28,7 +35,7 @@ pub(crate) struct Credentials {
 /// reads them field by field. A blank value counts as absent (devise's batch responses set
 /// `access-token: " "`, and clients that store it send it back). Header names are
 /// case-insensitive by HTTP; values that are not visible ASCII count as absent.
-pub(crate) fn credentials(headers: &HeaderMap) -> Option<Credentials> {
+pub fn credentials(headers: &HeaderMap) -> Option<Credentials> {
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -93,11 +100,7 @@ fn decode_bearer(value: &str) -> Option<serde_json::Map<String, serde_json::Valu
 /// The five headers of an authenticated response. `token: None` is a batch response
 /// (`access-token: " "`, `expiry: " "`). Responses that send a token also carry
 /// `Authorization: Bearer <base64 JSON>`, as devise_token_auth ≥ 1.1 does.
-pub(crate) fn auth_headers(
-    client: &ClientId,
-    uid: &str,
-    token: Option<(&Token, Timestamp)>,
-) -> HeaderMap {
+pub fn auth_headers(client: &ClientId, uid: &str, token: Option<(&Token, Timestamp)>) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(6);
     let blank = HeaderValue::from_static(" ");
     let client_text = client.to_string();

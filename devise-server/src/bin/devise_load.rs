@@ -1,11 +1,11 @@
-//! A load client for `examples/devise_server`: N clients, each signed up and then sending
+//! A load client for `devise_server`: N clients, each signed up and then sending
 //! M authenticated requests, following the tokens the responses hand them as devise's
 //! JavaScript clients do (a generic tool such as `wrk` replays one token and measures 401s
 //! once it rotates away).
 //!
 //! ```text
-//! cargo run --release --example devise_server -- --addr 127.0.0.1:3000 --db :memory: --quiet &
-//! cargo run --release --example devise_load -- --addr 127.0.0.1:3000 --clients 50 --requests 400
+//! cargo run --release -p devise-server --bin devise_server -- --addr 127.0.0.1:3000 --db :memory: --quiet &
+//! cargo run --release -p devise-server --bin devise_load -- --addr 127.0.0.1:3000 --clients 50 --requests 400
 //! ```
 //!
 //! Flags: `--addr HOST:PORT[,HOST:PORT...]` [127.0.0.1:3000]: with several, every request goes
@@ -16,10 +16,6 @@
 //! servers started with `--metrics`, how many compare-and-swaps the load made them lose and
 //! decide again. Loopback only: it is a test tool.
 
-#[cfg(target_family = "wasm")]
-fn main() {}
-
-#[cfg(not(target_family = "wasm"))]
 fn main() -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -40,7 +36,6 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-#[cfg(not(target_family = "wasm"))]
 mod load {
     use std::time::{Duration, Instant};
 

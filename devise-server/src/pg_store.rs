@@ -147,7 +147,7 @@ impl Drop for Lease<'_> {
 
 /// PostgreSQL through tokio-postgres, with a small connection pool.
 #[derive(Clone)]
-pub(crate) struct PgStore {
+pub struct PgStore {
     pool: Arc<Pool>,
 }
 
@@ -155,7 +155,7 @@ impl PgStore {
     /// Connects to `url` (`postgres://user[:password]@host[:port]/dbname`, or libpq's
     /// `key=value` form) with at most `pool_size` connections, and creates the schema if it
     /// is missing.
-    pub(crate) async fn open(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, pool_size: usize) -> Result<Self, StoreError> {
         let mut config: Config = url
             .parse()
             .map_err(|_| StoreError("not a valid PostgreSQL connection URL".into()))?;
@@ -180,7 +180,7 @@ impl PgStore {
     }
 
     /// Where the store connects, without the password: for the start-up log line.
-    pub(crate) fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let config = &self.pool.config;
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),

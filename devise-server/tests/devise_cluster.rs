@@ -11,8 +11,6 @@
 //!
 //! The PostgreSQL tests need `ROTAUTH_TEST_DATABASE_URL` and FAIL without it (run
 //! `bash scripts/with-postgres.sh cargo test`); each creates its own database.
-//! Not on WASI: processes and sockets.
-#![cfg(not(target_family = "wasm"))]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -24,10 +22,10 @@
 )]
 
 #[allow(dead_code)]
-#[path = "devise_server/client.rs"]
+#[path = "support/client.rs"]
 mod client;
 #[allow(dead_code)]
-#[path = "devise_server/cluster.rs"]
+#[path = "support/cluster.rs"]
 mod cluster;
 
 use std::time::Duration;

@@ -8,7 +8,7 @@ use rotauth::{Config, KeyId, Keyring, Mode, ReplayPolicy};
 use crate::app::{BatchToken, LogSink, Settings};
 
 /// `--help`.
-pub(crate) const USAGE: &str = "\
+pub const USAGE: &str = "\
 devise_server: a devise_token_auth-compatible auth server on rotauth
 
 USAGE: cargo run --example devise_server -- [FLAGS]
@@ -42,26 +42,38 @@ The first line on stdout is `... listening on http://ADDR`; logs go to stderr.
 
 /// The parsed flags.
 #[derive(Clone, Debug)]
-pub(crate) struct Cli {
-    pub(crate) addr: String,
-    pub(crate) db: String,
-    pub(crate) batch_window_ms: u64,
-    pub(crate) lifespan_secs: u64,
-    pub(crate) mode: Mode,
-    pub(crate) replay: ReplayPolicy,
-    pub(crate) rotate: bool,
-    pub(crate) batch_token: BatchToken,
-    pub(crate) cors_origin: Option<String>,
-    pub(crate) quiet: bool,
+pub struct Cli {
+    /// `--addr`: where to listen.
+    pub addr: String,
+    /// `--db`: the SQLite file (`:memory:` for none).
+    pub db: String,
+    /// `--batch-window-ms`.
+    pub batch_window_ms: u64,
+    /// `--lifespan-secs`.
+    pub lifespan_secs: u64,
+    /// `--mode`.
+    pub mode: Mode,
+    /// `--replay`.
+    pub replay: ReplayPolicy,
+    /// Off with `--no-rotation`.
+    pub rotate: bool,
+    /// `--batch-token`.
+    pub batch_token: BatchToken,
+    /// `--cors-origin`.
+    pub cors_origin: Option<String>,
+    /// `--quiet`: no request log.
+    pub quiet: bool,
     /// `--database-url`: PostgreSQL instead of the SQLite file of `db`.
-    pub(crate) database_url: Option<String>,
-    pub(crate) pool_size: usize,
-    pub(crate) metrics: bool,
+    pub database_url: Option<String>,
+    /// `--pool-size`: PostgreSQL connections.
+    pub pool_size: usize,
+    /// `--metrics`: serve `GET /metrics`.
+    pub metrics: bool,
     /// `--clock-offset-ms`: added to the wall clock, to test instances whose clocks
     /// disagree.
-    pub(crate) clock_offset_ms: i64,
+    pub clock_offset_ms: i64,
     /// `--insecure-fast-hashing`: cheap argon2 parameters for test suites.
-    pub(crate) fast_hashing: bool,
+    pub fast_hashing: bool,
 }
 
 impl Default for Cli {
@@ -88,13 +100,15 @@ impl Default for Cli {
 
 /// What the command line asks for.
 #[derive(Debug)]
-pub(crate) enum Command {
+pub enum Command {
+    /// Start the server.
     Run(Cli),
+    /// Print the usage.
     Help,
 }
 
 /// Parses the flags (without the program name). Accepts `--flag value` and `--flag=value`.
-pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut cli = Cli::default();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -183,7 +197,7 @@ fn number(flag: &str, text: &str) -> Result<u64, String> {
 }
 
 /// The rotation policy the flags describe, validated by rotauth.
-pub(crate) fn config(cli: &Cli) -> Result<Config, String> {
+pub fn config(cli: &Cli) -> Result<Config, String> {
     Config::builder()
         .rotate(cli.rotate)
         .batch_window(Duration::from_millis(cli.batch_window_ms))
@@ -195,7 +209,7 @@ pub(crate) fn config(cli: &Cli) -> Result<Config, String> {
 }
 
 /// The signing key: `ROTAUTH_KEY` as hex, or a fresh random one (`true` = generated).
-pub(crate) fn keyring(hex: Option<&str>) -> Result<(Keyring, bool), String> {
+pub fn keyring(hex: Option<&str>) -> Result<(Keyring, bool), String> {
     let key = match hex {
         Some(hex) => (
             decode_hex(hex.trim()).ok_or("ROTAUTH_KEY must be hex digits")?,
@@ -234,7 +248,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 
 /// The server's settings for these flags and keys: the one place `main` and the tests
 /// build them, so the tests run what `main` runs.
-pub(crate) fn settings(cli: &Cli, keyring: Keyring, log: LogSink) -> Result<Settings, String> {
+pub fn settings(cli: &Cli, keyring: Keyring, log: LogSink) -> Result<Settings, String> {
     let cors_origin = cli
         .cors_origin
         .as_deref()

@@ -5,8 +5,6 @@
 //!
 //! The server is the example's own code (`examples/devise_server/*.rs`, included below),
 //! run in the test's runtime; one test also spawns the built example binary.
-//! Not on WASI: sockets, threads and SQLite.
-#![cfg(not(target_family = "wasm"))]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,22 +16,10 @@
 )]
 
 #[allow(dead_code)]
-#[path = "../examples/devise_server/app.rs"]
-mod app;
-#[allow(dead_code)]
-#[path = "../examples/devise_server/cli.rs"]
-mod cli;
-#[allow(dead_code)]
-#[path = "devise_server/client.rs"]
+#[path = "support/client.rs"]
 mod client;
 #[allow(dead_code)]
-#[path = "../examples/devise_server/headers.rs"]
-mod headers;
-#[allow(dead_code)]
-#[path = "../examples/devise_server/store.rs"]
-mod store;
-#[allow(dead_code)]
-#[path = "devise_server/support.rs"]
+#[path = "support/support.rs"]
 mod support;
 
 use std::collections::HashSet;
@@ -42,6 +28,7 @@ use std::time::Duration;
 use axum::http::Method;
 use base64ct::{Base64, Encoding};
 use client::{Auth, Http, Resp, TempDir, assert_record};
+use devise_server::{app, cli};
 use rotauth::Token;
 use serde_json::{Value, json};
 use support::{KEY, TestServer};

@@ -14,32 +14,35 @@ use zeroize::Zeroizing;
 
 /// A signed-up user.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct User {
+pub struct User {
     /// The database id.
-    pub(crate) id: i64,
+    pub id: i64,
     /// The email, lowercased; devise's `uid` for the email provider.
-    pub(crate) email: String,
+    pub email: String,
 }
 
 /// A user with the PHC string of their password hash.
-pub(crate) struct UserWithHash {
-    pub(crate) user: User,
-    pub(crate) password_hash: String,
+pub struct UserWithHash {
+    /// The user.
+    pub user: User,
+    /// The argon2 PHC string.
+    pub password_hash: String,
 }
 
 /// A session row as read: its owner, rotauth's record bytes and the version column.
-pub(crate) struct StoredSession {
-    pub(crate) user: User,
+pub struct StoredSession {
+    /// The session's owner.
+    pub user: User,
     /// `Session::encode()` output. It holds the seed, so it is wiped when dropped.
-    pub(crate) record: Zeroizing<Vec<u8>>,
+    pub record: Zeroizing<Vec<u8>>,
     /// Mirrors `Session::version()` of `record`: what the next update compares against.
-    pub(crate) version: u64,
+    pub version: u64,
 }
 
 /// The database failed (unreachable, locked for too long, schema gone, disk full...).
 /// The request answers 503 and sends no token.
 #[derive(Debug)]
-pub(crate) struct StoreError(pub(crate) String);
+pub struct StoreError(pub String);
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,7 +57,7 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// What the request handling needs from a database.
-pub(crate) trait Store: Clone + Send + Sync + 'static {
+pub trait Store: Clone + Send + Sync + 'static {
     /// Creates a user; `None` if the email is taken.
     fn create_user(
         &self,
@@ -113,7 +116,7 @@ pub(crate) trait Store: Clone + Send + Sync + 'static {
 /// matters, because a request reads, decides and writes in three separate steps and other
 /// requests run in between.
 #[derive(Clone)]
-pub(crate) struct SqliteStore {
+pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
@@ -137,28 +140,31 @@ CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id, expires_at);
 /// SQL integers are signed (SQLite's and PostgreSQL's `BIGINT`); versions and timestamps
 /// are `u64`. The bits are kept as they are, so equality (all the CAS needs) and the order
 /// of real timestamps survive.
-pub(crate) fn to_sql(v: u64) -> i64 {
+/// A `u64` in an SQL `BIGINT`, bit for bit.
+pub fn to_sql(v: u64) -> i64 {
     i64::from_ne_bytes(v.to_ne_bytes())
 }
 
-pub(crate) fn from_sql(v: i64) -> u64 {
+/// The inverse of [`to_sql`].
+pub fn from_sql(v: i64) -> u64 {
     u64::from_ne_bytes(v.to_ne_bytes())
 }
 
 /// The columns a session's row is written with, prepared the same way by every store.
-pub(crate) struct SessionRow {
+pub struct SessionRow {
     /// `client_id`: the base64url text, the primary key.
-    pub(crate) key: String,
+    pub key: String,
     /// `record`: `Session::encode()` output. It holds the seed, so it is wiped when dropped.
-    pub(crate) record: Zeroizing<[u8; Session::ENCODED_LEN]>,
+    pub record: Zeroizing<[u8; Session::ENCODED_LEN]>,
     /// `version`: mirrors `Session::version()`, what the compare-and-swap compares.
-    pub(crate) version: i64,
+    pub version: i64,
     /// `expires_at`: Unix milliseconds, for purging and for evicting the oldest.
-    pub(crate) expires_at: i64,
+    pub expires_at: i64,
 }
 
 impl SessionRow {
-    pub(crate) fn new(session: &Session) -> Self {
+    /// The row of `session`.
+    pub fn new(session: &Session) -> Self {
         Self {
             key: session.client_id().to_string(),
             record: Zeroizing::new(session.encode()),
@@ -169,11 +175,12 @@ impl SessionRow {
 }
 
 /// The per-user cap on sessions as an SQL integer; one beyond `i64::MAX` is no cap.
-pub(crate) fn cap_to_sql(max_per_user: usize) -> i64 {
+pub fn cap_to_sql(max_per_user: usize) -> i64 {
     i64::try_from(max_per_user).unwrap_or(i64::MAX)
 }
 
-pub(crate) fn now_millis() -> i64 {
+/// The wall clock in Unix milliseconds, as SQL stores it.
+pub fn now_millis() -> i64 {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -184,7 +191,7 @@ pub(crate) fn now_millis() -> i64 {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`; `:memory:` is a private
     /// in-memory database that lives as long as the server.
-    pub(crate) fn open(path: &str) -> Result<Self, StoreError> {
+    pub fn open(path: &str) -> Result<Self, StoreError> {
         let conn = if path == ":memory:" {
             Connection::open_in_memory()?
         } else {

@@ -41,19 +41,7 @@ pub fn admin_url() -> String {
 
 /// The example binary `cargo test` built next to this test binary.
 pub fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join("devise_server"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test` (which builds the examples) or \
-         `cargo build --example devise_server` first",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_devise_server"))
 }
 
 /// A fresh database on the test server (`CREATE DATABASE t_<random>`), so tests run in

@@ -30,9 +30,9 @@ use crate::headers::{self, Credentials};
 use crate::store::{Store, StoreError, User};
 
 /// Largest request body accepted: sign-up and password bodies are a few hundred bytes.
-pub(crate) const BODY_LIMIT: usize = 16 * 1024;
+pub const BODY_LIMIT: usize = 16 * 1024;
 /// devise_token_auth's `max_number_of_devices`.
-pub(crate) const MAX_SESSIONS_PER_USER: usize = 10;
+pub const MAX_SESSIONS_PER_USER: usize = 10;
 /// Lost compare-and-swaps before giving up with 503. Each loss means another request of the
 /// same session committed in between, so a few are plenty; the bound keeps a pathological
 /// storm from spinning.
@@ -44,7 +44,7 @@ const MAX_EMAIL: usize = 254;
 
 /// What a batch response carries in `access-token` and `expiry`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BatchToken {
+pub enum BatchToken {
     /// `" "`, as devise_token_auth: a response that may arrive after a newer one never
     /// carries a token at all.
     Blank,
@@ -54,8 +54,10 @@ pub(crate) enum BatchToken {
 
 /// Where the one-line-per-request log goes.
 #[derive(Clone)]
-pub(crate) enum LogSink {
+pub enum LogSink {
+    /// One line per request on standard error.
     Stderr,
+    /// No request log (`--quiet`).
     Off,
     /// Kept in memory, for tests that check what is (and is not) logged.
     #[cfg_attr(not(test), allow(dead_code))]
@@ -77,28 +79,32 @@ impl LogSink {
 }
 
 /// Everything the handlers share.
-pub(crate) struct Settings {
-    pub(crate) rotator: Rotator,
-    pub(crate) batch_token: BatchToken,
-    pub(crate) log: LogSink,
+pub struct Settings {
+    /// The keyring and rotation policy that decide every request.
+    pub rotator: Rotator,
+    /// `--batch-token`: what a batch response carries.
+    pub batch_token: BatchToken,
+    /// Where the request log goes.
+    pub log: LogSink,
     /// `--cors-origin`: the one origin allowed, or `*`.
-    pub(crate) cors_origin: Option<HeaderValue>,
-    pub(crate) argon2: argon2::Params,
+    pub cors_origin: Option<HeaderValue>,
+    /// Password hashing cost.
+    pub argon2: argon2::Params,
     /// `--clock-offset-ms`: added to the wall clock for every decision (tests of instances
     /// whose clocks disagree).
-    pub(crate) clock_offset_ms: i64,
+    pub clock_offset_ms: i64,
     /// `--metrics`: serve `GET /metrics`.
-    pub(crate) metrics: bool,
+    pub metrics: bool,
 }
 
 /// Counters since start, served at `GET /metrics` with `--metrics` and printed at shutdown.
 #[derive(Default)]
-pub(crate) struct Metrics {
+pub struct Metrics {
     /// Compare-and-swaps lost to another request of the same session (each one re-read and
     /// decided again).
-    pub(crate) cas_conflicts: AtomicU64,
+    pub cas_conflicts: AtomicU64,
     /// Requests that lost [`MAX_ATTEMPTS`] swaps in a row and answered 503.
-    pub(crate) cas_exhausted: AtomicU64,
+    pub cas_exhausted: AtomicU64,
     /// Authenticated decisions by kind, in `DECISION_KINDS` order.
     decisions: [AtomicU64; 5],
 }
@@ -123,7 +129,7 @@ impl Metrics {
     }
 
     /// Prometheus' text format.
-    pub(crate) fn render(&self) -> String {
+    pub fn render(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
         let _ = writeln!(
@@ -166,7 +172,7 @@ struct Inner<S> {
 }
 
 /// The shared state of the server.
-pub(crate) struct AppState<S>(Arc<Inner<S>>);
+pub struct AppState<S>(Arc<Inner<S>>);
 
 impl<S> Clone for AppState<S> {
     fn clone(&self) -> Self {
@@ -176,7 +182,7 @@ impl<S> Clone for AppState<S> {
 
 impl<S: Store> AppState<S> {
     /// Builds the state; hashes one random password for the unknown-email path.
-    pub(crate) fn new(store: S, settings: Settings) -> Result<Self, String> {
+    pub fn new(store: S, settings: Settings) -> Result<Self, String> {
         let mut password = [0u8; 32];
         rand::rngs::SysRng
             .try_fill_bytes(&mut password)
@@ -192,12 +198,12 @@ impl<S: Store> AppState<S> {
     }
 
     /// The counters since start.
-    pub(crate) fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
     }
 
     /// This server's clock: the wall clock shifted by `--clock-offset-ms`.
-    pub(crate) fn now(&self) -> Timestamp {
+    pub fn now(&self) -> Timestamp {
         let wall = now().unix_millis();
         let offset = self.0.settings.clock_offset_ms;
         let shifted = if offset >= 0 {
@@ -218,7 +224,7 @@ impl<S: Store> AppState<S> {
 }
 
 /// The routes of SPEC §8 plus `PUT /auth/password`, with the body limit, CORS and the log.
-pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
+pub fn router<S: Store>(state: AppState<S>) -> Router {
     let router = Router::new()
         .route("/auth", post(sign_up::<S>))
         .route("/auth/sign_in", post(sign_in::<S>))
@@ -244,7 +250,7 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
-pub(crate) async fn serve<S: Store>(
+pub async fn serve<S: Store>(
     listener: TcpListener,
     state: AppState<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -255,7 +261,7 @@ pub(crate) async fn serve<S: Store>(
 }
 
 /// The host's clock, in rotauth's terms.
-pub(crate) fn now() -> Timestamp {
+pub fn now() -> Timestamp {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
