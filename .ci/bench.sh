@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks (issue 4): compile them, run each once in criterion's test mode so they
+# Benchmarks: compile them, run each once in criterion's test mode so they
 # cannot rot, and run the zero-allocation test. Full benchmark runs stay out of CI: they
 # take minutes and their figures mean nothing on a shared runner.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 3's fuzz smoke: build every cargo-fuzz target (nightly) and run each for at least
+# The fuzz smoke: build every cargo-fuzz target (nightly) and run each for at least
 # 30 s. A crash, a failed assertion or a timeout fails the script. The property tests and
 # the concurrency simulation run inside `cargo test` (.ci/core.sh), so they are not repeated.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 5: rotauth where it is meant to run. Installs what it needs on a fresh Debian
+# rotauth where it is meant to run. Installs what it needs on a fresh Debian
 # machine, then runs:
 #   - embedded-tests/ on emulated Cortex-M4F and Cortex-M0 (QEMU), and proves that a
 #     failure, a panic and a HardFault each fail the run;

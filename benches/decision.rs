@@ -1,5 +1,5 @@
 //! Every decision path of rotauth measured against the physical floor (two SHA-256
-//! compressions) and against devise_token_auth's bcrypt, in one criterion run (issue 4).
+//! compressions) and against devise_token_auth's bcrypt, in one criterion run.
 //!
 //! Run: `cargo bench --bench decision`. At the end of a run the binary prints a ratio
 //! table read back from criterion's `estimates.json` files; `ROTAUTH_TABLE_ONLY=1 cargo

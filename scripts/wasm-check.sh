@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds wasm/ for wasm32-unknown-unknown and checks it from Node: no imports, tokens equal
-# to the known-answer vectors, sign-in and decide per SPEC §4.
+# to the known-answer vectors, sign-in and decide per the decision table.
 set -euo pipefail
 cd "$(dirname "$0")/../wasm"
 

@@ -52,7 +52,7 @@ impl fmt::Display for ConfigError {
 
 impl core::error::Error for ConfigError {}
 
-/// A validated rotation policy. [`Config::default`] is SPEC §5's defaults; change them with
+/// A validated rotation policy. [`Config::default`] is devise_token_auth's defaults; change them with
 /// [`Config::builder`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {

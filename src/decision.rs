@@ -1,4 +1,5 @@
-//! The decision of SPEC §4: what one request does to its session's token.
+//! The decision: what one request does to its session's token (the table in
+//! `docs/DESIGN.md`).
 
 use core::fmt;
 
@@ -245,7 +246,7 @@ impl Decision {
     }
 }
 
-/// SPEC §4, in the order it is written: verify, then lifetimes, then the table.
+/// The decision, in the order the design states it: verify, then lifetimes, then the table.
 pub(crate) fn decide(
     keyring: &Keyring,
     config: &Config,

@@ -58,7 +58,7 @@ impl fmt::Display for KeyError {
 
 impl core::error::Error for KeyError {}
 
-/// The host-held secret keys `K` of SPEC §3, with the HMAC schedule of each precomputed.
+/// The host-held secret keys `K` that tokens are derived with, with the HMAC schedule of each precomputed.
 ///
 /// Tokens are verified with the key their id names and new tokens are made with the
 /// primary key. To rotate keys without signing anyone out: [`insert`](Self::insert) the new

@@ -11,7 +11,7 @@ use crate::session::{ClientId, DecodeError, Reader, Session};
 use crate::time::Timestamp;
 use crate::token::Token;
 
-/// Up to `N` sessions of one user (SPEC §5: 10 devices by default), without allocation.
+/// Up to `N` sessions of one user (devise's default is 10 devices), without allocation.
 ///
 /// When full, signing in evicts the session that expires first, as devise's
 /// `max_number_of_devices` does. `N` must be between 1 and 255, checked at compile time.

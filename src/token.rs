@@ -210,7 +210,7 @@ fn expected_tag(key: &MacKey, client_id: &ClientId, seed: &Seed, generation: u64
 /// 55 characters.
 ///
 /// `base64ct` decodes a token in about 90 ns on the benchmark machine: nearly two SHA-256
-/// compressions, and four times what a malformed token may cost in all (issue 4). Here a
+/// compressions, and four times what a malformed token may cost in all. Here a
 /// first branch-free pass folds the validity of all 55 characters into one mask, a second
 /// maps each character to its 6-bit value, and the values are then packed. Both passes
 /// are byte-wide arithmetic without comparisons, which the compiler vectorises; the only
@@ -514,7 +514,7 @@ mod tests {
         );
     }
 
-    /// Both forms of the fast codec against `base64ct`, the reference the SPEC names.
+    /// Both forms of the fast codec against `base64ct`, the reference codec.
     mod base64url_against_base64ct {
         use super::super::base64url;
         use super::*;

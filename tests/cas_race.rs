@@ -1,4 +1,4 @@
-//! Two hosts race to rotate one session through a compare-and-swap store (SPEC §6).
+//! Two hosts race to rotate one session through a compare-and-swap store.
 #![allow(
     clippy::unwrap_used,
     clippy::panic,

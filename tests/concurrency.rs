@@ -1,11 +1,11 @@
-//! SPEC §6 under concurrency: a deterministic interleaving scheduler (single-threaded and
+//! The storage contract under concurrency: a deterministic interleaving scheduler (single-threaded and
 //! seeded, so it runs under WASI and Miri) plays N browser tabs sharing one session, each
 //! firing bursts of parallel requests like a page load, against hosts that keep the record
 //! in (a) a compare-and-swap store and (b) a last-write-wins store.
 //!
 //! Every request goes through four steps that the scheduler interleaves at random with
 //! every other request's steps and with the clock: read the record, decide, write the
-//! result (if any), respond. A CAS write that loses re-reads and decides again, as SPEC §6
+//! result (if any), respond. A CAS write that loses re-reads and decides again, as the storage contract
 //! tells hosts to. The tabs share one token jar (like `localStorage`) that keeps the newest
 //! token any response brought; each burst presents what the jar held when it started.
 //!
@@ -236,7 +236,7 @@ impl Sim {
                     .clone();
                 match self.store {
                     Store::CompareAndSwap if self.record.version() != version => {
-                        // Lost the race: re-read and decide again (SPEC §6).
+                        // Lost the race: re-read and decide again.
                         self.stats.cas_retries += 1;
                         Stage::Read
                     }

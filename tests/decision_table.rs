@@ -1,4 +1,4 @@
-//! Every row of the SPEC §4 table, and the rules written around it, one named test each.
+//! Every row of the decision table (`docs/DESIGN.md`), and the rules written around it, one named test each.
 #![allow(
     clippy::unwrap_used,
     clippy::panic,

@@ -1,5 +1,5 @@
 //! Zero heap allocations in every decision path, in sign-in, in token and record encoding
-//! and in every `Sessions` operation (issue 4).
+//! and in every `Sessions` operation.
 //!
 //! The crate is `no_std` without `alloc`, so it cannot allocate by construction; this test
 //! keeps it so for whatever a dependency might start doing. A counting global allocator

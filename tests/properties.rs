@@ -1,6 +1,6 @@
-//! SPEC §4 against the reference model in `tests/model/`: random operation sequences checked
+//! The decision against the reference model in `tests/model/`: random operation sequences checked
 //! step by step (same decision kind, reject reason, revocation and resulting record), and
-//! the properties of issue 3, each its own test. Cases: proptest's default (256, or
+//! the named properties, each its own test. Cases: proptest's default (256, or
 //! `PROPTEST_CASES`), fewer under Miri.
 #![allow(
     clippy::unwrap_used,

@@ -2,7 +2,7 @@
 // Checks the wasm32-unknown-unknown build of rotauth from a plain WebAssembly host:
 // the module imports nothing (it instantiates with an empty import object), its tokens
 // match the known-answer vectors in tests/vectors/tokens.txt, and sign-in and decide
-// behave as SPEC §4 says. Prints `N passed, N failed`; exits non-zero on any failure.
+// behave as the decision table says. Prints `N passed, N failed`; exits non-zero on any failure.
 //
 // Usage: node wasm/check.mjs [path/to/rotauth_wasm.wasm]
 import assert from 'node:assert/strict';

@@ -2,7 +2,7 @@
 //!
 //! Every authenticated request goes through [`authenticate`]: read the session row, let
 //! rotauth decide, persist with compare-and-swap before answering, and on a lost swap
-//! re-read and decide again (the retry is then part of the batch, SPEC §6).
+//! re-read and decide again (the retry is then part of the batch).
 
 // Handlers return the response to send as the error of their helpers; boxing it would only
 // add an allocation on the error path.
@@ -223,7 +223,7 @@ impl<S: Store> AppState<S> {
     }
 }
 
-/// The routes of SPEC §8 plus `PUT /auth/password`, with the body limit, CORS and the log.
+/// devise_token_auth's routes plus `PUT /auth/password`, with the body limit, CORS and the log.
 pub fn router<S: Store>(state: AppState<S>) -> Router {
     let router = Router::new()
         .route("/auth", post(sign_up::<S>))

@@ -4,7 +4,7 @@
 //! Several instances behind a load balancer without affinity send the parallel requests of
 //! one browser to different machines at once. Nothing here locks a session row across the
 //! read-decide-write of a request: the update is `UPDATE … WHERE client_id = $4 AND
-//! version = $5`, and the loser re-reads and decides again (SPEC §6). Because rotation is
+//! version = $5`, and the loser re-reads and decides again. Because rotation is
 //! idempotent, the loser's retry is a batch member and never forks the token chain.
 //!
 //! The pool is a few lines by hand: a semaphore bounds the connections, idle ones wait in a
@@ -72,7 +72,7 @@ const EVICT: &str = "DELETE FROM sessions WHERE user_id = $1 AND client_id NOT I
         SELECT client_id FROM sessions WHERE user_id = $1
         ORDER BY (client_id = $2) DESC, expires_at DESC, client_id DESC
         LIMIT $3)";
-/// SPEC §6's compare-and-swap. Under READ COMMITTED a concurrent update of the same row
+/// The storage contract's compare-and-swap. Under READ COMMITTED a concurrent update of the same row
 /// makes this one wait, then re-check `version` against the committed row: exactly one of
 /// two racers changes a row.
 const SWAP: &str = "UPDATE sessions SET record = $1, version = $2, expires_at = $3

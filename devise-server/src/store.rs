@@ -2,7 +2,7 @@
 //!
 //! The request handling sees only the [`Store`] trait, so another database (PostgreSQL,
 //! say) is one more implementation of it. The one rule every implementation must keep is
-//! SPEC §6: [`Store::swap_session`] is a compare-and-swap on the version the caller read.
+//! The storage contract: [`Store::swap_session`] is a compare-and-swap on the version the caller read.
 
 use std::future::Future;
 use std::path::Path;

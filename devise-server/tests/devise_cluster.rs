@@ -1,4 +1,4 @@
-//! Several `devise_server` instances sharing one PostgreSQL database (issue 7), tested with
+//! Several `devise_server` instances sharing one PostgreSQL database, tested with
 //! the built example binary as real child processes on 127.0.0.1:
 //!
 //! - two instances, clients sending each request of their parallel bursts to a random
@@ -198,7 +198,7 @@ async fn clocks_two_seconds_apart_still_log_no_one_out() {
 /// it are lost, including, possibly, a response that carried a rotation already committed.
 /// Its client retries on the survivor with the token it holds: inside the window that is a
 /// batch member; after the window, Recover mode hands it the committed token again
-/// (SPEC §4: a lost response), where Strict mode would refuse it. So the instances run
+/// (a lost response), where Strict mode would refuse it. So the instances run
 /// `--mode recover`, and after the load every client waits out the window and must still
 /// be signed in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

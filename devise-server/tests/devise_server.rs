@@ -1,6 +1,6 @@
-//! The devise_token_auth-compatible example server (issue 6), tested over real HTTP on
+//! The devise_token_auth-compatible example server, tested over real HTTP on
 //! 127.0.0.1 with an ephemeral port and a temporary SQLite file: every endpoint and error
-//! of SPEC §8, the design-notes stories, bad input, a failing database, a restart, and
+//! of the devise protocol, the design-notes stories, bad input, a failing database, a restart, and
 //! 50 clients under load following their tokens.
 //!
 //! The server is the example's own code (`examples/devise_server/*.rs`, included below),
@@ -48,7 +48,7 @@ fn json_eq(resp: &Resp, expected: &str) {
     assert_eq!(resp.json(), expected, "status {}", resp.status);
 }
 
-/// The five headers of SPEC §8 with a real token.
+/// The five devise headers with a real token.
 fn assert_auth_headers(resp: &Resp, uid: &str) {
     let token = resp.token().expect("access-token");
     assert!(Token::from_text(&token).is_ok(), "not a rotauth token");
@@ -91,7 +91,7 @@ fn user(id: i64, email: &str) -> Value {
 }
 
 // ---------------------------------------------------------------------------------------
-// Endpoints of SPEC §8
+// Endpoints of the devise protocol
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_up_returns_the_user_and_the_five_headers() {

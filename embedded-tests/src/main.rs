@@ -1,5 +1,5 @@
 //! rotauth's decision logic on an emulated Cortex-M: the known-answer token vectors, the
-//! SPEC §4 decision table, a `Sessions<4>` story and the record encodings, with no `std`
+//! decision table, a `Sessions<4>` story and the record encodings, with no `std`
 //! and no `alloc`.
 //!
 //! Run with `cargo run --target thumbv7em-none-eabihf` (QEMU `mps2-an386`, Cortex-M4F) or

@@ -1,8 +1,8 @@
-//! The reference model of SPEC §4: the decision rules over a plain record, with no HMAC, no
+//! The reference model of the decision (`docs/DESIGN.md`): the decision rules over a plain record, with no HMAC, no
 //! encoding and no optimisation. It is the oracle that `tests/properties.rs` and the fuzz
 //! target `ops` hold `rotauth` to, so it is written to be checked by reading, not to be fast.
 //!
-//! Two refinements of the SPEC text, both forced by the record's invariant
+//! Two refinements of the written rules, both forced by the record's invariant
 //! `created_at ≤ rotated_at ≤ expires_at` (which `Session::decode` enforces):
 //! a rotation never moves `rotated_at` back (`max(now, rotated_at)`: a clock running behind
 //! the record is inside the window anyway, so only a forced rotation or `W = 0` meets this),
@@ -11,7 +11,7 @@
 
 pub mod check;
 
-/// The policy of SPEC §5, in milliseconds.
+/// The rotation policy, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub rotate: bool,
