@@ -1,0 +1,582 @@
+//! The request loop: decide, store, answer.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rotauth::rand_core::TryCryptoRng;
+use rotauth::{ClientId, Decision, RejectReason, Rotator, Session, Timestamp, Token};
+use zeroize::Zeroizing;
+
+use crate::store::{Record, SessionStore, StoreError, Swap};
+
+/// The credentials a request presents, as a [`Protocol`](crate::Protocol) read them.
+pub struct Credentials {
+    /// The session's client id.
+    pub client_id: ClientId,
+    /// The token as sent (text, trimmed). Checked by rotauth, wiped on drop, never printed.
+    pub token: Zeroizing<String>,
+    /// The user the client claims to be (devise's `uid`), if the protocol carries one: a
+    /// request whose claim differs from the session's user is refused.
+    pub uid: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who an accepted request belongs to. The layer puts it in the request's extensions, and
+/// handlers take it as an extractor:
+///
+/// ```
+/// use rotauth_axum::Authenticated;
+///
+/// async fn me(who: Authenticated) -> String {
+///     format!("hello {}", who.user_id)
+/// }
+/// # let _ = axum::routing::get(me);
+/// ```
+///
+/// A handler behind the layer always gets one; without the layer in front, extracting it
+/// fails with 500 (a server misconfiguration, logged), never with a request served as
+/// anonymous.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The session's client id (public: clients send it in the clear).
+    pub client_id: ClientId,
+    /// The session's user, as given to [`Authenticator::sign_in`].
+    pub user_id: String,
+}
+
+/// What the response to an accepted request carries. A [`Protocol`](crate::Protocol)
+/// writes it into the response headers.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Reply {
+    /// A new token, already stored: the client must use it from now on.
+    NewToken {
+        /// The token to send.
+        token: Token,
+        /// When the session expires unless it rotates first.
+        expires_at: Timestamp,
+    },
+    /// A batch member: no token (devise sends `access-token: " "`). The client keeps the
+    /// token it has, and must not replace a newer one with anything from this response.
+    Batch {
+        /// When the session expires unless it rotates first.
+        expires_at: Timestamp,
+    },
+    /// Rotation is switched off: the presented token stays valid and is sent back.
+    SameToken {
+        /// The presented token.
+        token: Token,
+        /// When the session expires.
+        expires_at: Timestamp,
+    },
+}
+
+impl Reply {
+    /// The token the response carries, if any.
+    #[must_use]
+    pub fn token(&self) -> Option<&Token> {
+        match self {
+            Self::NewToken { token, .. } | Self::SameToken { token, .. } => Some(token),
+            Self::Batch { .. } => None,
+        }
+    }
+
+    /// When the session expires unless it rotates first.
+    #[must_use]
+    pub fn expires_at(&self) -> Timestamp {
+        match self {
+            Self::NewToken { expires_at, .. }
+            | Self::Batch { expires_at }
+            | Self::SameToken { expires_at, .. } => *expires_at,
+        }
+    }
+}
+
+/// Why a request was refused with 401. For logs and metrics; the response body never says
+/// which (it would help an attacker tell a forged token from an expired one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The request carries no credentials.
+    MissingCredentials,
+    /// The credentials are not in the protocol's shape (a malformed client id, say).
+    MalformedCredentials,
+    /// No session has this client id (signed out, evicted, expired and purged, revoked).
+    UnknownSession,
+    /// The request claims another user than the session's (devise's `uid`).
+    UserMismatch,
+    /// rotauth rejected the token.
+    Rejected(RejectReason),
+    /// rotauth rejected the token as a replay and the session was deleted.
+    Revoked(RejectReason),
+    /// The stored record does not decode.
+    CorruptRecord,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingCredentials => f.write_str("no credentials"),
+            Self::MalformedCredentials => f.write_str("malformed credentials"),
+            Self::UnknownSession => f.write_str("no such session"),
+            Self::UserMismatch => f.write_str("uid does not match the session"),
+            Self::Rejected(reason) => write!(f, "{reason}"),
+            Self::Revoked(reason) => write!(f, "{reason}; session revoked"),
+            Self::CorruptRecord => f.write_str("stored record is corrupt"),
+        }
+    }
+}
+
+/// Why a request answered 503 without a token.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The store failed.
+    Store(StoreError),
+    /// [`Authenticator::MAX_ATTEMPTS`] compare-and-swaps in a row were lost to other
+    /// requests of the same session.
+    Contention,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Store(e) => write!(f, "{e}"),
+            Self::Contention => f.write_str("too many lost compare-and-swaps in a row"),
+        }
+    }
+}
+
+/// The outcome of [`Authenticator::authenticate`].
+#[derive(Debug)]
+#[must_use]
+pub enum Outcome {
+    /// Serve the request, then write `reply` into the response. Anything the reply
+    /// carries is already stored.
+    Served {
+        /// Who the request belongs to.
+        who: Authenticated,
+        /// What the response carries.
+        reply: Reply,
+    },
+    /// Answer 401, send no token. Nothing of the handler runs.
+    Refused(Refusal),
+    /// Answer 503, send no token. Nothing of the handler runs.
+    Unavailable(Unavailable),
+}
+
+/// A new session, stored: send `token` to the client with the sign-in response.
+pub struct SignedIn {
+    /// The new session's client id.
+    pub client_id: ClientId,
+    /// Its user.
+    pub user_id: String,
+    /// `T(0)`, the session's first token. Never printed.
+    pub token: Token,
+    /// When the session expires unless it rotates first.
+    pub expires_at: Timestamp,
+}
+
+impl fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedIn")
+            .field("client_id", &self.client_id)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why sign-in or sign-out failed. Nothing was sent; as a response it is 503.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed.
+    Store(StoreError),
+    /// The operating system's RNG failed; no session was made.
+    Rng,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Store(e) => write!(f, "{e}"),
+            Self::Rng => f.write_str("the system RNG failed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Store(e) => Some(e),
+            Self::Rng => None,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
+        tracing::error!(error = %self, "rotauth: sign-in or sign-out failed");
+        crate::protocol::unavailable_response()
+    }
+}
+
+/// rotauth's request loop over a [`SessionStore`], written once: every request of every
+/// protocol goes through [`authenticate`](Self::authenticate), every new session through
+/// [`sign_in`](Self::sign_in).
+///
+/// The loop, for one request:
+///
+/// 1. load the session by client id (none: 401);
+/// 2. let rotauth decide on the record, the presented token and `now`;
+/// 3. a rejection: 401 without a token; a revoking one deletes the session first;
+/// 4. a decision with a record to store: compare-and-swap it on the version loaded; on a
+///    lost swap go back to 1 (the retry is then part of the batch), at most
+///    [`MAX_ATTEMPTS`](Self::MAX_ATTEMPTS) times, then 503;
+/// 5. only then is the request served and the token (if any) sent.
+///
+/// A store error anywhere is 503 without a token. No path hands out a token that is not
+/// stored: the [`Reply`] is built only after the write returned `Ok`.
+///
+/// Cloning is cheap (the rotator and the store are shared).
+///
+/// ```
+/// use rotauth::{Config, KeyId, Keyring, Rotator, Timestamp};
+/// use rotauth_axum::{Authenticator, Credentials, MemoryStore, Outcome};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keyring = Keyring::new(KeyId(1), &[7u8; 32])?;
+/// let rotator = Rotator::new(keyring, Config::default());
+/// let auth = Authenticator::new(rotator, MemoryStore::new());
+///
+/// let signed_in = auth.sign_in("alice").await?;
+/// let credentials = Credentials {
+///     client_id: signed_in.client_id,
+///     token: signed_in.token.to_text().as_str().to_owned().into(),
+///     uid: None,
+/// };
+/// match auth.authenticate(&credentials, Timestamp::now(), false).await {
+///     Outcome::Served { who, .. } => assert_eq!(who.user_id, "alice"),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct Authenticator<S> {
+    rotator: Arc<Rotator>,
+    store: Arc<S>,
+    max_sessions_per_user: usize,
+    max_attempts: usize,
+}
+
+impl<S> Clone for Authenticator<S> {
+    fn clone(&self) -> Self {
+        Self {
+            rotator: Arc::clone(&self.rotator),
+            store: Arc::clone(&self.store),
+            max_sessions_per_user: self.max_sessions_per_user,
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
+impl<S> fmt::Debug for Authenticator<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SessionStore> Authenticator<S> {
+    /// Sessions per user unless set otherwise (devise's `max_number_of_devices`).
+    pub const MAX_SESSIONS_PER_USER: usize = 10;
+    /// Decisions per request unless set otherwise: one plus the swaps a request may lose.
+    /// Each lost swap means another request of the same session committed in between, and
+    /// the retry is then a batch member that stores nothing, so two are normally enough;
+    /// the bound keeps a pathological storm from spinning.
+    pub const MAX_ATTEMPTS: usize = 4;
+
+    /// An authenticator deciding with `rotator` over `store`.
+    #[must_use]
+    pub fn new(rotator: Rotator, store: S) -> Self {
+        Self {
+            rotator: Arc::new(rotator),
+            store: Arc::new(store),
+            max_sessions_per_user: Self::MAX_SESSIONS_PER_USER,
+            max_attempts: Self::MAX_ATTEMPTS,
+        }
+    }
+
+    /// Sets how many sessions a user may hold (at least 1). Signing in beyond it evicts the
+    /// sessions that expire first.
+    #[must_use]
+    pub fn max_sessions_per_user(mut self, max: usize) -> Self {
+        self.max_sessions_per_user = max.max(1);
+        self
+    }
+
+    /// Sets how many decisions one request may take (at least 1) before it answers 503.
+    #[must_use]
+    pub fn max_attempts(mut self, max: usize) -> Self {
+        self.max_attempts = max.max(1);
+        self
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The rotator.
+    #[must_use]
+    pub fn rotator(&self) -> &Rotator {
+        &self.rotator
+    }
+
+    /// Signs `user_id` in now, with the operating system's RNG: see
+    /// [`sign_in_with`](Self::sign_in_with).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails, [`Error::Rng`] when the OS RNG does.
+    pub async fn sign_in(&self, user_id: &str) -> Result<SignedIn, Error> {
+        self.sign_in_with(user_id, &mut getrandom::SysRng, Timestamp::now())
+            .await
+    }
+
+    /// Signs `user_id` in at `now`, drawing the client id and seed from `rng`: drops the
+    /// user's expired sessions, evicts the ones expiring first beyond the per-user cap,
+    /// then stores the new session. The token is returned only once it is stored.
+    ///
+    /// The cap is kept per sign-in; two sign-ins of one user racing can leave one session
+    /// more than the cap until the next sign-in.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails (some old sessions may be gone already; the
+    /// new one is not stored), [`Error::Rng`] when `rng` does.
+    pub async fn sign_in_with<R: TryCryptoRng + ?Sized>(
+        &self,
+        user_id: &str,
+        rng: &mut R,
+        now: Timestamp,
+    ) -> Result<SignedIn, Error> {
+        let (session, token) = self.rotator.try_sign_in(rng, now).map_err(|_| Error::Rng)?;
+        let mut live = Vec::new();
+        for summary in self.store.list(user_id).await? {
+            if summary.expires_at <= now {
+                self.store.delete(summary.client_id).await?;
+            } else {
+                live.push(summary);
+            }
+        }
+        live.sort_by_key(|s| s.expires_at);
+        let excess = live
+            .len()
+            .saturating_add(1)
+            .saturating_sub(self.max_sessions_per_user);
+        for evicted in live.iter().take(excess) {
+            self.store.delete(evicted.client_id).await?;
+            tracing::debug!(client_id = %evicted.client_id, "rotauth: session evicted by the per-user cap");
+        }
+        self.store
+            .insert(user_id, &Record::from_session(&session))
+            .await?;
+        tracing::debug!(client_id = %session.client_id(), "rotauth: signed in");
+        Ok(SignedIn {
+            client_id: session.client_id(),
+            user_id: user_id.to_owned(),
+            token,
+            expires_at: session.expires_at(),
+        })
+    }
+
+    /// Deletes one session; `false` if it was not there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
+    pub async fn sign_out(&self, client_id: ClientId) -> Result<bool, Error> {
+        Ok(self.store.delete(client_id).await?)
+    }
+
+    /// Deletes every session of `user_id` but `keep` (all of them with `None`): after a
+    /// password change. Returns how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
+    pub async fn sign_out_others(
+        &self,
+        user_id: &str,
+        keep: Option<ClientId>,
+    ) -> Result<usize, Error> {
+        Ok(self.store.delete_user_sessions(user_id, keep).await?)
+    }
+
+    /// Decides one request presenting `credentials` at `now` (`unbatch`: force rotation
+    /// inside the batch window, devise's `?unbatch=true`), storing what the decision says
+    /// before returning. See the type docs for the loop.
+    pub async fn authenticate(
+        &self,
+        credentials: &Credentials,
+        now: Timestamp,
+        unbatch: bool,
+    ) -> Outcome {
+        let client_id = credentials.client_id;
+        for attempt in 0..self.max_attempts {
+            let stored = match self.store.load(client_id).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => return Outcome::Refused(Refusal::UnknownSession),
+                Err(e) => return self.store_failed(client_id, e),
+            };
+            if credentials
+                .uid
+                .as_deref()
+                .is_some_and(|uid| uid != stored.user_id)
+            {
+                return Outcome::Refused(Refusal::UserMismatch);
+            }
+            let session = match stored.record.session() {
+                Ok(session) => session,
+                Err(e) => return self.store_failed(client_id, StoreError::Corrupt(e)),
+            };
+            let mut request = rotauth::Request::new(credentials.token.as_str(), now);
+            if unbatch {
+                request = request.force_rotation();
+            }
+            let decision = self.rotator.decide(&session, request);
+            let kind = decision.kind();
+            let step = match Step::of(decision, credentials) {
+                Step::Refuse(reason) => {
+                    tracing::debug!(%client_id, %reason, "rotauth: refused");
+                    return Outcome::Refused(Refusal::Rejected(reason));
+                }
+                Step::Revoke(reason) => {
+                    return match self.store.delete(client_id).await {
+                        Ok(_) => {
+                            tracing::info!(%client_id, %reason, "rotauth: session revoked");
+                            Outcome::Refused(Refusal::Revoked(reason))
+                        }
+                        Err(e) => self.store_failed(client_id, e),
+                    };
+                }
+                Step::Serve { store, send } => (store, send),
+            };
+            let (to_store, send) = step;
+            let kept: &Session = match &to_store {
+                Some(next) => {
+                    match self
+                        .store
+                        .compare_and_swap(stored.record.version(), &Record::from_session(next))
+                        .await
+                    {
+                        Ok(Swap::Swapped) => next,
+                        Ok(Swap::Lost) => {
+                            tracing::debug!(%client_id, attempt, "rotauth: lost a compare-and-swap; deciding again");
+                            continue;
+                        }
+                        Err(e) => return self.store_failed(client_id, e),
+                    }
+                }
+                None => &session,
+            };
+            let expires_at = kept.expires_at();
+            let reply = match send {
+                Send::New(token) => Reply::NewToken { token, expires_at },
+                Send::Same(token) => Reply::SameToken { token, expires_at },
+                Send::Nothing => Reply::Batch { expires_at },
+            };
+            tracing::debug!(%client_id, decision = kind.as_str(), attempt, "rotauth: served");
+            return Outcome::Served {
+                who: Authenticated {
+                    client_id,
+                    user_id: stored.user_id,
+                },
+                reply,
+            };
+        }
+        tracing::warn!(%client_id, attempts = self.max_attempts, "rotauth: too many lost compare-and-swaps; 503");
+        Outcome::Unavailable(Unavailable::Contention)
+    }
+
+    fn store_failed(&self, client_id: ClientId, error: StoreError) -> Outcome {
+        match error {
+            StoreError::Corrupt(e) => {
+                tracing::error!(%client_id, error = %e, "rotauth: stored session record is corrupt; 401");
+                Outcome::Refused(Refusal::CorruptRecord)
+            }
+            other => {
+                tracing::warn!(%client_id, error = %other, "rotauth: session store failed; 503");
+                Outcome::Unavailable(Unavailable::Store(other))
+            }
+        }
+    }
+}
+
+/// What to send once the decision's record (if any) is stored.
+enum Send {
+    New(Token),
+    Same(Token),
+    Nothing,
+}
+
+/// A decision reduced to the host's duties. The match is exhaustive on purpose: a new
+/// decision (a new duty) must break this build, not fall into a default.
+enum Step {
+    Refuse(RejectReason),
+    Revoke(RejectReason),
+    Serve { store: Option<Session>, send: Send },
+}
+
+impl Step {
+    fn of(decision: Decision, credentials: &Credentials) -> Self {
+        match decision {
+            Decision::Reject {
+                reason,
+                revoke: true,
+            } => Self::Revoke(reason),
+            Decision::Reject {
+                reason,
+                revoke: false,
+            } => Self::Refuse(reason),
+            Decision::Rotate { session, token } => Self::Serve {
+                store: Some(session),
+                send: Send::New(token),
+            },
+            Decision::Reissue { token } => Self::Serve {
+                store: None,
+                send: Send::New(token),
+            },
+            Decision::BatchReuse { updated } => Self::Serve {
+                store: updated,
+                send: Send::Nothing,
+            },
+            // Rotation off: the presented token stays valid and goes back. It parsed, or
+            // the decision would not have accepted it; if it somehow does not, send none.
+            Decision::Accept { updated } => Self::Serve {
+                store: updated,
+                send: Token::from_text(credentials.token.as_str())
+                    .map_or(Send::Nothing, Send::Same),
+            },
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! rotauth for axum and tower: per-request token rotation as a layer, an extractor and a
+//! session store.
+//!
+//! [rotauth](https://docs.rs/rotauth) decides, for one request, whether the caller's token
+//! is kept, rotated, let through as part of a batch or refused; it is pure and stores
+//! nothing. This crate is the part every web host needs around it, written once:
+//!
+//! - [`SessionStore`], the storage contract (load, insert, compare-and-swap, delete, list
+//!   and delete a user's sessions), with [`MemoryStore`] and, behind features,
+//!   `SqliteStore` and `PostgresStore` on sqlx pools and `RedisStore` on a redis
+//!   connection manager;
+//! - [`Authenticator`], the request loop: decide, store with compare-and-swap before
+//!   answering, decide again on a lost swap (a bounded number of times), 503 without a
+//!   token when the store fails, delete a revoked session; and sign-in with a per-user cap;
+//! - [`Protocol`], how credentials and tokens travel: [`DeviseProtocol`]
+//!   (devise_token_auth's headers) and [`BearerProtocol`] (one header each way);
+//! - [`AuthLayer`], a tower layer for any service, and [`Authenticated`], the axum
+//!   extractor handlers take.
+//!
+//! # Using it
+//!
+//! ```no_run
+//! use axum::{Router, extract::State, routing::{get, post}};
+//! use rotauth::{Config, KeyId, Keyring, Rotator};
+//! use rotauth_axum::{AuthLayer, Authenticated, Authenticator, BearerProtocol, MemoryStore, Protocol};
+//!
+//! type Auth = Authenticator<MemoryStore>;
+//!
+//! async fn sign_in(State(auth): State<Auth>) -> Result<impl axum::response::IntoResponse, rotauth_axum::Error> {
+//!     // Check the user's password first (not shown); then:
+//!     let signed_in = auth.sign_in("alice").await?;
+//!     Ok(BearerProtocol::new().sign_in_headers(&signed_in))
+//! }
+//!
+//! async fn me(who: Authenticated) -> String {
+//!     who.user_id
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The key comes from your secret store; at least 32 random bytes.
+//! let rotator = Rotator::new(Keyring::new(KeyId(1), &[7u8; 32])?, Config::default());
+//! let auth = Authenticator::new(rotator, MemoryStore::new());
+//! let app = Router::new()
+//!     .route("/me", get(me))
+//!     .layer(AuthLayer::new(auth.clone(), BearerProtocol::new()))
+//!     .route("/sign_in", post(sign_in))
+//!     .with_state(auth);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Routes added after `.layer(..)` (here `/sign_in`) are not behind it.
+//!
+//! # Guarantees
+//!
+//! - **No token is sent that is not stored.** The [`Reply`] that carries a token exists
+//!   only after the store acknowledged the write that makes it valid; sign-in returns the
+//!   token only after the insert.
+//! - **One rotation per batch window**, across threads and servers, as long as the store
+//!   keeps the compare-and-swap contract of [`SessionStore`]. Concurrent requests that
+//!   lose the swap decide again and become batch members: they are served without a token.
+//! - **A store failure never logs anyone out and never leaks a token**: the request
+//!   answers 503 with `Retry-After: 1`, the client retries with the token it has.
+//! - **Refused requests never reach the handler.**
+//! - Tokens and records are wiped from memory when dropped and never logged; logs go
+//!   through `tracing` (client ids and decision kinds at `debug`, store failures at
+//!   `warn`, revocations at `info`).
+//!
+//! # Features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `sqlite` | `SqliteStore` on `sqlx::SqlitePool` |
+//! | `postgres` | `PostgresStore` on `sqlx::PgPool` |
+//! | `redis` | `RedisStore` on `redis::aio::ConnectionManager` |
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod authenticator;
+mod layer;
+mod protocol;
+mod store;
+
+pub use authenticator::{
+    Authenticated, Authenticator, Credentials, Error, Outcome, Refusal, Reply, SignedIn,
+    Unavailable,
+};
+pub use layer::{AuthLayer, AuthService, MissingAuthLayer};
+pub use protocol::{BearerProtocol, DeviseProtocol, Protocol};
+pub use store::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use store::postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use store::redis::RedisStore;
+#[cfg(feature = "sqlite")]
+pub use store::sqlite::SqliteStore;
+pub use store::{BoxError, Record, SessionStore, SessionSummary, StoreError, StoredSession, Swap};
+
+/// The core crate, re-exported so that its version always matches this one.
+pub use rotauth;

@@ -1,0 +1,288 @@
+//! The storage contract and the ready-made stores.
+
+use std::fmt;
+use std::future::Future;
+
+use rotauth::{ClientId, DecodeError, Session, Timestamp};
+use zeroize::Zeroizing;
+
+pub(crate) mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
+
+/// The error type that the backends' errors are boxed into.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// One session as a store keeps it: rotauth's encoded record (which holds the session's
+/// seed, so it is wiped on drop and never printed) with the fields a store indexes on,
+/// read from the record itself so that they always agree with it.
+#[derive(Clone)]
+pub struct Record {
+    bytes: Zeroizing<[u8; Session::ENCODED_LEN]>,
+    client_id: ClientId,
+    version: u64,
+    expires_at: Timestamp,
+}
+
+impl Record {
+    /// The record of `session`.
+    #[must_use]
+    pub fn from_session(session: &Session) -> Self {
+        let encoded = session.encode();
+        let mut bytes = Zeroizing::new([0u8; Session::ENCODED_LEN]);
+        bytes.copy_from_slice(AsRef::<[u8]>::as_ref(&encoded));
+        Self {
+            bytes,
+            client_id: session.client_id(),
+            version: session.version(),
+            expires_at: session.expires_at(),
+        }
+    }
+
+    /// A record read back from storage.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] when the bytes are not a record rotauth can decode (wrong
+    /// length, unknown format, impossible field values).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
+        let session = Session::decode(bytes).map_err(StoreError::Corrupt)?;
+        Ok(Self::from_session(&session))
+    }
+
+    /// The encoded record, [`Session::ENCODED_LEN`] bytes: what a store writes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..]
+    }
+
+    /// The session's client id: the key a store finds the record by.
+    #[must_use]
+    pub fn client_id(&self) -> ClientId {
+        self.client_id
+    }
+
+    /// The record's version: what [`SessionStore::compare_and_swap`] compares.
+    #[must_use]
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// When the session expires unless it rotates first; a store may drop the record from
+    /// then on (Redis key expiry, a purge job).
+    #[must_use]
+    pub fn expires_at(&self) -> Timestamp {
+        self.expires_at
+    }
+
+    /// The session.
+    pub(crate) fn session(&self) -> Result<Session, DecodeError> {
+        Session::decode(self.as_bytes())
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("client_id", &self.client_id)
+            .field("version", &self.version)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session as loaded: its owner and its record.
+#[derive(Clone, Debug)]
+pub struct StoredSession {
+    /// The user the session belongs to, as given to [`SessionStore::insert`].
+    pub user_id: String,
+    /// The record.
+    pub record: Record,
+}
+
+/// One of a user's sessions, as listed by [`SessionStore::list`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// The session's client id.
+    pub client_id: ClientId,
+    /// When it expires unless it rotates first.
+    pub expires_at: Timestamp,
+}
+
+/// The result of [`SessionStore::compare_and_swap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Swap {
+    /// The stored version was the expected one; the new record is stored.
+    Swapped,
+    /// The stored version was another one, or the session is gone: nothing was written.
+    /// The caller loads again and decides again.
+    Lost,
+}
+
+/// Why a store could not do what was asked. What the [`Authenticator`](crate::Authenticator)
+/// does on each is said on the variant.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed: unreachable, timed out, locked, out of space, schema missing.
+    /// The request answers 503 (`Retry-After: 1`) and sends no token; sign-in fails.
+    Backend(BoxError),
+    /// A stored record does not decode. The request is refused with 401 (the session can
+    /// never be served; signing in again makes a new one) and an error is logged.
+    Corrupt(DecodeError),
+    /// [`SessionStore::insert`] found the client id taken (a 128-bit random id: a broken
+    /// RNG or a replayed insert). Sign-in fails and nothing is sent.
+    Duplicate,
+}
+
+impl StoreError {
+    /// A backend failure from any error type.
+    pub fn backend(error: impl Into<BoxError>) -> Self {
+        Self::Backend(error.into())
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Backend(e) => write!(f, "session store failed: {e}"),
+            Self::Corrupt(e) => write!(f, "stored session record is corrupt: {e}"),
+            Self::Duplicate => f.write_str("a session with this client id already exists"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Backend(e) => Some(&**e),
+            Self::Corrupt(e) => Some(e),
+            Self::Duplicate => None,
+        }
+    }
+}
+
+/// Where sessions live: rotauth's storage contract.
+///
+/// A store keeps, per client id, the user id and the encoded [`Record`]; it finds a user's
+/// sessions by user id. It never interprets a record beyond what [`Record`] exposes.
+///
+/// # What a store must guarantee
+///
+/// 1. **Compare-and-swap is atomic.** [`compare_and_swap`](Self::compare_and_swap) writes
+///    only if the stored version still equals `expected_version`, in one indivisible step
+///    (`UPDATE … WHERE client_id = ? AND version = ?`, a Lua script in Redis). Of any number
+///    of concurrent swaps from the same version, at most one returns [`Swap::Swapped`].
+///    This is what makes "exactly one rotation per batch window" hold across requests,
+///    threads and servers.
+/// 2. **A write is durable before the call returns `Ok`.** The authenticator sends a token
+///    only after the write that makes it valid returned; a store that acknowledges before
+///    the write is visible to the next [`load`](Self::load) breaks the chain.
+/// 3. **A failure is an `Err`, never a silent success.** When unsure whether a write
+///    happened (a timeout), return [`StoreError::Backend`]: the request then answers 503
+///    and sends no token, and rotation's idempotence repairs either outcome on the next
+///    request.
+/// 4. **Reads are not older than acknowledged writes** to the same client id (read your
+///    writes). A store that lags (a replica) is safe but serves more batch reuses and
+///    fast-forwards.
+/// 5. A store may forget a session from its [`Record::expires_at`] on (key expiry, a purge);
+///    it must not forget it earlier.
+///
+/// # What the authenticator does with the results
+///
+/// - `Ok(None)` from `load`, or [`Swap::Lost`] with nothing left to load: 401.
+/// - [`Swap::Lost`]: load again and decide again (the retry is then part of the batch), at
+///   most [`Authenticator::MAX_ATTEMPTS`](crate::Authenticator::MAX_ATTEMPTS) times in all,
+///   then 503 without a token.
+/// - [`StoreError::Backend`]: 503 without a token, `Retry-After: 1`.
+/// - [`StoreError::Corrupt`]: 401, logged as an error.
+/// - A revoking rejection calls [`delete`](Self::delete); if that fails the answer is 503.
+///
+/// The methods return `impl Future + Send` so that stores can be used from any tokio task;
+/// implement them with `async fn`.
+pub trait SessionStore: Send + Sync + 'static {
+    /// The session of `client_id`, or `None` if there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the backend fails, [`StoreError::Corrupt`] when the
+    /// stored bytes do not decode.
+    fn load(
+        &self,
+        client_id: ClientId,
+    ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send;
+
+    /// Stores a new session of `user_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Duplicate`] if the client id exists (nothing is written),
+    /// [`StoreError::Backend`] when the backend fails.
+    fn insert(
+        &self,
+        user_id: &str,
+        record: &Record,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Replaces the record of `record.client_id()` if its stored version is still
+    /// `expected_version`, atomically (see the trait docs).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the backend fails.
+    fn compare_and_swap(
+        &self,
+        expected_version: u64,
+        record: &Record,
+    ) -> impl Future<Output = Result<Swap, StoreError>> + Send;
+
+    /// Deletes the session; `false` if it was not there.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the backend fails.
+    fn delete(&self, client_id: ClientId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The sessions of `user_id`, in no particular order. Sessions past their expiry may
+    /// or may not be listed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the backend fails.
+    fn list(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Vec<SessionSummary>, StoreError>> + Send;
+
+    /// Deletes every session of `user_id` except `keep` (all of them when `keep` is
+    /// `None`): "sign out everywhere else" after a password change. Returns how many were
+    /// deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the backend fails.
+    fn delete_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<ClientId>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// Converts a version to the signed 64-bit integer SQL databases store.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn sql_int(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::backend("version or timestamp beyond i64"))
+}
+
+/// Reads a client id stored as its 16 bytes.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+pub(crate) fn client_id_from_bytes(bytes: &[u8]) -> Result<ClientId, StoreError> {
+    <[u8; ClientId::LEN]>::try_from(bytes)
+        .map(ClientId::from_bytes)
+        .map_err(|_| StoreError::backend("stored client id is not 16 bytes"))
+}
