@@ -38,7 +38,7 @@ impl fmt::Debug for Credentials {
 /// async fn me(who: Authenticated) -> String {
 ///     format!("hello {}", who.user_id)
 /// }
-/// # let _ = axum::routing::get(me);
+/// # let _: axum::routing::MethodRouter = axum::routing::get(me);
 /// ```
 ///
 /// A handler behind the layer always gets one; without the layer in front, extracting it

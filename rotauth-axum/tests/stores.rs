@@ -1,1 +1,608 @@
-fn main() {}
+//! The store contract suite: the same scenarios against every store compiled in, plus the
+//! load test over real HTTP through the layer.
+//!
+//! PostgreSQL and Redis need `bash scripts/with-services.sh cargo test -p rotauth-axum
+//! --all-features` (or the single-service scripts): their tests fail, naming the script,
+//! when the URL is not set.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    clippy::missing_errors_doc,
+    missing_docs
+)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{Schedule, Wrapped, default_rotator, rotator, serve, unique};
+use http::Method;
+use rotauth::{Config, RejectReason, ReplayPolicy, Timestamp};
+use rotauth_axum::{
+    Authenticator, Credentials, DeviseProtocol, Outcome, Record, Refusal, Reply, SessionStore,
+    StoreError, Swap,
+};
+
+fn credentials(client_id: rotauth::ClientId, token: &rotauth::Token) -> Credentials {
+    Credentials {
+        client_id,
+        token: token.to_text().as_str().to_owned().into(),
+        uid: None,
+    }
+}
+
+fn after(t: Timestamp, ms: u64) -> Timestamp {
+    Timestamp::from_unix_millis(t.unix_millis() + ms)
+}
+
+// ---------------------------------------------------------------------------------------
+// The contract
+
+/// 50 tasks present the current token at once, outside the window, in three windows in a
+/// row: each time exactly one rotates (one swap wins, one new token), and every other one
+/// is served as a batch member without a token, after losing its swap and deciding again.
+async fn race<S: SessionStore + Clone>(store: S) {
+    const TASKS: usize = 50;
+    let wrapped = Wrapped::new(store);
+    let auth = Authenticator::new(default_rotator(), wrapped.clone());
+    let user = unique("race");
+    let t0 = Timestamp::now();
+    let signed_in = auth
+        .sign_in_with(&user, &mut getrandom::SysRng, t0)
+        .await
+        .unwrap();
+    let client_id = signed_in.client_id;
+    let mut token = signed_in.token;
+    let mut now = t0;
+    let mut lost_total = 0;
+    for window in 1..=3u64 {
+        now = after(now, common::WINDOW.as_millis() as u64 + 1);
+        wrapped.swapped.store(0, Ordering::SeqCst);
+        wrapped.lost.store(0, Ordering::SeqCst);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..TASKS {
+            let auth = auth.clone();
+            let creds = credentials(client_id, &token);
+            tasks.spawn(async move { auth.authenticate(&creds, now, false).await });
+        }
+        let mut new_tokens = Vec::new();
+        let mut batch = 0;
+        while let Some(outcome) = tasks.join_next().await {
+            match outcome.unwrap() {
+                Outcome::Served {
+                    reply: Reply::NewToken { token, .. },
+                    ..
+                } => new_tokens.push(token),
+                Outcome::Served {
+                    reply: Reply::Batch { .. },
+                    ..
+                } => batch += 1,
+                other => panic!("window {window}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(new_tokens.len(), 1, "window {window}: one new token");
+        assert_eq!(batch, TASKS - 1, "window {window}: every other task is a batch member");
+        assert_eq!(wrapped.swapped.load(Ordering::SeqCst), 1, "window {window}: one swap won");
+        let lost = wrapped.lost.load(Ordering::SeqCst);
+        assert!(lost < TASKS, "window {window}: {lost} lost swaps");
+        lost_total += lost;
+        let new = new_tokens.pop().unwrap();
+        assert_eq!(new.generation(), token.generation() + 1);
+        let stored = wrapped.inner.load(client_id).await.unwrap().unwrap();
+        let session = rotauth::Session::decode(stored.record.as_bytes()).unwrap();
+        assert_eq!(session.generation(), window, "one new generation per window");
+        token = new;
+    }
+    // Not asserted (it depends on scheduling), but shown: losers re-decided.
+    eprintln!("race: {lost_total} lost swaps re-decided over 3 windows of {TASKS} tasks");
+}
+
+/// Insert, load, compare-and-swap, delete, list, delete a user's sessions but one.
+async fn insert_delete_list<S: SessionStore + Clone>(store: S) {
+    let rotator = default_rotator();
+    let alice = unique("alice");
+    let bob = unique("bob");
+    let now = Timestamp::now();
+    let mut sessions = Vec::new();
+    for i in 0..3u64 {
+        let (session, _) = rotator
+            .try_sign_in(&mut getrandom::SysRng, after(now, i))
+            .unwrap();
+        store.insert(&alice, &Record::from_session(&session)).await.unwrap();
+        sessions.push(session);
+    }
+    let (bobs, _) = rotator.try_sign_in(&mut getrandom::SysRng, now).unwrap();
+    store.insert(&bob, &Record::from_session(&bobs)).await.unwrap();
+
+    let duplicate = store.insert(&bob, &Record::from_session(&sessions[0])).await;
+    assert!(matches!(duplicate, Err(StoreError::Duplicate)), "{duplicate:?}");
+
+    let loaded = store.load(sessions[0].client_id()).await.unwrap().unwrap();
+    assert_eq!(loaded.user_id, alice);
+    assert_eq!(loaded.record.as_bytes(), Record::from_session(&sessions[0]).as_bytes());
+
+    let mut listed: Vec<_> = store
+        .list(&alice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.client_id)
+        .collect();
+    listed.sort();
+    let mut expected: Vec<_> = sessions.iter().map(rotauth::Session::client_id).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let summary = store.list(&bob).await.unwrap();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0].expires_at, bobs.expires_at());
+
+    // Compare-and-swap: the right version wins once; a stale or missing one loses.
+    let rotator_window = rotator.config().batch_window().as_millis() as u64;
+    let token = rotator.current_token(&sessions[0]).unwrap();
+    let decision = rotator.decide(
+        &sessions[0],
+        rotauth::Request::new(token.to_text().as_str(), after(now, rotator_window + 10)),
+    );
+    let next = decision.session_to_store().unwrap().clone();
+    let record = Record::from_session(&next);
+    let old_version = sessions[0].version();
+    assert_ne!(next.version(), old_version);
+    assert_eq!(store.compare_and_swap(old_version + 7, &record).await.unwrap(), Swap::Lost);
+    assert_eq!(store.compare_and_swap(old_version, &record).await.unwrap(), Swap::Swapped);
+    assert_eq!(store.compare_and_swap(old_version, &record).await.unwrap(), Swap::Lost);
+    let loaded = store.load(next.client_id()).await.unwrap().unwrap();
+    assert_eq!(loaded.record.version(), next.version());
+    assert_eq!(loaded.record.as_bytes(), record.as_bytes());
+    let (ghost, _) = rotator.try_sign_in(&mut getrandom::SysRng, now).unwrap();
+    assert_eq!(
+        store
+            .compare_and_swap(ghost.version(), &Record::from_session(&ghost))
+            .await
+            .unwrap(),
+        Swap::Lost,
+        "a swap never creates a session"
+    );
+    assert!(store.load(ghost.client_id()).await.unwrap().is_none());
+
+    // Delete one, then all of alice's but one.
+    assert!(store.delete(sessions[1].client_id()).await.unwrap());
+    assert!(!store.delete(sessions[1].client_id()).await.unwrap());
+    assert!(store.load(sessions[1].client_id()).await.unwrap().is_none());
+    assert_eq!(store.list(&alice).await.unwrap().len(), 2);
+    let keep = sessions[2].client_id();
+    assert_eq!(store.delete_user_sessions(&alice, Some(keep)).await.unwrap(), 1);
+    let listed = store.list(&alice).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].client_id, keep);
+    assert!(store.load(keep).await.unwrap().is_some());
+    assert_eq!(store.list(&bob).await.unwrap().len(), 1, "other users untouched");
+    assert_eq!(store.delete_user_sessions(&alice, None).await.unwrap(), 1);
+    assert!(store.list(&alice).await.unwrap().is_empty());
+    assert!(store.load(keep).await.unwrap().is_none());
+}
+
+/// Signing in beyond the cap evicts the sessions expiring first; expired ones go first.
+async fn per_user_cap<S: SessionStore + Clone>(store: S) {
+    let auth = Authenticator::new(default_rotator(), store.clone()).max_sessions_per_user(3);
+    let user = unique("cap");
+    let now = Timestamp::now();
+    let mut clients = Vec::new();
+    for i in 0..5u64 {
+        let signed_in = auth
+            .sign_in_with(&user, &mut getrandom::SysRng, after(now, i * 1000))
+            .await
+            .unwrap();
+        clients.push(signed_in.client_id);
+    }
+    let mut listed: Vec<_> = store
+        .list(&user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.client_id)
+        .collect();
+    listed.sort();
+    let mut newest: Vec<_> = clients[2..].to_vec();
+    newest.sort();
+    assert_eq!(listed, newest, "the two expiring first were evicted");
+    for evicted in &clients[..2] {
+        assert!(store.load(*evicted).await.unwrap().is_none());
+    }
+    assert_eq!(auth.sign_out_others(&user, Some(clients[4])).await.unwrap(), 2);
+    assert!(auth.sign_out(clients[4]).await.unwrap());
+    assert!(store.list(&user).await.unwrap().is_empty());
+}
+
+/// A session past its expiry is refused (or already gone), sends nothing, and is purged by
+/// the user's next sign-in.
+async fn expired_is_refused<S: SessionStore + Clone>(store: S) {
+    let config = Config::builder()
+        .batch_window(Duration::from_secs(1))
+        .lifespan(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let auth = Authenticator::new(rotator(config), store.clone());
+    let user = unique("expiry");
+    let t0 = Timestamp::now();
+    let signed_in = auth
+        .sign_in_with(&user, &mut getrandom::SysRng, t0)
+        .await
+        .unwrap();
+    let creds = credentials(signed_in.client_id, &signed_in.token);
+    match auth.authenticate(&creds, after(t0, 3_000), false).await {
+        Outcome::Refused(Refusal::Rejected(RejectReason::Expired) | Refusal::UnknownSession) => {}
+        other => panic!("expired session: {other:?}"),
+    }
+    // Still served just before expiry (from a fresh session).
+    let fresh = auth
+        .sign_in_with(&user, &mut getrandom::SysRng, after(t0, 3_000))
+        .await
+        .unwrap();
+    assert!(
+        store.load(signed_in.client_id).await.unwrap().is_none(),
+        "the expired session was purged by the next sign-in"
+    );
+    let creds = credentials(fresh.client_id, &fresh.token);
+    assert!(matches!(
+        auth.authenticate(&creds, after(t0, 4_500), false).await,
+        Outcome::Served { .. }
+    ));
+}
+
+/// A replay under the revoke policy deletes the session, and nothing is sent.
+async fn revocation<S: SessionStore + Clone>(store: S) {
+    let config = Config::builder()
+        .batch_window(common::WINDOW)
+        .replay_policy(ReplayPolicy::RevokeSession)
+        .build()
+        .unwrap();
+    let auth = Authenticator::new(rotator(config), store.clone());
+    let t0 = Timestamp::now();
+    let signed_in = auth
+        .sign_in_with(&unique("revoke"), &mut getrandom::SysRng, t0)
+        .await
+        .unwrap();
+    let client_id = signed_in.client_id;
+    let first = signed_in.token;
+    let mut token = first.clone();
+    for step in 1..=2u64 {
+        match auth
+            .authenticate(&credentials(client_id, &token), after(t0, step * 6_000), false)
+            .await
+        {
+            Outcome::Served {
+                reply: Reply::NewToken { token: next, .. },
+                ..
+            } => token = next,
+            other => panic!("{other:?}"),
+        }
+    }
+    match auth
+        .authenticate(&credentials(client_id, &first), after(t0, 18_000), false)
+        .await
+    {
+        Outcome::Refused(Refusal::Revoked(RejectReason::Replayed { .. })) => {}
+        other => panic!("replay: {other:?}"),
+    }
+    assert!(store.load(client_id).await.unwrap().is_none(), "revoked");
+    assert!(matches!(
+        auth.authenticate(&credentials(client_id, &token), after(t0, 18_001), false)
+            .await,
+        Outcome::Refused(Refusal::UnknownSession)
+    ));
+}
+
+/// A store failure in the middle of a request: 503, no token, the record unchanged; also
+/// through the layer over HTTP, and at sign-in.
+async fn store_failure<S: SessionStore + Clone>(store: S) {
+    let wrapped = Wrapped::new(store);
+    let auth = Authenticator::new(default_rotator(), wrapped.clone());
+    let t0 = Timestamp::now();
+    let signed_in = auth
+        .sign_in_with(&unique("fail"), &mut getrandom::SysRng, t0)
+        .await
+        .unwrap();
+    let creds = credentials(signed_in.client_id, &signed_in.token);
+    let before = wrapped.inner.load(signed_in.client_id).await.unwrap().unwrap();
+
+    // The swap of a rotation fails: 503, nothing sent, nothing changed.
+    wrapped.fail_writes.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        auth.authenticate(&creds, after(t0, 6_000), false).await,
+        Outcome::Unavailable(_)
+    ));
+    let unchanged = wrapped.inner.load(signed_in.client_id).await.unwrap().unwrap();
+    assert_eq!(unchanged.record.as_bytes(), before.record.as_bytes());
+    // The load fails: 503.
+    wrapped.fail_writes.store(false, Ordering::SeqCst);
+    wrapped.fail_load.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        auth.authenticate(&creds, after(t0, 6_000), false).await,
+        Outcome::Unavailable(_)
+    ));
+    wrapped.fail_load.store(false, Ordering::SeqCst);
+    // The same token still works once the store is back: nobody was logged out.
+    assert!(matches!(
+        auth.authenticate(&creds, after(t0, 6_000), false).await,
+        Outcome::Served {
+            reply: Reply::NewToken { .. },
+            ..
+        }
+    ));
+
+    // Through the layer: sign in, then a forced rotation whose write fails.
+    let server = serve(auth.clone(), DeviseProtocol::new()).await;
+    let user = unique("fail-http");
+    let answer = server
+        .request(Method::POST, &format!("/sign_in/{user}"), &[])
+        .await;
+    assert_eq!(answer.status, 200);
+    let token = answer.devise_token().unwrap();
+    let client = answer.header("client").unwrap().to_owned();
+    let token_text = token.to_text();
+    let headers = [
+        ("access-token", token_text.as_str()),
+        ("client", client.as_str()),
+        ("uid", user.as_str()),
+    ];
+    wrapped.fail_writes.store(true, Ordering::SeqCst);
+    let answer = server.request(Method::GET, "/ping?unbatch=true", &headers).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    assert!(answer.header("access-token").is_none(), "no token on 503");
+    assert!(answer.header("authorization").is_none());
+    assert_eq!(
+        server
+            .request(Method::POST, &format!("/sign_in/{user}"), &[])
+            .await
+            .status,
+        503,
+        "a sign-in whose insert fails sends no token"
+    );
+    wrapped.fail_writes.store(false, Ordering::SeqCst);
+    let answer = server.request(Method::GET, "/ping?unbatch=true", &headers).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.devise_token().unwrap().generation(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Load
+
+const CLIENTS: usize = 50;
+const REQUESTS: usize = 200;
+const LOAD_WINDOW: Duration = Duration::from_millis(750);
+
+/// 50 clients × 200 requests in bursts of 3–5 with pauses of up to 150 ms, every third
+/// burst led by an `unbatch=true` request, through the layer over real HTTP with the
+/// devise protocol. No 401, no 5xx, and afterwards each session has one record whose
+/// generation is the newest token its client received.
+async fn load<S: SessionStore + Clone>(name: &str, store: S) {
+    let config = Config::builder()
+        .batch_window(LOAD_WINDOW)
+        .build()
+        .unwrap();
+    let auth = Authenticator::new(rotator(config), store.clone());
+    let server = std::sync::Arc::new(serve(auth, DeviseProtocol::new()).await);
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..CLIENTS {
+        let server = std::sync::Arc::clone(&server);
+        let user = unique(&format!("load-{name}-{c}"));
+        clients.spawn(async move {
+            let answer = server
+                .request(Method::POST, &format!("/sign_in/{user}"), &[])
+                .await;
+            assert_eq!(answer.status, 200, "sign-in: {}", answer.body);
+            let client = answer.header("client").unwrap().to_owned();
+            let mut token = answer.devise_token().unwrap();
+            let mut schedule = Schedule::new(c as u64 + 1);
+            let (mut sent, mut unauthorized, mut server_errors, mut tokens) = (0, 0, 0, 0);
+            let mut burst = 0;
+            while sent < REQUESTS {
+                let size = (3 + schedule.below(3) as usize).min(REQUESTS - sent);
+                let unbatch = burst % 3 == 2;
+                let mut requests = tokio::task::JoinSet::new();
+                for i in 0..size {
+                    let server = std::sync::Arc::clone(&server);
+                    let (token, client, user) =
+                        (token.to_text(), client.clone(), user.clone());
+                    let path = if unbatch && i == 0 { "/ping?unbatch=true" } else { "/ping" };
+                    requests.spawn(async move {
+                        let headers = [
+                            ("access-token", token.as_str()),
+                            ("token-type", "Bearer"),
+                            ("client", client.as_str()),
+                            ("uid", user.as_str()),
+                        ];
+                        server.request(Method::GET, path, &headers).await
+                    });
+                }
+                while let Some(answer) = requests.join_next().await {
+                    let answer = answer.unwrap();
+                    match answer.status {
+                        200 => {}
+                        401 => unauthorized += 1,
+                        s if s >= 500 => server_errors += 1,
+                        s => panic!("status {s}"),
+                    }
+                    if let Some(new) = answer.devise_token() {
+                        tokens += 1;
+                        if new.generation() > token.generation() {
+                            token = new;
+                        }
+                    }
+                }
+                sent += size;
+                burst += 1;
+                tokio::time::sleep(Duration::from_millis(schedule.below(150))).await;
+            }
+            (user, client, token.generation(), unauthorized, server_errors, tokens)
+        });
+    }
+    let (mut unauthorized, mut server_errors, mut tokens) = (0, 0, 0);
+    let mut finals = Vec::new();
+    while let Some(result) = clients.join_next().await {
+        let (user, client, generation, u, e, t) = result.unwrap();
+        unauthorized += u;
+        server_errors += e;
+        tokens += t;
+        finals.push((user, client, generation));
+    }
+    let elapsed = started.elapsed();
+    let mut rotations = 0;
+    for (user, client, generation) in &finals {
+        let listed = store.list(user).await.unwrap();
+        assert_eq!(listed.len(), 1, "{user}: one session");
+        let stored = store.load(client.parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!(&stored.user_id, user);
+        let session = rotauth::Session::decode(stored.record.as_bytes()).unwrap();
+        assert_eq!(session.version(), stored.record.version());
+        assert_eq!(
+            session.generation(),
+            *generation,
+            "{user}: the record is at the newest token its client received"
+        );
+        rotations += generation;
+    }
+    eprintln!(
+        "load[{name}]: {} requests by {CLIENTS} clients in {:.2} s ({:.0} req/s): \
+         {unauthorized} x 401, {server_errors} x 5xx, {rotations} rotations, {tokens} tokens sent",
+        CLIENTS * REQUESTS,
+        elapsed.as_secs_f64(),
+        (CLIENTS * REQUESTS) as f64 / elapsed.as_secs_f64(),
+    );
+    assert_eq!(unauthorized, 0, "no 401");
+    assert_eq!(server_errors, 0, "no 5xx");
+    assert!(rotations > CLIENTS as u64 * 10, "rotations happened: {rotations}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The stores
+
+/// One `#[tokio::test]` per scenario for a store made by `$make`.
+macro_rules! contract {
+    ($name:literal, $make:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn race_of_50() {
+            super::race($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn insert_delete_list() {
+            super::insert_delete_list($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn per_user_cap() {
+            super::per_user_cap($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn expired_is_refused() {
+            super::expired_is_refused($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn revocation() {
+            super::revocation($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn store_failure() {
+            super::store_failure($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn load_50_clients_x_200_requests() {
+            super::load($name, $make).await;
+        }
+    };
+}
+
+mod memory {
+    use rotauth_axum::MemoryStore;
+
+    contract!("memory", MemoryStore::new());
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use rotauth_axum::SqliteStore;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+    /// A fresh database file per test, in WAL mode, removed by the OS temp cleaner.
+    async fn store() -> SqliteStore {
+        let path = std::env::temp_dir().join(format!("{}.db", super::unique("rotauth-axum")));
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let store = SqliteStore::new(pool);
+        store.migrate().await.unwrap();
+        store
+    }
+
+    contract!("sqlite", store().await);
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use rotauth_axum::PostgresStore;
+    use sqlx::postgres::PgPoolOptions;
+
+    const VAR: &str = "ROTAUTH_TEST_DATABASE_URL";
+
+    async fn store() -> PostgresStore {
+        let url = std::env::var(VAR).unwrap_or_else(|_| {
+            panic!(
+                "{VAR} is not set: run the PostgreSQL tests under `bash scripts/with-postgres.sh` \
+                 or `bash scripts/with-services.sh` (e.g. `bash scripts/with-services.sh cargo \
+                 test -p rotauth-axum --all-features`)"
+            )
+        });
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect(&url)
+            .await
+            .unwrap();
+        let store = PostgresStore::new(pool);
+        // Concurrent `CREATE TABLE IF NOT EXISTS` can collide in PostgreSQL's catalog; one
+        // test at a time migrates.
+        static MIGRATED: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+        let mut migrated = MIGRATED.lock().await;
+        if !*migrated {
+            store.migrate().await.unwrap();
+            *migrated = true;
+        }
+        store
+    }
+
+    contract!("postgres", store().await);
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use rotauth_axum::RedisStore;
+
+    const VAR: &str = "ROTAUTH_TEST_REDIS_URL";
+
+    async fn store() -> RedisStore {
+        let url = std::env::var(VAR).unwrap_or_else(|_| {
+            panic!(
+                "{VAR} is not set: run the Redis tests under `bash scripts/with-redis.sh` or \
+                 `bash scripts/with-services.sh` (e.g. `bash scripts/with-services.sh cargo \
+                 test -p rotauth-axum --all-features`)"
+            )
+        });
+        let client = ::redis::Client::open(url).unwrap();
+        let manager = ::redis::aio::ConnectionManager::new(client).await.unwrap();
+        RedisStore::new(manager).with_prefix(&format!("{}:", super::unique("t")))
+    }
+
+    contract!("redis", store().await);
+}
