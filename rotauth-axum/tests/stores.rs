@@ -87,8 +87,16 @@ async fn race<S: SessionStore + Clone>(store: S) {
             }
         }
         assert_eq!(new_tokens.len(), 1, "window {window}: one new token");
-        assert_eq!(batch, TASKS - 1, "window {window}: every other task is a batch member");
-        assert_eq!(wrapped.swapped.load(Ordering::SeqCst), 1, "window {window}: one swap won");
+        assert_eq!(
+            batch,
+            TASKS - 1,
+            "window {window}: every other task is a batch member"
+        );
+        assert_eq!(
+            wrapped.swapped.load(Ordering::SeqCst),
+            1,
+            "window {window}: one swap won"
+        );
         let lost = wrapped.lost.load(Ordering::SeqCst);
         assert!(lost < TASKS, "window {window}: {lost} lost swaps");
         lost_total += lost;
@@ -96,7 +104,11 @@ async fn race<S: SessionStore + Clone>(store: S) {
         assert_eq!(new.generation(), token.generation() + 1);
         let stored = wrapped.inner.load(client_id).await.unwrap().unwrap();
         let session = rotauth::Session::decode(stored.record.as_bytes()).unwrap();
-        assert_eq!(session.generation(), window, "one new generation per window");
+        assert_eq!(
+            session.generation(),
+            window,
+            "one new generation per window"
+        );
         token = new;
     }
     // Not asserted (it depends on scheduling), but shown: losers re-decided.
@@ -114,18 +126,32 @@ async fn insert_delete_list<S: SessionStore + Clone>(store: S) {
         let (session, _) = rotator
             .try_sign_in(&mut getrandom::SysRng, after(now, i))
             .unwrap();
-        store.insert(&alice, &Record::from_session(&session)).await.unwrap();
+        store
+            .insert(&alice, &Record::from_session(&session))
+            .await
+            .unwrap();
         sessions.push(session);
     }
     let (bobs, _) = rotator.try_sign_in(&mut getrandom::SysRng, now).unwrap();
-    store.insert(&bob, &Record::from_session(&bobs)).await.unwrap();
+    store
+        .insert(&bob, &Record::from_session(&bobs))
+        .await
+        .unwrap();
 
-    let duplicate = store.insert(&bob, &Record::from_session(&sessions[0])).await;
-    assert!(matches!(duplicate, Err(StoreError::Duplicate)), "{duplicate:?}");
+    let duplicate = store
+        .insert(&bob, &Record::from_session(&sessions[0]))
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Duplicate)),
+        "{duplicate:?}"
+    );
 
     let loaded = store.load(sessions[0].client_id()).await.unwrap().unwrap();
     assert_eq!(loaded.user_id, alice);
-    assert_eq!(loaded.record.as_bytes(), Record::from_session(&sessions[0]).as_bytes());
+    assert_eq!(
+        loaded.record.as_bytes(),
+        Record::from_session(&sessions[0]).as_bytes()
+    );
 
     let mut listed: Vec<_> = store
         .list(&alice)
@@ -153,9 +179,21 @@ async fn insert_delete_list<S: SessionStore + Clone>(store: S) {
     let record = Record::from_session(&next);
     let old_version = sessions[0].version();
     assert_ne!(next.version(), old_version);
-    assert_eq!(store.compare_and_swap(old_version + 7, &record).await.unwrap(), Swap::Lost);
-    assert_eq!(store.compare_and_swap(old_version, &record).await.unwrap(), Swap::Swapped);
-    assert_eq!(store.compare_and_swap(old_version, &record).await.unwrap(), Swap::Lost);
+    assert_eq!(
+        store
+            .compare_and_swap(old_version + 7, &record)
+            .await
+            .unwrap(),
+        Swap::Lost
+    );
+    assert_eq!(
+        store.compare_and_swap(old_version, &record).await.unwrap(),
+        Swap::Swapped
+    );
+    assert_eq!(
+        store.compare_and_swap(old_version, &record).await.unwrap(),
+        Swap::Lost
+    );
     let loaded = store.load(next.client_id()).await.unwrap().unwrap();
     assert_eq!(loaded.record.version(), next.version());
     assert_eq!(loaded.record.as_bytes(), record.as_bytes());
@@ -176,12 +214,22 @@ async fn insert_delete_list<S: SessionStore + Clone>(store: S) {
     assert!(store.load(sessions[1].client_id()).await.unwrap().is_none());
     assert_eq!(store.list(&alice).await.unwrap().len(), 2);
     let keep = sessions[2].client_id();
-    assert_eq!(store.delete_user_sessions(&alice, Some(keep)).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .delete_user_sessions(&alice, Some(keep))
+            .await
+            .unwrap(),
+        1
+    );
     let listed = store.list(&alice).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].client_id, keep);
     assert!(store.load(keep).await.unwrap().is_some());
-    assert_eq!(store.list(&bob).await.unwrap().len(), 1, "other users untouched");
+    assert_eq!(
+        store.list(&bob).await.unwrap().len(),
+        1,
+        "other users untouched"
+    );
     assert_eq!(store.delete_user_sessions(&alice, None).await.unwrap(), 1);
     assert!(store.list(&alice).await.unwrap().is_empty());
     assert!(store.load(keep).await.unwrap().is_none());
@@ -214,7 +262,10 @@ async fn per_user_cap<S: SessionStore + Clone>(store: S) {
     for evicted in &clients[..2] {
         assert!(store.load(*evicted).await.unwrap().is_none());
     }
-    assert_eq!(auth.sign_out_others(&user, Some(clients[4])).await.unwrap(), 2);
+    assert_eq!(
+        auth.sign_out_others(&user, Some(clients[4])).await.unwrap(),
+        2
+    );
     assert!(auth.sign_out(clients[4]).await.unwrap());
     assert!(store.list(&user).await.unwrap().is_empty());
 }
@@ -273,7 +324,11 @@ async fn revocation<S: SessionStore + Clone>(store: S) {
     let mut token = first.clone();
     for step in 1..=2u64 {
         match auth
-            .authenticate(&credentials(client_id, &token), after(t0, step * 6_000), false)
+            .authenticate(
+                &credentials(client_id, &token),
+                after(t0, step * 6_000),
+                false,
+            )
             .await
         {
             Outcome::Served {
@@ -309,7 +364,12 @@ async fn store_failure<S: SessionStore + Clone>(store: S) {
         .await
         .unwrap();
     let creds = credentials(signed_in.client_id, &signed_in.token);
-    let before = wrapped.inner.load(signed_in.client_id).await.unwrap().unwrap();
+    let before = wrapped
+        .inner
+        .load(signed_in.client_id)
+        .await
+        .unwrap()
+        .unwrap();
 
     // The swap of a rotation fails: 503, nothing sent, nothing changed.
     wrapped.fail_writes.store(true, Ordering::SeqCst);
@@ -317,7 +377,12 @@ async fn store_failure<S: SessionStore + Clone>(store: S) {
         auth.authenticate(&creds, after(t0, 6_000), false).await,
         Outcome::Unavailable(_)
     ));
-    let unchanged = wrapped.inner.load(signed_in.client_id).await.unwrap().unwrap();
+    let unchanged = wrapped
+        .inner
+        .load(signed_in.client_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(unchanged.record.as_bytes(), before.record.as_bytes());
     // The load fails: 503.
     wrapped.fail_writes.store(false, Ordering::SeqCst);
@@ -352,7 +417,9 @@ async fn store_failure<S: SessionStore + Clone>(store: S) {
         ("uid", user.as_str()),
     ];
     wrapped.fail_writes.store(true, Ordering::SeqCst);
-    let answer = server.request(Method::GET, "/ping?unbatch=true", &headers).await;
+    let answer = server
+        .request(Method::GET, "/ping?unbatch=true", &headers)
+        .await;
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert_eq!(answer.header("retry-after"), Some("1"));
     assert!(answer.header("access-token").is_none(), "no token on 503");
@@ -366,7 +433,9 @@ async fn store_failure<S: SessionStore + Clone>(store: S) {
         "a sign-in whose insert fails sends no token"
     );
     wrapped.fail_writes.store(false, Ordering::SeqCst);
-    let answer = server.request(Method::GET, "/ping?unbatch=true", &headers).await;
+    let answer = server
+        .request(Method::GET, "/ping?unbatch=true", &headers)
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.devise_token().unwrap().generation(), 1);
 }
@@ -383,10 +452,7 @@ const LOAD_WINDOW: Duration = Duration::from_millis(750);
 /// devise protocol. No 401, no 5xx, and afterwards each session has one record whose
 /// generation is the newest token its client received.
 async fn load<S: SessionStore + Clone>(name: &str, store: S) {
-    let config = Config::builder()
-        .batch_window(LOAD_WINDOW)
-        .build()
-        .unwrap();
+    let config = Config::builder().batch_window(LOAD_WINDOW).build().unwrap();
     let auth = Authenticator::new(rotator(config), store.clone());
     let server = std::sync::Arc::new(serve(auth, DeviseProtocol::new()).await);
     let started = Instant::now();
@@ -410,9 +476,12 @@ async fn load<S: SessionStore + Clone>(name: &str, store: S) {
                 let mut requests = tokio::task::JoinSet::new();
                 for i in 0..size {
                     let server = std::sync::Arc::clone(&server);
-                    let (token, client, user) =
-                        (token.to_text(), client.clone(), user.clone());
-                    let path = if unbatch && i == 0 { "/ping?unbatch=true" } else { "/ping" };
+                    let (token, client, user) = (token.to_text(), client.clone(), user.clone());
+                    let path = if unbatch && i == 0 {
+                        "/ping?unbatch=true"
+                    } else {
+                        "/ping"
+                    };
                     requests.spawn(async move {
                         let headers = [
                             ("access-token", token.as_str()),
@@ -442,7 +511,14 @@ async fn load<S: SessionStore + Clone>(name: &str, store: S) {
                 burst += 1;
                 tokio::time::sleep(Duration::from_millis(schedule.below(150))).await;
             }
-            (user, client, token.generation(), unauthorized, server_errors, tokens)
+            (
+                user,
+                client,
+                token.generation(),
+                unauthorized,
+                server_errors,
+                tokens,
+            )
         });
     }
     let (mut unauthorized, mut server_errors, mut tokens) = (0, 0, 0);
@@ -479,7 +555,10 @@ async fn load<S: SessionStore + Clone>(name: &str, store: S) {
     );
     assert_eq!(unauthorized, 0, "no 401");
     assert_eq!(server_errors, 0, "no 5xx");
-    assert!(rotations > CLIENTS as u64 * 10, "rotations happened: {rotations}");
+    assert!(
+        rotations > CLIENTS as u64 * 10,
+        "rotations happened: {rotations}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

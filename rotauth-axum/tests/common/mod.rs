@@ -40,12 +40,7 @@ pub fn rotator(config: Config) -> Rotator {
 }
 
 pub fn default_rotator() -> Rotator {
-    rotator(
-        Config::builder()
-            .batch_window(WINDOW)
-            .build()
-            .unwrap(),
-    )
+    rotator(Config::builder().batch_window(WINDOW).build().unwrap())
 }
 
 /// A unique name for users and key prefixes, so that tests sharing a database do not meet.
@@ -109,7 +104,10 @@ impl<S: SessionStore> SessionStore for Wrapped<S> {
         record: &Record,
     ) -> Result<Swap, StoreError> {
         self.check(&self.fail_writes)?;
-        let swap = self.inner.compare_and_swap(expected_version, record).await?;
+        let swap = self
+            .inner
+            .compare_and_swap(expected_version, record)
+            .await?;
         match swap {
             Swap::Swapped => self.swapped.fetch_add(1, Ordering::SeqCst),
             Swap::Lost => self.lost.fetch_add(1, Ordering::SeqCst),
@@ -154,7 +152,9 @@ pub struct JournalStore<S> {
 }
 
 fn generation(record: &Record) -> u64 {
-    rotauth::Session::decode(record.as_bytes()).unwrap().generation()
+    rotauth::Session::decode(record.as_bytes())
+        .unwrap()
+        .generation()
 }
 
 impl<S: SessionStore> SessionStore for JournalStore<S> {
@@ -176,7 +176,10 @@ impl<S: SessionStore> SessionStore for JournalStore<S> {
         expected_version: u64,
         record: &Record,
     ) -> Result<Swap, StoreError> {
-        let swap = self.inner.compare_and_swap(expected_version, record).await?;
+        let swap = self
+            .inner
+            .compare_and_swap(expected_version, record)
+            .await?;
         if swap == Swap::Swapped {
             self.journal
                 .lock()
