@@ -126,6 +126,48 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     interleaved(&rt, &bare, &authed);
+    in_process(c, &rt);
+}
+
+/// The same two apps called in process (no socket, no HTTP parsing): the layer's own cost,
+/// without the loopback noise.
+fn in_process(c: &mut Criterion, rt: &Runtime) {
+    use tower::ServiceExt;
+    let bare = Router::new().route("/", get(hello));
+    let rotator = Rotator::new(
+        Keyring::new(KeyId(1), &[9u8; 32]).unwrap(),
+        Config::default(),
+    );
+    let auth = Authenticator::new(rotator, MemoryStore::new());
+    let signed_in = rt.block_on(auth.sign_in("bench")).unwrap();
+    let first = BearerProtocol::authorization(&signed_in.client_id, &signed_in.token);
+    let authorization = Arc::new(Mutex::new(first.to_string()));
+    let authed = Router::new()
+        .route("/", get(hello))
+        .layer(AuthLayer::new(auth, BearerProtocol::new()));
+    let call = |app: Router, authorization: Option<Arc<Mutex<String>>>| async move {
+        let mut builder = http::Request::get("/");
+        if let Some(value) = &authorization {
+            builder = builder.header("authorization", value.lock().unwrap().as_str());
+        }
+        let response = app
+            .oneshot(builder.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        if let (Some(value), Some(next)) = (&authorization, response.headers().get("rotauth-token"))
+        {
+            *value.lock().unwrap() = format!("Rotauth {}", next.to_str().unwrap());
+        }
+        response.into_body().collect().await.unwrap();
+    };
+    let mut group = c.benchmark_group("in_process_request");
+    group.bench_function("bare", |b| b.to_async(rt).iter(|| call(bare.clone(), None)));
+    group.bench_function("rotauth_layer_memory_store", |b| {
+        b.to_async(rt)
+            .iter(|| call(authed.clone(), Some(Arc::clone(&authorization))))
+    });
+    group.finish();
 }
 
 /// Both again in alternating rounds, so that drift on a shared machine hits both alike;
