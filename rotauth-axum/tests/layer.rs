@@ -375,3 +375,147 @@ impl<P: rotauth_axum::Protocol> SignInHeaders for P {
         self.sign_in_headers(signed_in)
     }
 }
+
+/// A store whose swaps always lose: the request gives up after the bound with 503, having
+/// decided exactly `max_attempts` times, and sends nothing.
+#[tokio::test]
+async fn lost_swaps_are_bounded() {
+    #[derive(Clone)]
+    struct AlwaysLoses {
+        inner: MemoryStore,
+        loads: Arc<AtomicUsize>,
+    }
+    impl rotauth_axum::SessionStore for AlwaysLoses {
+        async fn load(
+            &self,
+            client_id: rotauth::ClientId,
+        ) -> Result<Option<rotauth_axum::StoredSession>, rotauth_axum::StoreError> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            self.inner.load(client_id).await
+        }
+        async fn insert(
+            &self,
+            user_id: &str,
+            record: &rotauth_axum::Record,
+        ) -> Result<(), rotauth_axum::StoreError> {
+            self.inner.insert(user_id, record).await
+        }
+        async fn compare_and_swap(
+            &self,
+            _: u64,
+            _: &rotauth_axum::Record,
+        ) -> Result<rotauth_axum::Swap, rotauth_axum::StoreError> {
+            Ok(rotauth_axum::Swap::Lost)
+        }
+        async fn delete(&self, c: rotauth::ClientId) -> Result<bool, rotauth_axum::StoreError> {
+            self.inner.delete(c).await
+        }
+        async fn list(
+            &self,
+            u: &str,
+        ) -> Result<Vec<rotauth_axum::SessionSummary>, rotauth_axum::StoreError> {
+            self.inner.list(u).await
+        }
+        async fn delete_user_sessions(
+            &self,
+            u: &str,
+            k: Option<rotauth::ClientId>,
+        ) -> Result<usize, rotauth_axum::StoreError> {
+            self.inner.delete_user_sessions(u, k).await
+        }
+    }
+    let loads = Arc::new(AtomicUsize::new(0));
+    let store = AlwaysLoses {
+        inner: MemoryStore::new(),
+        loads: Arc::clone(&loads),
+    };
+    let auth = Authenticator::new(rotator(short_window()), store);
+    assert_eq!(Authenticator::<MemoryStore>::MAX_ATTEMPTS, 4);
+    let t0 = rotauth::Timestamp::now();
+    let signed_in = auth
+        .sign_in_with("frank", &mut getrandom::SysRng, t0)
+        .await
+        .unwrap();
+    let credentials = rotauth_axum::Credentials {
+        client_id: signed_in.client_id,
+        token: signed_in.token.to_text().as_str().to_owned().into(),
+        uid: None,
+    };
+    let later = rotauth::Timestamp::from_unix_millis(t0.unix_millis() + 1_000);
+    let outcome = auth.authenticate(&credentials, later, false).await;
+    assert!(
+        matches!(
+            outcome,
+            rotauth_axum::Outcome::Unavailable(rotauth_axum::Unavailable::Contention)
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(loads.load(Ordering::SeqCst), 4);
+    let auth = auth.max_attempts(2);
+    loads.store(0, Ordering::SeqCst);
+    let _ = auth.authenticate(&credentials, later, false).await;
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+}
+
+/// A record that does not decode is refused with 401, never served and never a 503 loop.
+#[tokio::test]
+async fn corrupt_record_is_refused() {
+    #[derive(Clone)]
+    struct Corrupt;
+    impl rotauth_axum::SessionStore for Corrupt {
+        async fn load(
+            &self,
+            _: rotauth::ClientId,
+        ) -> Result<Option<rotauth_axum::StoredSession>, rotauth_axum::StoreError> {
+            // What a store reports when the bytes it read are not a record.
+            rotauth_axum::Record::from_bytes(&[0u8; 75]).map(|_| None)
+        }
+        async fn insert(
+            &self,
+            _: &str,
+            _: &rotauth_axum::Record,
+        ) -> Result<(), rotauth_axum::StoreError> {
+            Ok(())
+        }
+        async fn compare_and_swap(
+            &self,
+            _: u64,
+            _: &rotauth_axum::Record,
+        ) -> Result<rotauth_axum::Swap, rotauth_axum::StoreError> {
+            Ok(rotauth_axum::Swap::Lost)
+        }
+        async fn delete(&self, _: rotauth::ClientId) -> Result<bool, rotauth_axum::StoreError> {
+            Ok(false)
+        }
+        async fn list(
+            &self,
+            _: &str,
+        ) -> Result<Vec<rotauth_axum::SessionSummary>, rotauth_axum::StoreError> {
+            Ok(Vec::new())
+        }
+        async fn delete_user_sessions(
+            &self,
+            _: &str,
+            _: Option<rotauth::ClientId>,
+        ) -> Result<usize, rotauth_axum::StoreError> {
+            Ok(0)
+        }
+    }
+    let auth = Authenticator::new(rotator(short_window()), Corrupt);
+    let signed_in = auth.sign_in("grace").await.unwrap();
+    let credentials = rotauth_axum::Credentials {
+        client_id: signed_in.client_id,
+        token: signed_in.token.to_text().as_str().to_owned().into(),
+        uid: None,
+    };
+    let outcome = auth
+        .authenticate(&credentials, rotauth::Timestamp::now(), false)
+        .await;
+    assert!(
+        matches!(
+            outcome,
+            rotauth_axum::Outcome::Refused(rotauth_axum::Refusal::CorruptRecord)
+        ),
+        "{outcome:?}"
+    );
+}

@@ -235,4 +235,24 @@ mod tests {
             Refusal::MissingCredentials
         );
     }
+
+    #[test]
+    fn a_batch_reply_is_blank_and_carries_no_authorization() {
+        let who = Authenticated {
+            client_id: CLIENT_TEXT.parse().unwrap(),
+            user_id: "a@b".to_owned(),
+        };
+        let mut headers = HeaderMap::new();
+        let reply = Reply::Batch {
+            expires_at: rotauth::Timestamp::from_unix_millis(5_000),
+        };
+        DeviseProtocol::new().write_reply(&who, &reply, &mut headers);
+        assert_eq!(headers[ACCESS_TOKEN], " ");
+        assert_eq!(headers[EXPIRY], " ");
+        assert_eq!(headers[CLIENT], CLIENT_TEXT);
+        assert_eq!(headers[UID], "a@b");
+        assert_eq!(headers[TOKEN_TYPE], "Bearer");
+        assert!(headers.get(AUTHORIZATION).is_none());
+        assert!(headers.get(http::header::CACHE_CONTROL).is_none());
+    }
 }
