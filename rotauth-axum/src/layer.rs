@@ -28,6 +28,11 @@ use crate::store::{BoxError, SessionStore};
 /// the inner service. Works for any tower service answering `http::Response<B>` with an
 /// [`http_body::Body`] `B`; responses become [`axum::body::Body`].
 ///
+/// Order matters in a stack: routes added to an axum `Router` after `.layer(..)` are not
+/// behind it (put sign-in there), and a CORS layer must be outside this one (added after
+/// it), so that preflight `OPTIONS` requests, which carry no credentials, are answered
+/// before they reach it.
+///
 /// ```no_run
 /// use axum::{Router, routing::get};
 /// use rotauth::{Config, KeyId, Keyring, Rotator};
