@@ -90,7 +90,11 @@ impl<S> Wrapped<S> {
 impl<S: SessionStore> SessionStore for Wrapped<S> {
     async fn load(&self, client_id: ClientId) -> Result<Option<StoredSession>, StoreError> {
         self.check(&self.fail_load)?;
-        self.inner.load(client_id).await
+        let loaded = self.inner.load(client_id).await;
+        // Let other tasks run between a load and the swap that follows it, even on a store
+        // whose futures never wait (the in-memory one): races must really race.
+        tokio::task::yield_now().await;
+        loaded
     }
 
     async fn insert(&self, user_id: &str, record: &Record) -> Result<(), StoreError> {
