@@ -65,7 +65,17 @@
 //! - **Refused requests never reach the handler.**
 //! - Tokens and records are wiped from memory when dropped and never logged; logs go
 //!   through `tracing` (client ids and decision kinds at `debug`, store failures at
-//!   `warn`, revocations at `info`).
+//!   `warn`, revocations at `info`). A token written into a response header is copied
+//!   into `http`'s `HeaderValue`, which this crate cannot wipe.
+//!
+//! # Limits
+//!
+//! - The per-user cap is enforced at each sign-in; two sign-ins of one user at the same
+//!   moment can leave one session over the cap until the next.
+//! - `SessionStore` uses `impl Future` methods, so it is not object-safe: an app picks its
+//!   store type at compile time (`Authenticator<SqliteStore>`).
+//! - The layer reads the clock with `Timestamp::now()`; call
+//!   [`Authenticator::authenticate`] directly to decide at another time.
 //!
 //! # Features
 //!
