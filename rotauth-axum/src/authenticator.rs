@@ -550,20 +550,15 @@ enum Step {
 impl Step {
     fn of(decision: Decision, credentials: &Credentials) -> Self {
         match decision {
-            Decision::Reject {
-                reason,
-                revoke: true,
-            } => Self::Revoke(reason),
-            Decision::Reject {
-                reason,
-                revoke: false,
-            } => Self::Refuse(reason),
+            Decision::Revoke { reason } => Self::Revoke(reason),
+            Decision::Reject { reason } => Self::Refuse(reason),
             Decision::Rotate { session, token } => Self::Serve {
                 store: Some(session),
                 send: Send::New(token),
             },
-            Decision::Reissue { token } => Self::Serve {
-                store: None,
+            // Recover mode: `T(n)` again, after storing the mark that spends the recovery.
+            Decision::Reissue { updated, token } => Self::Serve {
+                store: updated,
                 send: Send::New(token),
             },
             Decision::BatchReuse { updated } => Self::Serve {
