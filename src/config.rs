@@ -82,6 +82,37 @@ impl Default for Config {
 
 impl Config {
     /// A builder starting from the defaults.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use rotauth::{Config, ConfigError, Mode, ReplayPolicy};
+    ///
+    /// // devise_token_auth's settings, made explicit, for several server instances that may
+    /// // die mid-request: Recover mode, a replay ends its session, and no session lives
+    /// // longer than 30 days however active it is.
+    /// let config = Config::builder()
+    ///     .rotate(true) // change_headers_on_each_request
+    ///     .batch_window(Duration::from_secs(5)) // batch_request_buffer_throttle
+    ///     .lifespan(Duration::from_secs(14 * 24 * 3600)) // token_lifespan
+    ///     .absolute_lifetime(Some(Duration::from_secs(30 * 24 * 3600)))
+    ///     .mode(Mode::Recover)
+    ///     .replay_policy(ReplayPolicy::RevokeSession)
+    ///     .build()?;
+    /// assert_eq!(config.batch_window(), Config::default().batch_window());
+    /// assert_eq!(config.mode(), Mode::Recover);
+    ///
+    /// // Nonsense is refused when the policy is built, never found mid-request: here a
+    /// // token would expire while its batch is still open.
+    /// let refused = Config::builder()
+    ///     .batch_window(Duration::from_secs(60))
+    ///     .lifespan(Duration::from_secs(30))
+    ///     .build();
+    /// assert_eq!(refused, Err(ConfigError::WindowLongerThanLifespan));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder(Self::default())
     }

@@ -148,7 +148,7 @@
 //!
 //! // The next request after the window rotates again.
 //! now = now.saturating_add(Duration::from_secs(10));
-//! let t2 = serve(&rotator, &mut store, &client, t1.as_str(), now)?.unwrap();
+//! let t2 = serve(&rotator, &mut store, &client, t1.as_str(), now).unwrap().unwrap();
 //! assert_ne!(t2, t1.as_str());
 //!
 //! // T(0) presented again, long after its batch: a replay, refused.

@@ -15,6 +15,43 @@ use crate::token::Token;
 ///
 /// When full, signing in evicts the session that expires first, as devise's
 /// `max_number_of_devices` does. `N` must be between 1 and 255, checked at compile time.
+///
+/// # Example
+///
+/// ```
+/// use rotauth::{Config, KeyId, Keyring, Request, Rotator, Sessions, Timestamp};
+///
+/// let keyring = Keyring::new(KeyId(1), b"a secret key of at least 32 bytes!")?;
+/// let rotator = Rotator::new(keyring, Config::default());
+/// let now = Timestamp::from_unix_millis(1_796_083_200_000);
+///
+/// // One user signs in on a laptop and on a phone (ten sessions fit before eviction).
+/// let mut sessions: Sessions = Sessions::new();
+/// let laptop = sessions.sign_in(&rotator, &mut rand::rng(), now);
+/// let phone = sessions.sign_in(&rotator, &mut rand::rng(), now);
+/// assert_eq!(sessions.len(), 2);
+/// assert!(phone.evicted.is_none());
+///
+/// // A request of the phone, decided and applied here: a changed session is stored in
+/// // the container, a revoked one removed. Send the client what the decision says.
+/// let decision = sessions.decide(&rotator, &phone.client_id, Request::new(&phone.token, now));
+/// assert!(decision.is_accepted());
+/// assert_eq!(sessions.find(&phone.client_id).map(|s| s.generation()), Some(0));
+///
+/// // The password is changed on the laptop: every other session is signed out.
+/// assert_eq!(sessions.sign_out_others(&laptop.client_id), 1);
+/// assert!(sessions.find(&phone.client_id).is_none());
+/// assert!(sessions.find(&laptop.client_id).is_some());
+///
+/// // Stored as one value (devise's `tokens` column). The bytes hold every session's seed:
+/// // keep them as a secret, and wipe the buffer when done.
+/// let mut buffer = [0u8; Sessions::<10>::MAX_ENCODED_LEN];
+/// let len = sessions.encode(&mut buffer)?;
+/// assert_eq!(len, sessions.encoded_len());
+/// let restored: Sessions = Sessions::decode(buffer.get(..len).unwrap_or_default())?;
+/// assert_eq!(restored, sessions);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Sessions<const N: usize = 10> {
     list: heapless::Vec<Session, N>,
