@@ -228,7 +228,7 @@
 //!
 //! # Feature flags
 //!
-//! - `std`: [`Timestamp::now`] from the system clock and `From<SystemTime>` for
+//! - `std`: `Timestamp::now()` from the system clock and `From<SystemTime>` for
 //!   [`Timestamp`]. The core never needs it.
 //! - `serde`: `Serialize` and `Deserialize` for the configuration and the plain values
 //!   ([`Config`], [`Mode`], [`ReplayPolicy`], [`ClientId`] as its text, [`KeyId`],
