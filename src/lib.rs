@@ -204,8 +204,10 @@
 //!   tokens, an invalidated one is accepted only inside the batch window, at most two
 //!   generations back, because a browser's parallel requests and out-of-order responses
 //!   legitimately present them; the window is anchored at the rotation and never slides. So
-//!   a stolen token stops working at most `W` after the legitimate client's next rotation,
-//!   and its later use is reported as `Replayed`, which can revoke the session. Recover mode
+//!   a stolen token stops working at most `W` after the legitimate client's next rotation
+//!   (inside that window a forced rotation hands its holder the next token, and then the
+//!   legitimate client's token falls behind instead), and its later use is reported as
+//!   `Replayed`, which can revoke the session. Recover mode
 //!   lets a holder of `T(n-1)` obtain `T(n)` once while `T(n)` is unused; of two parties
 //!   holding diverging tokens at most one is still served two generations later.
 //! - **False rejects.** A client that always presents the newest token it received is never
