@@ -236,6 +236,10 @@ impl<const N: usize> Sessions<N> {
     /// Writes format (1 byte), count (1 byte) and each session's encoding into `out`;
     /// returns the length written. [`MAX_ENCODED_LEN`](Self::MAX_ENCODED_LEN) always suffices.
     ///
+    /// The output holds every session's seed. The buffer is the caller's, so wiping it is
+    /// too: use one that wipes itself (`zeroize::Zeroizing<[u8; N]>`) or zeroize it once
+    /// stored.
+    ///
     /// # Errors
     ///
     /// [`BufferTooSmall`] if `out` is shorter than [`encoded_len`](Self::encoded_len);
