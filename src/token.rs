@@ -392,7 +392,9 @@ impl fmt::Debug for TokenText {
 
 impl Drop for TokenText {
     fn drop(&mut self) {
-        self.0.zeroize();
+        // The text always fills the string's whole buffer (55 of 55 bytes), so wiping the
+        // `str` wipes every byte, without heapless's `zeroize` feature and its proc macro.
+        self.0.as_mut_str().zeroize();
     }
 }
 
