@@ -12,12 +12,14 @@ mod decision;
 mod keyring;
 mod mac;
 mod rotator;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod session;
 mod sessions;
 mod time;
 mod token;
 
-pub use config::{Config, ConfigBuilder, ConfigError, Mode, ReplayPolicy};
+pub use config::{Config, ConfigBuilder, ConfigError, Mode, ParseNameError, ReplayPolicy};
 pub use decision::{Decision, DecisionKind, Presented, RejectReason, Request};
 pub use keyring::{KeyError, KeyId, Keyring, MAX_KEYS, MIN_KEY_LEN};
 pub use rotator::Rotator;

@@ -337,6 +337,15 @@ mod base64url {
     }
 }
 
+/// The same as [`Token::from_text`], for `"...".parse::<Token>()`.
+impl core::str::FromStr for Token {
+    type Err = TokenError;
+
+    fn from_str(text: &str) -> Result<Self, TokenError> {
+        Self::from_text(text)
+    }
+}
+
 impl ConstantTimeEq for Token {
     fn ct_eq(&self, other: &Self) -> Choice {
         self.0.ct_eq(&other.0)
