@@ -69,10 +69,7 @@ impl FromStr for Mode {
         [Self::Strict, Self::Recover]
             .into_iter()
             .find(|mode| mode.name() == name)
-            .ok_or(ParseNameError {
-                what: "mode",
-                expected: "\"strict\" or \"recover\"",
-            })
+            .ok_or(ParseNameError::new("mode", "\"strict\" or \"recover\""))
     }
 }
 
@@ -99,10 +96,10 @@ impl FromStr for ReplayPolicy {
         [Self::Reject, Self::RevokeSession]
             .into_iter()
             .find(|policy| policy.name() == name)
-            .ok_or(ParseNameError {
-                what: "replay policy",
-                expected: "\"reject\" or \"revoke_session\"",
-            })
+            .ok_or(ParseNameError::new(
+                "replay policy",
+                "\"reject\" or \"revoke_session\"",
+            ))
     }
 }
 
@@ -113,6 +110,13 @@ impl FromStr for ReplayPolicy {
 pub struct ParseNameError {
     what: &'static str,
     expected: &'static str,
+}
+
+impl ParseNameError {
+    /// `what` names the type ("mode"), `expected` lists its names for the message.
+    pub(crate) const fn new(what: &'static str, expected: &'static str) -> Self {
+        Self { what, expected }
+    }
 }
 
 impl fmt::Display for ParseNameError {
