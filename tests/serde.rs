@@ -69,6 +69,10 @@ fn invalid_configs_are_refused_with_the_builders_message() {
             r#"{"batch_window_ms": 10000, "lifespan_ms": 9999}"#,
             ConfigError::WindowLongerThanLifespan,
         ),
+        (
+            r#"{"batch_window_ms": 5000, "absolute_lifetime_ms": 4999}"#,
+            ConfigError::AbsoluteLifetimeShorterThanWindow,
+        ),
     ] {
         let refused = from_str::<Config>(text).unwrap_err().to_string();
         assert!(refused.starts_with(&error.to_string()), "{text}: {refused}");

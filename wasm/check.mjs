@@ -174,7 +174,19 @@ check('recover_mode_reissues_the_lost_token', () => {
   const s = fresh();
   const rotated = decide(key, 1, s.record, s.token, t0 + 5_000n, RECOVER);
   const reissued = decide(key, 1, rotated.record, s.token, t0 + 10_000n, RECOVER);
-  assert.deepEqual([reissued.kind, reissued.token, reissued.record], ['reissue', rotated.token, null]);
+  assert.deepEqual([reissued.kind, reissued.token], ['reissue', rotated.token]);
+  // The first reissue records itself (a recovery is granted once); the next stores nothing.
+  assert.notEqual(reissued.record, null);
+  const again = decide(key, 1, reissued.record, s.token, t0 + 10_001n, RECOVER);
+  assert.deepEqual([again.kind, again.token, again.record], ['reissue', rotated.token, null]);
+});
+
+check('force_rotation_rotates_a_previous_token_in_the_window', () => {
+  const s = fresh();
+  const rotated = decide(key, 1, s.record, s.token, t0 + 5_000n);
+  const forced = decide(key, 1, rotated.record, s.token, t0 + 5_001n, FORCE_ROTATION);
+  assert.equal(forced.kind, 'rotate');
+  assert.equal(generationOf(forced.record), 2n);
 });
 
 check('bad_tokens_are_refused', () => {

@@ -137,7 +137,8 @@ pub extern "C" fn decide(key_len: u32, key_id: u32, token_len: u32, now: u64, fl
         Decision::Rotate { .. } => 1,
         Decision::BatchReuse { .. } => 2,
         Decision::Reissue { .. } => 3,
-        Decision::Reject { reason, .. } => 4 | reason_code(*reason) << 8,
+        // A revocation is a rejection with the revoke bit (1 << 6) set below.
+        Decision::Reject { reason } | Decision::Revoke { reason } => 4 | reason_code(*reason) << 8,
     };
     if let Some(session) = decision.session_to_store() {
         write(io, RECORD, &session.encode());
