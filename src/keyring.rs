@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use zeroize::Zeroize;
+
 use crate::mac::MacKey;
 
 /// The number of keys a [`Keyring`] holds at once: the primary, the one it replaced, and
@@ -175,6 +177,9 @@ impl Keyring {
             .position(|(k, _)| *k == id)
             .ok_or(KeyError::UnknownId(id))?;
         drop(self.others.swap_remove(index));
+        // `swap_remove` leaves a stale copy of a key schedule behind the length; the removed
+        // key's own copy wipes itself on drop, this one would not.
+        self.others.spare_capacity_mut().zeroize();
         Ok(())
     }
 

@@ -254,12 +254,14 @@ mod decision;
 mod keyring;
 mod mac;
 mod rotator;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod session;
 mod sessions;
 mod time;
 mod token;
 
-pub use config::{Config, ConfigBuilder, ConfigError, Mode, ReplayPolicy};
+pub use config::{Config, ConfigBuilder, ConfigError, Mode, ParseNameError, ReplayPolicy};
 pub use decision::{
     Decision, DecisionKind, ParseDecisionKindError, Presented, RejectReason, Request,
 };

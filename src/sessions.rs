@@ -4,6 +4,7 @@
 use core::fmt;
 
 use rand_core::{CryptoRng, TryCryptoRng};
+use zeroize::Zeroize;
 
 use crate::decision::{Decision, RejectReason, Request};
 use crate::rotator::Rotator;
@@ -164,6 +165,7 @@ impl<const N: usize> Sessions<N> {
                 .min_by_key(|(_, s)| s.expires_at)
                 .map(|(index, _)| index)
                 .map(|index| self.list.swap_remove(index));
+            self.wipe_spare();
         }
         // There is room now: `N ≥ 1` and one session was removed if the list was full.
         let rejected = self.list.push(session).err();
@@ -200,6 +202,7 @@ impl<const N: usize> Sessions<N> {
         }
         if decision.must_revoke() {
             drop(self.list.swap_remove(index));
+            self.wipe_spare();
         }
         decision
     }
@@ -207,13 +210,16 @@ impl<const N: usize> Sessions<N> {
     /// Signs out one session, returning it.
     pub fn sign_out(&mut self, client_id: &ClientId) -> Option<Session> {
         let index = self.list.iter().position(|s| s.client_id == *client_id)?;
-        Some(self.list.swap_remove(index))
+        let session = self.list.swap_remove(index);
+        self.wipe_spare();
+        Some(session)
     }
 
     /// Signs out every session but `keep` (after a password change); returns how many.
     pub fn sign_out_others(&mut self, keep: &ClientId) -> usize {
         let before = self.list.len();
         self.list.retain(|s| s.client_id == *keep);
+        self.wipe_spare();
         before.saturating_sub(self.list.len())
     }
 
@@ -221,7 +227,15 @@ impl<const N: usize> Sessions<N> {
     pub fn purge_expired(&mut self, now: Timestamp) -> usize {
         let before = self.list.len();
         self.list.retain(|s| now < s.expires_at);
+        self.wipe_spare();
         before.saturating_sub(self.list.len())
+    }
+
+    /// Zeroes the unused slots. Removing a session (`swap_remove`, `retain`) moves the
+    /// survivors bytewise and leaves stale copies, seeds included, behind the length; a
+    /// removed session's own copy wipes its seed on drop, these would not.
+    fn wipe_spare(&mut self) {
+        self.list.spare_capacity_mut().zeroize();
     }
 
     /// The length of [`encode`](Self::encode)'s output for the current contents.
