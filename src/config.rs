@@ -103,7 +103,8 @@ impl FromStr for ReplayPolicy {
     }
 }
 
-/// A name that `FromStr` does not know, for [`Mode`] and [`ReplayPolicy`].
+/// A name that `FromStr` does not know, for [`Mode`], [`ReplayPolicy`] and
+/// [`DecisionKind`](crate::DecisionKind).
 ///
 /// Its `Display` says which type and which names it accepts; it never repeats the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -262,9 +262,7 @@ mod time;
 mod token;
 
 pub use config::{Config, ConfigBuilder, ConfigError, Mode, ParseNameError, ReplayPolicy};
-pub use decision::{
-    Decision, DecisionKind, ParseDecisionKindError, Presented, RejectReason, Request,
-};
+pub use decision::{Decision, DecisionKind, Presented, RejectReason, Request};
 pub use keyring::{KeyError, KeyId, Keyring, MAX_KEYS, MIN_KEY_LEN};
 pub use rotator::Rotator;
 pub use session::{ClientId, DecodeError, EncodedSession, ParseClientIdError, Session};

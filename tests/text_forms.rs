@@ -4,7 +4,7 @@
 mod common;
 
 use common::Host;
-use rotauth::{Mode, ReplayPolicy, Token, TokenError};
+use rotauth::{DecisionKind, Mode, ReplayPolicy, Token, TokenError};
 
 #[test]
 fn mode_names() {
@@ -17,6 +17,31 @@ fn mode_names() {
         assert_eq!(
             error.to_string(),
             r#"unknown mode: expected "strict" or "recover""#
+        );
+    }
+}
+
+#[test]
+fn decision_kind_names() {
+    let names = [
+        "accept",
+        "rotate",
+        "batch_reuse",
+        "reissue",
+        "reject",
+        "revoke",
+    ];
+    assert_eq!(DecisionKind::ALL.len(), names.len());
+    for (kind, name) in DecisionKind::ALL.into_iter().zip(names) {
+        assert_eq!(kind.to_string(), name);
+        assert_eq!(kind.as_str(), name);
+        assert_eq!(name.parse::<DecisionKind>(), Ok(kind));
+    }
+    for bad in ["", "Rotate", "batch-reuse", "rotate ", "refuse"] {
+        let error = bad.parse::<DecisionKind>().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown decision kind: expected accept, rotate, batch_reuse, reissue, reject or revoke"
         );
     }
 }
