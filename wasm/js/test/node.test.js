@@ -1,0 +1,25 @@
+// The suite in Node, under node:test: `node --test test/node.test.js`.
+import { readFileSync } from 'node:fs';
+import { after, test } from 'node:test';
+import * as rotauth from 'rotauth';
+import * as hono from 'rotauth/hono';
+import * as example from '../example/app.js';
+import { inProcessEnv } from './app-config.js';
+import { suite } from './suite.js';
+
+const vectors = readFileSync(new URL('../../../tests/vectors/tokens.txt', import.meta.url), 'utf8');
+const env = await inProcessEnv({ rotauth, hono, example, vectors });
+let passed = 0;
+let failed = 0;
+for (const { name, fn } of suite(env)) {
+  test(name, async () => {
+    try {
+      await fn();
+      passed += 1;
+    } catch (error) {
+      failed += 1;
+      throw error;
+    }
+  });
+}
+after(() => console.log(`node ${process.version}: ${passed} passed, ${failed} failed`));
