@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds wasm/ for wasm32-unknown-unknown and checks it from Node: no imports, tokens equal
-# to the known-answer vectors, sign-in and decide per the decision table.
+# The quick local check of the npm package: builds the zero-import module into
+# wasm/js/lib/ and runs the package's suite in Node. `.ci/js.sh` runs the same suite in
+# Node, Deno, Bun, workerd and Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/../wasm"
 
-cargo build --quiet --release --target wasm32-unknown-unknown
-module=target/wasm32-unknown-unknown/release/rotauth_wasm.wasm
-echo "module: $module, $(wc -c <"$module") bytes"
-node check.mjs "$module"
+bash build.sh
+cd js
+if [ ! -d node_modules ]; then
+  npm ci --no-audit --no-fund
+fi
+node --test-reporter=spec test/node.test.js

@@ -1,6 +1,6 @@
-// The suite in Node, under node:test: `node --test test/node.test.js`.
+// The suite in Node, under node:test: `node --test-reporter=spec test/node.test.js`.
 import { readFileSync } from 'node:fs';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import * as rotauth from 'rotauth';
 import * as hono from 'rotauth/hono';
 import * as example from '../example/app.js';
@@ -22,4 +22,5 @@ for (const { name, fn } of suite(env)) {
     }
   });
 }
-after(() => console.log(`node ${process.version}: ${passed} passed, ${failed} failed`));
+console.log(`# node ${process.version}`);
+process.on('exit', () => console.log(`node: ${passed} passed, ${failed} failed`));

@@ -50,9 +50,10 @@ try {
   const version = execFileSync(executablePath, ['--version'], { encoding: 'utf8' }).trim();
   page.on('console', (message) => {
     const text = message.text();
-    console.log(text.endsWith(' failed') && /^\d+ passed/.test(text) ? `${version}: ${text}` : text);
+    console.log(/^\d+ passed, \d+ failed$/.test(text) ? `chromium: ${text}` : text);
   });
   page.on('pageerror', (error) => console.log(`page error: ${error}`));
+  console.log(`# ${version}`);
   await page.goto(`http://127.0.0.1:${port}/wasm/js/test/browser.html`);
   await page.waitForFunction(() => window.rotauthSuite !== undefined, null, { timeout: 120_000 });
   result = await page.evaluate(() => window.rotauthSuite);

@@ -90,7 +90,7 @@ try {
         },
   );
   console.log(`# ${version}, serving ${base}`);
-  result = await runAll(tests, (line) => console.log(/^\d+ passed/.test(line) ? `${version}: ${line}` : line));
+  result = await runAll(tests, (line) => console.log(/^\d+ passed, \d+ failed$/.test(line) ? `workerd: ${line}` : line));
 } finally {
   child.kill('SIGTERM');
 }
