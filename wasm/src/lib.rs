@@ -266,10 +266,11 @@ pub extern "C" fn key_ids() -> i32 {
     })
 }
 
-/// Signs a session in at `now` (Unix ms) from the 32 bytes of entropy at `INPUT`; writes
-/// the session record and `T(0)` text. Returns 0.
+/// Signs a session in at `now` (Unix ms, as its high and low 32 bits) from the 32 bytes of
+/// entropy at `INPUT`; writes the session record and `T(0)` text. Returns 0.
 #[unsafe(no_mangle)]
-pub extern "C" fn sign_in(now: u64) -> i32 {
+pub extern "C" fn sign_in(now_high: u32, now_low: u32) -> i32 {
+    let now = millis(now_high, now_low);
     wiped(|state| {
         let result = (|| {
             let rotator = state.rotator.as_ref().ok_or(Status::NotInitialized)?;
@@ -278,7 +279,11 @@ pub extern "C" fn sign_in(now: u64) -> i32 {
             let (session, token) = rotator
                 .try_sign_in(&mut rng, Timestamp::from_unix_millis(now))
                 .map_err(|_| Status::EntropyExhausted)?;
-            write(&mut state.io, TOKEN_OUT, token.to_text().as_str().as_bytes());
+            write(
+                &mut state.io,
+                TOKEN_OUT,
+                token.to_text().as_str().as_bytes(),
+            );
             write(&mut state.io, RECORD, &session.encode());
             Ok(0)
         })();
@@ -287,8 +292,10 @@ pub extern "C" fn sign_in(now: u64) -> i32 {
     })
 }
 
-/// Decides a request presenting the token text at `INPUT` (`token_len` bytes) at `now`,
-/// against the record at `RECORD` (`record_len` bytes; none with the `NO_SESSION` flag).
+/// Decides a request presenting the token text at `INPUT` (`token_len` bytes) at `now`
+/// (Unix ms, as its high and low 32 bits: two `i32`s cross the boundary faster than a
+/// `BigInt`), against the record at `RECORD` (`record_len` bytes; none with the
+/// `NO_SESSION` flag).
 /// Returns the decision, packed:
 ///
 /// - bits 0–3: 0 accept, 1 rotate, 2 batch reuse, 3 reissue, 4 reject, 5 revoke
@@ -297,7 +304,14 @@ pub extern "C" fn sign_in(now: u64) -> i32 {
 /// - bits 8–15, on reject and revoke: 1 unknown session, 2 malformed, 3 unknown key,
 ///   4 forged, 5 expired, 6 too old, 7 replayed (generations behind at `BEHIND_OUT`)
 #[unsafe(no_mangle)]
-pub extern "C" fn decide(record_len: u32, token_len: u32, now: u64, flags: u32) -> i32 {
+pub extern "C" fn decide(
+    record_len: u32,
+    token_len: u32,
+    now_high: u32,
+    now_low: u32,
+    flags: u32,
+) -> i32 {
+    let now = millis(now_high, now_low);
     wiped(|state| {
         let result = decide_in(state, record_len, token_len, now, flags);
         wipe(&mut state.io, INPUT, MAX_INPUT_LEN);
@@ -352,7 +366,11 @@ fn decide_in(
         result |= 1 << 4;
     }
     if let Some(token) = decision.token_to_send() {
-        write(&mut state.io, TOKEN_OUT, token.to_text().as_str().as_bytes());
+        write(
+            &mut state.io,
+            TOKEN_OUT,
+            token.to_text().as_str().as_bytes(),
+        );
         result |= 1 << 5;
     }
     Ok(result)
@@ -367,7 +385,11 @@ pub extern "C" fn current_token(record_len: u32) -> i32 {
             let rotator = state.rotator.as_ref().ok_or(Status::NotInitialized)?;
             let session = session(&state.io, record_len)?;
             let token = rotator.current_token(&session).ok_or(Status::KeyRemoved)?;
-            write(&mut state.io, TOKEN_OUT, token.to_text().as_str().as_bytes());
+            write(
+                &mut state.io,
+                TOKEN_OUT,
+                token.to_text().as_str().as_bytes(),
+            );
             Ok(0)
         })())
     })
@@ -377,6 +399,10 @@ pub extern "C" fn current_token(record_len: u32) -> i32 {
 #[unsafe(no_mangle)]
 pub extern "C" fn check_record(record_len: u32) -> i32 {
     wiped(|state| status(session(&state.io, record_len).map(|_| 0)))
+}
+
+fn millis(high: u32, low: u32) -> u64 {
+    u64::from(high) << 32 | u64::from(low)
 }
 
 fn rotator_mut(rotator: &mut Option<Rotator>) -> Result<&mut Rotator, Status> {

@@ -101,6 +101,25 @@ function fail(status) {
   return new Class(code, message);
 }
 
+const TWO_32 = 2 ** 32;
+
+/**
+ * Milliseconds since the Unix epoch as the module's two `u32` halves (high, low), in
+ * `halves`: cheaper across the boundary than a `BigInt`.
+ */
+const halves = [0, 0];
+function splitMillis(value, what) {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) {
+    halves[0] = Math.floor(value / TWO_32);
+    halves[1] = value >>> 0;
+    return halves;
+  }
+  const big = millis(value, what);
+  halves[0] = Number(big >> 32n);
+  halves[1] = Number(big & 0xffffffffn);
+  return halves;
+}
+
 /** Milliseconds since the Unix epoch as the module's `u64`. */
 function millis(value, what) {
   if (typeof value === 'number') {
@@ -170,12 +189,13 @@ function fields(record) {
 
 function expiresAt(record) {
   const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
-  return Number(readU64(view, 58));
+  return view.getUint32(58) * TWO_32 + view.getUint32(62);
 }
 
-function version(record) {
-  const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
-  return readU64(view, 67);
+/** The record's version, without `BigInt` arithmetic while it is below 2^53. */
+function version(view, at) {
+  const high = view.getUint32(at);
+  return high < 0x200000 ? BigInt(high * TWO_32 + view.getUint32(at + 4)) : readU64(view, at);
 }
 
 function policyFlags(options) {
@@ -258,7 +278,7 @@ export class Rotator {
   #io;
   #view;
   #disposed = false;
-  #ascii = new Uint8Array(TOKEN_TEXT_LEN);
+  #codes = new Array(TOKEN_TEXT_LEN).fill(0);
 
   /** Not called directly: use `createRotator(options)`. */
   constructor(token, instance, init) {
@@ -305,7 +325,7 @@ export class Rotator {
    * default `crypto.getRandomValues`). Store `record` under `clientId`, send `token`.
    */
   signIn(now, entropy) {
-    const at = millis(now, 'now');
+    const [high, low] = splitMillis(now, 'now');
     let random;
     if (entropy === undefined) {
       random = crypto.getRandomValues(new Uint8Array(ENTROPY_LEN));
@@ -317,7 +337,7 @@ export class Rotator {
     try {
       io.set(random, INPUT);
       if (entropy === undefined) random.fill(0);
-      const status = this.#exports.sign_in(at);
+      const status = this.#exports.sign_in(high, low);
       if (status < 0) throw fail(status);
       const record = io.slice(RECORD, RECORD + RECORD_LEN);
       return {
@@ -339,7 +359,7 @@ export class Rotator {
    * version read) before replying with `token`; on `revoke`, delete the session.
    */
   decide(record, token, now, options) {
-    const at = millis(now, 'now');
+    const [high, low] = splitMillis(now, 'now');
     if (typeof token !== 'string') {
       throw new InputError('invalid_token', 'the presented token must be a string');
     }
@@ -369,17 +389,18 @@ export class Rotator {
           io[INPUT + i] = c < 0x80 ? c : 0xff;
         }
       }
-      const r = this.#exports.decide(recordLen, tokenLen, at, flags);
+      const r = this.#exports.decide(recordLen, tokenLen, high, low, flags);
       if (r < 0) throw fail(r);
       const kind = KINDS[r & 0xf];
       const decision = { kind, accepted: kind !== 'reject' && kind !== 'revoke', revoke: kind === 'revoke' };
       if (r & 0x10) {
         decision.record = io.slice(RECORD, RECORD + RECORD_LEN);
-        decision.version = version(decision.record);
+        decision.version = version(this.#view, RECORD + 67);
       }
       if (r & 0x20) decision.token = this.#token(io);
       if (decision.accepted) {
-        decision.expiresAt = expiresAt(decision.record ?? data);
+        // The record in effect is at RECORD: the new one if written, else the one passed in.
+        decision.expiresAt = this.#view.getUint32(RECORD + 58) * TWO_32 + this.#view.getUint32(RECORD + 62);
       } else {
         decision.reason = REASONS[(r >> 8) & 0xff] ?? 'unknown';
         if (decision.reason === 'replayed') {
@@ -480,11 +501,12 @@ export class Rotator {
     this.dispose();
   }
 
+  /** The token text at `TOKEN_OUT` (a plain array of char codes is the fastest route to a string). */
   #token(io) {
-    const text = this.#ascii;
-    text.set(io.subarray(TOKEN_OUT, TOKEN_OUT + TOKEN_TEXT_LEN));
-    const out = String.fromCharCode.apply(null, text);
-    text.fill(0);
+    const codes = this.#codes;
+    for (let i = 0; i < TOKEN_TEXT_LEN; i += 1) codes[i] = io[TOKEN_OUT + i];
+    const out = String.fromCharCode.apply(null, codes);
+    codes.fill(0);
     return out;
   }
 }
