@@ -56,6 +56,9 @@ step "deno" bash -c "cd $js && node_modules/.bin/deno run --allow-read --no-prom
 step "bun" bash -c "cd $js && node_modules/.bin/bun test/run.js"
 step "workerd" bash -c "cd $js && node test/run-workerd.mjs"
 step "chromium" bash -c "cd $js && node test/run-browser.mjs"
+# The benchmark's figures mean nothing on a shared runner: run it once in its quick mode so
+# that it cannot rot (`node bench/bench.mjs` for the figures).
+step "bench (smoke)" bash -c "cd $js && node bench/bench.mjs --quick"
 
 echo "::: js: step times"
 printf '%s\n' "${timings[@]}"

@@ -164,7 +164,6 @@ export async function startSession({ rotator, store, uid, now = Date.now() }) {
     const signedIn = rotator.signIn(now);
     const { record, clientId, token, version, expiresAt } = signedIn;
     if (await store.insert(clientId, { uid, version, record })) {
-      record.fill(0);
       return { clientId, headers: deviseHeaders({ clientId, uid, token, expiresAt }) };
     }
     // A client id already taken (2^-128): draw again.
@@ -187,7 +186,6 @@ export async function authenticate({ rotator, store, clock = Date.now, echoCurre
     // devise finds the user by `uid`, then the token among that user's clients.
     const record = stored !== undefined && stored.uid === presented.uid ? stored.record : null;
     const decision = rotator.decide(record, presented.token, clock(), { unbatch: force });
-    record?.fill(0);
     if (!decision.accepted) {
       if (decision.revoke) await store.delete(presented.client);
       decision.record?.fill(0);
@@ -198,22 +196,19 @@ export async function authenticate({ rotator, store, clock = Date.now, echoCurre
       return { ok: true, uid: presented.uid, clientId: presented.client, kind: decision.kind };
     }
     if (decision.record !== undefined) {
+      // The store may keep this very array: it is not wiped here.
       const swapped = await store.compareAndSwap(presented.client, stored.version, {
         record: decision.record,
         version: decision.version,
       });
-      if (!swapped) {
-        decision.record.fill(0);
-        continue;
-      }
+      if (!swapped) continue;
     }
     let token = decision.token;
     if (decision.kind === 'accept') {
       token = presented.token;
     } else if (decision.kind === 'batch_reuse' && echoCurrent) {
-      token = rotator.currentToken(decision.record ?? (await store.get(presented.client)).record);
+      token = rotator.currentToken(decision.record ?? record);
     }
-    decision.record?.fill(0);
     const headers = deviseHeaders({
       clientId: presented.client,
       uid: presented.uid,
@@ -248,6 +243,12 @@ export function rotauth(options) {
     }
     c.set('rotauth', { uid: result.uid, clientId: result.clientId, kind: result.kind });
     await next();
-    for (const [name, value] of result.headers) c.res.headers.set(name, value);
+    try {
+      for (const [name, value] of result.headers) c.res.headers.set(name, value);
+    } catch {
+      // A response with immutable headers (e.g. one passed through from `fetch`): copy it.
+      c.res = new Response(c.res.body, c.res);
+      for (const [name, value] of result.headers) c.res.headers.set(name, value);
+    }
   };
 }
