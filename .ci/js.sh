@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # rotauth for JavaScript: the npm package in wasm/js/. Installs what it needs on a fresh
-# Debian machine (Debian's chromium; Deno, Bun, workerd, esbuild, playwright-core and
+# Debian machine (Debian's chromium and binaryen; Deno, Bun, workerd, esbuild, playwright-core and
 # TypeScript from npm with the committed lock file), builds the zero-import module once,
 # checks the type declarations, packs the package, and runs the one suite in Node, Deno,
 # Bun, workerd and headless Chromium. Prints the time of each step; any failure fails it.
@@ -21,9 +21,9 @@ step() {
 
 install() {
   export DEBIAN_FRONTEND=noninteractive
-  if ! dpkg -s chromium >/dev/null 2>&1; then
+  if ! dpkg -s chromium binaryen >/dev/null 2>&1; then
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    apt-get install -y -qq --no-install-recommends chromium binaryen >/dev/null
   fi
   rustup target add wasm32-unknown-unknown
   (cd wasm/js && npm ci --no-audit --no-fund)

@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../wasm"
 
+# Needs Debian's binaryen (wasm-opt) for the build.
+if [ ! -d js/node_modules ]; then
+  (cd js && npm ci --no-audit --no-fund)
+fi
 bash build.sh
 cd js
-if [ ! -d node_modules ]; then
-  npm ci --no-audit --no-fund
-fi
 node --test-reporter=spec test/node.test.js

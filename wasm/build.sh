@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Builds the zero-import module for wasm32-unknown-unknown and puts it into the npm
 # package: js/lib/rotauth.wasm (for workerd and bundlers that import .wasm) and
-# js/lib/wasm-inline.js (the same bytes as base64, for every other runtime). Fails if the
-# module imports anything or is not under 25 KB.
+# js/lib/wasm-inline.js (the same bytes as base64, for every other runtime). The module is
+# shrunk by binaryen's `wasm-opt -Oz` (Debian's `binaryen`: about 10% smaller, no slower).
+# Fails if the module imports anything or is not under 25 KB.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+if ! command -v wasm-opt >/dev/null; then
+  echo "wasm-opt not found: apt-get install binaryen" >&2
+  exit 1
+fi
 cargo build --quiet --release --target wasm32-unknown-unknown
-module=target/wasm32-unknown-unknown/release/rotauth_wasm.wasm
-cp "$module" js/lib/rotauth.wasm
+built=target/wasm32-unknown-unknown/release/rotauth_wasm.wasm
+module=js/lib/rotauth.wasm
+# The features rustc enables by default for wasm32-unknown-unknown (the stripped module
+# carries no target_features section for wasm-opt to read them from).
+wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+  --enable-mutable-globals --enable-multivalue --enable-reference-types "$built" -o "$module"
+echo "rustc: $(wc -c <"$built") bytes, wasm-opt -Oz: $(wc -c <"$module") bytes"
 node -e '
   const { readFileSync, writeFileSync } = require("node:fs");
   const [path, out] = process.argv.slice(1);
