@@ -61,10 +61,11 @@ impl Host {
         let elapsed = self.now.millis_since(self.start);
         let outcome = match &decision {
             Decision::Rotate { token, .. } => format!("200, new token {}", prefix(token)),
-            Decision::Reissue { token } => format!("200, token {} again", prefix(token)),
+            Decision::Reissue { token, .. } => format!("200, token {} again", prefix(token)),
             Decision::BatchReuse { .. } => "200, access-token: \" \" (batch)".to_owned(),
             Decision::Accept { .. } => format!("200, same token {}", prefix(token)),
-            Decision::Reject { reason, .. } => format!("401 ({reason})"),
+            Decision::Reject { reason } => format!("401 ({reason})"),
+            Decision::Revoke { reason } => format!("401 ({reason}), session deleted"),
         };
         let seconds = format!("{}.{:03}", elapsed / 1000, elapsed % 1000);
         println!(

@@ -7,6 +7,7 @@ use crate::time::millis;
 
 /// What an invalidated previous token may still do outside the batch window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Mode {
     /// An invalidated token fails outside the batch window (the devise design notes).
     #[default]
@@ -18,6 +19,7 @@ pub enum Mode {
 
 /// What a replayed token does to its session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ReplayPolicy {
     /// Refuse the request; the session lives on.
     #[default]
@@ -38,6 +40,9 @@ pub enum ConfigError {
     /// The batch window is longer than the lifespan, so a token would expire while its
     /// batch is still open.
     WindowLongerThanLifespan,
+    /// The absolute lifetime is shorter than the batch window, so a session would be too old
+    /// before its sign-in's batch is over.
+    AbsoluteLifetimeShorterThanWindow,
 }
 
 impl fmt::Display for ConfigError {
@@ -46,6 +51,9 @@ impl fmt::Display for ConfigError {
             Self::ZeroLifespan => "token lifespan must be longer than zero",
             Self::ZeroAbsoluteLifetime => "absolute session lifetime must be longer than zero",
             Self::WindowLongerThanLifespan => "batch window must not be longer than the lifespan",
+            Self::AbsoluteLifetimeShorterThanWindow => {
+                "absolute session lifetime must not be shorter than the batch window"
+            }
         })
     }
 }
@@ -184,8 +192,9 @@ impl ConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroLifespan`], [`ConfigError::ZeroAbsoluteLifetime`] or
-    /// [`ConfigError::WindowLongerThanLifespan`].
+    /// [`ConfigError::ZeroLifespan`], [`ConfigError::ZeroAbsoluteLifetime`],
+    /// [`ConfigError::WindowLongerThanLifespan`] or
+    /// [`ConfigError::AbsoluteLifetimeShorterThanWindow`].
     pub fn build(self) -> Result<Config, ConfigError> {
         let config = self.0;
         if config.lifespan_ms == 0 {
@@ -196,6 +205,12 @@ impl ConfigBuilder {
         }
         if config.batch_window_ms > config.lifespan_ms {
             return Err(ConfigError::WindowLongerThanLifespan);
+        }
+        if config
+            .absolute_lifetime_ms
+            .is_some_and(|lifetime| lifetime < config.batch_window_ms)
+        {
+            return Err(ConfigError::AbsoluteLifetimeShorterThanWindow);
         }
         Ok(config)
     }
@@ -248,5 +263,18 @@ mod tests {
         );
         assert!(Config::builder().lifespan(secs(5)).build().is_ok());
         assert!(Config::builder().lifespan(Duration::MAX).build().is_ok());
+        // A session too old before its first batch is over.
+        assert_eq!(
+            Config::builder()
+                .absolute_lifetime(Some(Duration::from_millis(4_999)))
+                .build(),
+            Err(ConfigError::AbsoluteLifetimeShorterThanWindow)
+        );
+        assert!(
+            Config::builder()
+                .absolute_lifetime(Some(secs(5)))
+                .build()
+                .is_ok()
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! `docs/DESIGN.md`).
 
 use core::fmt;
+use core::str::FromStr;
 
 use crate::config::{Config, Mode, ReplayPolicy};
 use crate::keyring::Keyring;
@@ -10,7 +11,10 @@ use crate::time::Timestamp;
 use crate::token::{Token, TokenError};
 
 /// The token as the request presented it.
-#[derive(Clone, Copy, Debug)]
+///
+/// `Debug` shows the form and length only: the token is the bearer's credential.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
 pub enum Presented<'a> {
     /// The text form, as sent in a header (55 characters of base64url).
     Text(&'a str),
@@ -18,6 +22,17 @@ pub enum Presented<'a> {
     Bytes(&'a [u8]),
     /// A token the host has already parsed.
     Token(&'a Token),
+}
+
+impl fmt::Debug for Presented<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Text(text) => write!(f, "Text({} bytes)", text.len()),
+            Self::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            // Its own `Debug` shows the public key id and generation only.
+            Self::Token(token) => write!(f, "Token({token:?})"),
+        }
+    }
 }
 
 impl<'a> From<&'a str> for Presented<'a> {
@@ -40,6 +55,8 @@ impl<'a> From<&'a Token> for Presented<'a> {
 
 /// One authenticated request: the presented token, the host's `now`, and whether the
 /// client asked to leave the batch (devise's `unbatch=true`).
+///
+/// `Debug` does not show the token (see [`Presented`]).
 #[derive(Clone, Copy, Debug)]
 #[must_use]
 pub struct Request<'a> {
@@ -58,8 +75,10 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// Rotates on the current token even inside the batch window (devise's
-    /// `unbatch=true`). Has no effect when rotation is switched off or on older tokens.
+    /// Rotates even inside the batch window (devise's `unbatch=true`): for every token the
+    /// table accepts as a batch member (`T(n-2)`, `T(n-1)` or `T(n)` inside the window) the
+    /// session moves from `n` to `n+1` and `T(n+1)` is sent. Outside the window, and when
+    /// rotation is switched off, it changes nothing: a previous token stays a replay.
     pub fn force_rotation(mut self) -> Self {
         self.force_rotation = true;
         self
@@ -123,8 +142,18 @@ impl fmt::Display for RejectReason {
 /// holder of `T(n-1)` cannot be the legitimate client. Tokens from the future (`g > n`)
 /// verify only if the host made them, so they mean the host lost a write, and are
 /// fast-forwarded rather than refused: refusing would log out the legitimate client.
+///
+/// ## Exhaustive on purpose
+///
+/// Unlike the other public enums, `Decision` is not `#[non_exhaustive]`: each variant is a
+/// duty, and a new duty in a later version must break every host's `match` at compile
+/// time rather than fall into a `_ =>` arm that serves the request without doing it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use = "a decision tells the host what to store and which token to send"]
+#[allow(
+    clippy::exhaustive_enums,
+    reason = "a new duty must break hosts at compile time"
+)]
 pub enum Decision {
     /// Valid, with rotation switched off. Serve the request and send the presented token
     /// back. Store `updated` first if present (a fast-forward past a lost write).
@@ -148,8 +177,12 @@ pub enum Decision {
         updated: Option<Session>,
     },
     /// [`Mode::Recover`] only: the previous token, presented after the window while `T(n)`
-    /// was never used. Serve and send `token` (`T(n)` again); nothing to store.
+    /// was never used (its response was lost). Store `updated` first if present
+    /// (compare-and-swap, as for a rotation: it records that the recovery was granted), then
+    /// serve and send `token` (`T(n)` again).
     Reissue {
+        /// The session to store, if it changed.
+        updated: Option<Session>,
         /// `T(n)`, to send with the response.
         token: Token,
     },
@@ -157,13 +190,20 @@ pub enum Decision {
     Reject {
         /// Why.
         reason: RejectReason,
-        /// Delete the session: a replay under [`ReplayPolicy::RevokeSession`].
-        revoke: bool,
+    },
+    /// Refused, and the session must go: a replay under [`ReplayPolicy::RevokeSession`].
+    /// Delete the session (this one only, never the user's others), then answer 401 and
+    /// send no token.
+    Revoke {
+        /// Why: always [`RejectReason::Replayed`] today.
+        reason: RejectReason,
     },
 }
 
-/// The kind of a [`Decision`], without its payload: for logs and metrics.
+/// The kind of a [`Decision`], without its payload: for logs and metrics. Its text form
+/// ([`as_str`](Self::as_str), `Display`, `FromStr`) is the variant in snake case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DecisionKind {
     /// [`Decision::Accept`].
     Accept,
@@ -175,9 +215,21 @@ pub enum DecisionKind {
     Reissue,
     /// [`Decision::Reject`].
     Reject,
+    /// [`Decision::Revoke`].
+    Revoke,
 }
 
 impl DecisionKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 6] = [
+        Self::Accept,
+        Self::Rotate,
+        Self::BatchReuse,
+        Self::Reissue,
+        Self::Reject,
+        Self::Revoke,
+    ];
+
     /// A short lowercase name, e.g. `batch_reuse`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -187,9 +239,41 @@ impl DecisionKind {
             Self::BatchReuse => "batch_reuse",
             Self::Reissue => "reissue",
             Self::Reject => "reject",
+            Self::Revoke => "revoke",
         }
     }
 }
+
+impl fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DecisionKind {
+    type Err = ParseDecisionKindError;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or(ParseDecisionKindError)
+    }
+}
+
+/// Why text is not a [`DecisionKind`] name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseDecisionKindError;
+
+impl fmt::Display for ParseDecisionKindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "not a decision kind: expected accept, rotate, batch_reuse, reissue, reject or revoke",
+        )
+    }
+}
+
+impl core::error::Error for ParseDecisionKindError {}
 
 impl Decision {
     /// The kind of decision.
@@ -201,13 +285,14 @@ impl Decision {
             Self::BatchReuse { .. } => DecisionKind::BatchReuse,
             Self::Reissue { .. } => DecisionKind::Reissue,
             Self::Reject { .. } => DecisionKind::Reject,
+            Self::Revoke { .. } => DecisionKind::Revoke,
         }
     }
 
     /// Whether the request may be served.
     #[must_use]
     pub fn is_accepted(&self) -> bool {
-        !matches!(self, Self::Reject { .. })
+        !matches!(self, Self::Reject { .. } | Self::Revoke { .. })
     }
 
     /// The session the host must store before replying, if any.
@@ -215,8 +300,10 @@ impl Decision {
     pub fn session_to_store(&self) -> Option<&Session> {
         match self {
             Self::Rotate { session, .. } => Some(session),
-            Self::Accept { updated } | Self::BatchReuse { updated } => updated.as_ref(),
-            Self::Reissue { .. } | Self::Reject { .. } => None,
+            Self::Accept { updated }
+            | Self::BatchReuse { updated }
+            | Self::Reissue { updated, .. } => updated.as_ref(),
+            Self::Reject { .. } | Self::Revoke { .. } => None,
         }
     }
 
@@ -225,7 +312,7 @@ impl Decision {
     #[must_use]
     pub fn token_to_send(&self) -> Option<&Token> {
         match self {
-            Self::Rotate { token, .. } | Self::Reissue { token } => Some(token),
+            Self::Rotate { token, .. } | Self::Reissue { token, .. } => Some(token),
             _ => None,
         }
     }
@@ -234,15 +321,15 @@ impl Decision {
     #[must_use]
     pub fn reject_reason(&self) -> Option<RejectReason> {
         match self {
-            Self::Reject { reason, .. } => Some(*reason),
+            Self::Reject { reason } | Self::Revoke { reason } => Some(*reason),
             _ => None,
         }
     }
 
-    /// Whether the host must delete the session.
+    /// Whether the host must delete the session ([`Decision::Revoke`]).
     #[must_use]
     pub fn must_revoke(&self) -> bool {
-        matches!(self, Self::Reject { revoke: true, .. })
+        matches!(self, Self::Revoke { .. })
     }
 }
 
@@ -292,7 +379,8 @@ pub(crate) fn decide(
     let presented = token.generation();
     let current = session.generation;
     if presented < current {
-        return previous(keyring, config, session, current.abs_diff(presented), now);
+        let behind = current.abs_diff(presented);
+        return previous(keyring, config, session, behind, request);
     }
 
     // `presented ≥ current`. A verified token from the future means the host lost the write
@@ -306,6 +394,7 @@ pub(crate) fn decide(
         ahead.generation = presented;
         ahead.key_id = token.key_id();
         ahead.acknowledged = false;
+        ahead.reissued = false;
         if config.rotate() {
             ahead.rotated_at = now.max(session.rotated_at);
             ahead.expires_at = expiry(config, &ahead, ahead.rotated_at);
@@ -340,23 +429,39 @@ fn previous(
     config: &Config,
     session: &Session,
     behind: u64,
-    now: Timestamp,
+    request: Request<'_>,
 ) -> Decision {
+    let now = request.now;
     let in_batch = config.rotate() && behind <= 2 && in_window(config, session, now);
     if in_batch {
+        // devise's `unbatch=true` sends the batch's original token again and expects a new
+        // one: a forced rotation applies to every batch member, not only to `T(n)`.
+        if request.force_rotation {
+            return rotate(keyring, config, session, now);
+        }
         return Decision::BatchReuse { updated: None };
     }
     let lost_response =
         config.rotate() && config.mode() == Mode::Recover && behind == 1 && !session.acknowledged;
     if lost_response {
-        return match current_token(keyring, session) {
-            Some(token) => Decision::Reissue { token },
-            None => reject(RejectReason::UnknownKey),
+        let Some(token) = current_token(keyring, session) else {
+            return reject(RejectReason::UnknownKey);
         };
+        // Record the recovery, so that the rotation out of this generation closes the next
+        // one to it: a second holder of `T(n-1)` cannot be served alongside the first
+        // forever. Several requests of one reload may recover at once: only the first
+        // writes.
+        let updated = (!session.reissued).then(|| {
+            let mut marked = session.next_version();
+            marked.reissued = true;
+            marked
+        });
+        return Decision::Reissue { updated, token };
     }
-    Decision::Reject {
-        reason: RejectReason::Replayed { behind },
-        revoke: config.replay_policy() == ReplayPolicy::RevokeSession,
+    let reason = RejectReason::Replayed { behind };
+    match config.replay_policy() {
+        ReplayPolicy::RevokeSession => Decision::Revoke { reason },
+        ReplayPolicy::Reject => Decision::Reject { reason },
     }
 }
 
@@ -381,7 +486,11 @@ fn rotate(keyring: &Keyring, config: &Config, session: &Session, now: Timestamp)
     let mut next = session.next_version();
     next.generation = generation;
     next.key_id = keyring.primary();
-    next.acknowledged = false;
+    // A recovery is granted once: after a generation whose token was reissued, the new one
+    // starts acknowledged, so `T(n)` (which two parties may now hold) cannot be exchanged
+    // again. Otherwise `T(n+1)` is new and unacknowledged.
+    next.acknowledged = session.reissued;
+    next.reissued = false;
     // A clock behind `rotated_at` must not move the window back before the one it ends.
     next.rotated_at = now.max(session.rotated_at);
     next.expires_at = expiry(config, &next, next.rotated_at);
@@ -418,8 +527,5 @@ fn in_window(config: &Config, session: &Session, now: Timestamp) -> bool {
 }
 
 fn reject(reason: RejectReason) -> Decision {
-    Decision::Reject {
-        reason,
-        revoke: false,
-    }
+    Decision::Reject { reason }
 }

@@ -102,6 +102,9 @@ impl MacKey {
         length.copy_from_slice(&DIGEST_BLOCK_BITS);
         let mut outer = self.outer;
         compress256(&mut outer, core::slice::from_ref(&digest_block));
+        // The inner digest, with the outer state, gives the MAC: it is wiped like the MAC.
+        inner.as_mut_slice().zeroize();
+        digest_block.as_mut_slice().zeroize();
         outer
     }
 }

@@ -44,6 +44,7 @@ impl Rotator {
     /// Signs in a new session at `now`: draws its client id and seed from `rng` and returns
     /// the session to store with `T(0)` to send. This is the only place rotauth uses
     /// randomness.
+    #[must_use = "the session must be stored and the token sent, or the sign-in is lost"]
     pub fn sign_in<R: CryptoRng + ?Sized>(&self, rng: &mut R, now: Timestamp) -> (Session, Token) {
         let Ok(signed_in) = self.try_sign_in(rng, now);
         signed_in
@@ -54,6 +55,7 @@ impl Rotator {
     /// # Errors
     ///
     /// The RNG's error; nothing is created.
+    #[must_use = "the session must be stored and the token sent, or the sign-in is lost"]
     pub fn try_sign_in<R: TryCryptoRng + ?Sized>(
         &self,
         rng: &mut R,
@@ -72,6 +74,7 @@ impl Rotator {
             rotated_at: now,
             expires_at: now,
             acknowledged: false,
+            reissued: false,
             version: 0,
         };
         session.expires_at = decision::expiry(&self.config, &session, now);

@@ -144,6 +144,7 @@ pub struct Session {
     pub(crate) rotated_at: Timestamp,
     pub(crate) expires_at: Timestamp,
     pub(crate) acknowledged: bool,
+    pub(crate) reissued: bool,
     pub(crate) version: u64,
 }
 
@@ -190,12 +191,23 @@ impl Session {
         self.expires_at
     }
 
-    /// Whether `T(n)` has been presented since it was issued ("acknowledgement by use").
-    /// Tracked in [`Mode::Recover`](crate::Mode::Recover) only, where it stops the previous
-    /// token from being exchanged for `T(n)` once the client has shown it holds `T(n)`.
+    /// Whether the previous token `T(n-1)` can no longer be exchanged for `T(n)`: set when
+    /// `T(n)` is presented ("acknowledgement by use"), and from the start of a generation
+    /// that a rotation out of a [`reissued`](Self::reissued) one began (a recovery is
+    /// granted once). Tracked in [`Mode::Recover`](crate::Mode::Recover) only.
     #[must_use]
     pub fn acknowledged(&self) -> bool {
         self.acknowledged
+    }
+
+    /// Whether `T(n)` has been handed out again by a [`Decision::Reissue`](crate::Decision)
+    /// in exchange for `T(n-1)`. The rotation out of such a generation starts the next one
+    /// [`acknowledged`](Self::acknowledged), so that of two parties holding diverging
+    /// tokens at most one stays served. Tracked in [`Mode::Recover`](crate::Mode::Recover)
+    /// only.
+    #[must_use]
+    pub fn reissued(&self) -> bool {
+        self.reissued
     }
 
     /// The compare-and-swap version: incremented by every change a decision makes
@@ -224,12 +236,13 @@ impl Session {
     /// | 8 | created_at (Unix ms) |
     /// | 8 | rotated_at (Unix ms) |
     /// | 8 | expires_at (Unix ms) |
-    /// | 1 | flags: bit 0 = acknowledged, others zero |
+    /// | 1 | flags: bit 0 = acknowledged, bit 1 = reissued, others zero |
     /// | 8 | version |
     ///
-    /// The result holds the seed: store it as a secret, and wipe the buffer when done.
+    /// The result holds the seed, so it is an [`EncodedSession`], which wipes itself when
+    /// dropped: store its bytes as a secret and let it go.
     #[must_use]
-    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+    pub fn encode(&self) -> EncodedSession {
         let mut out = [0u8; Self::ENCODED_LEN];
         let (format, rest) = out.split_at_mut(1);
         let (client, rest) = rest.split_at_mut(ClientId::LEN);
@@ -248,9 +261,9 @@ impl Session {
         created.copy_from_slice(&self.created_at.unix_millis().to_be_bytes());
         rotated.copy_from_slice(&self.rotated_at.unix_millis().to_be_bytes());
         expires.copy_from_slice(&self.expires_at.unix_millis().to_be_bytes());
-        flags.copy_from_slice(&[u8::from(self.acknowledged)]);
+        flags.copy_from_slice(&[u8::from(self.acknowledged) | u8::from(self.reissued) << 1]);
         version.copy_from_slice(&self.version.to_be_bytes());
-        out
+        EncodedSession(out)
     }
 
     /// Decodes [`encode`](Self::encode)'s output.
@@ -260,7 +273,8 @@ impl Session {
     /// [`DecodeError::WrongLength`] unless `bytes` is exactly [`ENCODED_LEN`](Self::ENCODED_LEN)
     /// long (trailing bytes are an error), [`DecodeError::UnknownFormat`], and
     /// [`DecodeError::InvalidField`] for values no decision can produce:
-    /// `created_at > rotated_at`, `rotated_at > expires_at` or unknown flag bits.
+    /// `created_at > rotated_at`, `rotated_at > expires_at`, a generation 0 that was
+    /// rotated (`rotated_at ≠ created_at`) or reissued, and unknown flag bits.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut reader = Reader::new(bytes, Self::ENCODED_LEN)?;
         let format = reader.byte();
@@ -282,8 +296,20 @@ impl Session {
         if rotated_at > expires_at {
             return Err(DecodeError::InvalidField("rotated_at is after expires_at"));
         }
-        if flags & !1 != 0 {
+        if flags & !0b11 != 0 {
             return Err(DecodeError::InvalidField("unknown flag bits"));
+        }
+        let reissued = flags & 0b10 != 0;
+        // Generation 0 is the sign-in's: only a rotation or a fast-forward moves its window,
+        // and both leave generation 0; a reissue hands out `T(n)` for `T(n-1)`, which
+        // generation 0 has not.
+        if generation == 0 && rotated_at != created_at {
+            return Err(DecodeError::InvalidField(
+                "generation 0 with rotated_at after created_at",
+            ));
+        }
+        if generation == 0 && reissued {
+            return Err(DecodeError::InvalidField("generation 0 marked reissued"));
         }
         Ok(Self {
             client_id,
@@ -294,6 +320,7 @@ impl Session {
             rotated_at,
             expires_at,
             acknowledged: flags & 1 == 1,
+            reissued,
             version,
         })
     }
@@ -309,8 +336,52 @@ impl fmt::Debug for Session {
             .field("rotated_at", &self.rotated_at)
             .field("expires_at", &self.expires_at)
             .field("acknowledged", &self.acknowledged)
+            .field("reissued", &self.reissued)
             .field("version", &self.version)
             .finish_non_exhaustive()
+    }
+}
+
+/// A [`Session`]'s byte encoding, as [`Session::encode`] returns it.
+///
+/// It holds the seed that every token of the session is derived from, so it is wiped when
+/// dropped and `Debug` shows only its length. Read it as bytes (`&encoded`, `as_bytes()`) to
+/// store it, and let it drop; decode it with [`Session::decode`].
+#[derive(Clone)]
+pub struct EncodedSession([u8; Session::ENCODED_LEN]);
+
+impl EncodedSession {
+    /// The bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; Session::ENCODED_LEN] {
+        &self.0
+    }
+}
+
+/// Derefs to a slice, so `&encoded` goes wherever bytes do (`Session::decode(&encoded)`).
+impl core::ops::Deref for EncodedSession {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for EncodedSession {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for EncodedSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncodedSession({} bytes)", self.0.len())
+    }
+}
+
+impl Drop for EncodedSession {
+    fn drop(&mut self) {
+        self.0.as_mut_slice().zeroize();
     }
 }
 
@@ -406,6 +477,7 @@ mod tests {
             rotated_at: Timestamp::from_unix_millis(2_000),
             expires_at: Timestamp::from_unix_millis(3_000),
             acknowledged: true,
+            reissued: true,
             version: u64::MAX,
         }
     }
@@ -439,7 +511,7 @@ mod tests {
             Err(DecodeError::WrongLength { .. })
         ));
 
-        let mut bad = bytes;
+        let mut bad = *bytes.as_bytes();
         bad[0] = 2;
         assert_eq!(Session::decode(&bad), Err(DecodeError::UnknownFormat(2)));
 
@@ -455,8 +527,32 @@ mod tests {
             Session::decode(&bad.encode()),
             Err(DecodeError::InvalidField(_))
         ));
-        let mut bad = bytes;
-        bad[66] = 0b10;
+        let mut bad = *bytes.as_bytes();
+        bad[66] = 0b100;
+        assert!(matches!(
+            Session::decode(&bad),
+            Err(DecodeError::InvalidField(_))
+        ));
+        // Generation 0 is the sign-in's window, never rotated and never reissued.
+        let mut first = sample();
+        first.generation = 0;
+        first.reissued = false;
+        first.rotated_at = first.created_at;
+        assert!(Session::decode(&first.encode()).is_ok());
+        let mut bad = first.clone();
+        bad.rotated_at = Timestamp::from_unix_millis(1_001);
+        assert!(matches!(
+            Session::decode(&bad.encode()),
+            Err(DecodeError::InvalidField(_))
+        ));
+        let mut bad = first;
+        bad.reissued = true;
+        assert!(matches!(
+            Session::decode(&bad.encode()),
+            Err(DecodeError::InvalidField(_))
+        ));
+        let mut bad = *bytes.as_bytes();
+        bad[66] = 0b1000_0000;
         assert!(matches!(
             Session::decode(&bad),
             Err(DecodeError::InvalidField(_))
@@ -484,7 +580,11 @@ mod tests {
             "Session { client_id: ClientId(EREREREREREREREREREREQ), key_id: KeyId(3), \
              generation: 72623859790382856, created_at: Timestamp(1000ms), \
              rotated_at: Timestamp(2000ms), expires_at: Timestamp(3000ms), \
-             acknowledged: true, version: 18446744073709551615, .. }"
+             acknowledged: true, reissued: true, version: 18446744073709551615, .. }"
+        );
+        assert_eq!(
+            format!("{:?}", sample().encode()),
+            "EncodedSession(75 bytes)"
         );
     }
 }

@@ -155,7 +155,6 @@ impl<const N: usize> Sessions<N> {
         let Some((index, slot)) = found else {
             return Decision::Reject {
                 reason: RejectReason::UnknownSession,
-                revoke: false,
             };
         };
         let decision = rotator.decide(&*slot, request);

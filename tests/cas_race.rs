@@ -26,7 +26,7 @@ impl CasStore {
         if self.read().version() != expected {
             return false;
         }
-        self.bytes = next.encode();
+        self.bytes = *next.encode().as_bytes();
         true
     }
 }
@@ -36,7 +36,7 @@ fn the_loser_of_a_rotation_race_retries_into_the_batch() {
     let mut host = Host::default_config();
     let (session, token) = host.sign_in();
     let mut store = CasStore {
-        bytes: session.encode(),
+        bytes: *session.encode().as_bytes(),
     };
     host.advance(W);
 

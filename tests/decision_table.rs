@@ -14,7 +14,6 @@ use rotauth::{Config, Decision, KeyId, Mode, RejectReason, ReplayPolicy, Request
 fn replayed(behind: u64) -> Decision {
     Decision::Reject {
         reason: RejectReason::Replayed { behind },
-        revoke: false,
     }
 }
 
@@ -86,18 +85,78 @@ fn previous_token_after_window_reissues_current_in_recover_mode_while_unacknowle
     let mut host = recover();
     let (session, tokens) = host.rotated(3);
     host.advance(W);
-    assert_eq!(
-        host.present(&session, &tokens[2]),
+    // The reissue is recorded (a recovery is granted once) and T(n) comes back.
+    let marked = match host.present(&session, &tokens[2]) {
         Decision::Reissue {
+            updated: Some(marked),
+            token,
+        } => {
+            assert_eq!(token, tokens[3]);
+            marked
+        }
+        other => panic!("expected a Reissue that records itself, got {other:?}"),
+    };
+    assert!(marked.reissued());
+    assert!(!marked.acknowledged());
+    assert_eq!(marked.generation(), 3);
+    assert_eq!(marked.rotated_at(), session.rotated_at());
+    assert_eq!(marked.version(), session.version() + 1);
+    // The other requests of the same reload recover too; only the first wrote.
+    host.advance(60_000);
+    assert_eq!(
+        host.present(&marked, &tokens[2]),
+        Decision::Reissue {
+            updated: None,
             token: tokens[3].clone()
         }
     );
-    // Reissuing again is harmless: nothing was stored, the same T(n) comes back.
-    host.advance(60_000);
-    assert_eq!(
-        host.present(&session, &tokens[2]).token_to_send(),
-        Some(&tokens[3])
+}
+
+#[test]
+fn recovery_is_granted_once_so_two_diverging_holders_are_not_both_served() {
+    // A holds T(n); B holds T(n-1) and exchanges it for T(n). Whoever rotates next leaves
+    // the other holding a previous token that can no longer be exchanged.
+    let mut host = recover();
+    let (session, tokens) = host.rotated(3);
+    host.advance(W);
+    let marked = host
+        .present(&session, &tokens[2])
+        .session_to_store()
+        .cloned()
+        .unwrap();
+    host.advance(W);
+    let (next, t4) = rotated(host.present(&marked, &tokens[3]));
+    assert!(
+        next.acknowledged(),
+        "the generation after a reissue grants no recovery"
     );
+    assert!(!next.reissued());
+    host.advance(W);
+    assert_eq!(host.present(&next, &tokens[3]), replayed(1));
+    // The rotating holder goes on as usual, and its next generation may recover again.
+    let (after, _) = rotated(host.present(&next, &t4));
+    assert!(!after.acknowledged());
+}
+
+#[test]
+fn a_real_client_recovers_from_one_lost_response_and_a_second_in_a_row_may_log_it_out() {
+    let mut host = recover();
+    let (session, tokens) = host.rotated(3);
+    // The response carrying T(3) was lost: the client still holds T(2).
+    host.advance(W);
+    let marked = host
+        .present(&session, &tokens[2])
+        .session_to_store()
+        .cloned()
+        .unwrap();
+    // It uses the reissued T(3), and that response (T(4)) is lost too.
+    host.advance(W);
+    let (next, _lost) = rotated(host.present(&marked, &tokens[3]));
+    host.advance(W);
+    assert_eq!(host.present(&next, &tokens[3]), replayed(1));
+    // Had the second response arrived, the client would simply go on with T(4).
+    let (_, t4) = rotated(host.present(&marked, &tokens[3]));
+    assert!(host.present(&next, &t4).is_accepted());
 }
 
 #[test]
@@ -253,7 +312,6 @@ fn expired_session_is_rejected_before_the_table() {
         host.present(&session, &token),
         Decision::Reject {
             reason: RejectReason::Expired,
-            revoke: false
         }
     );
 }
@@ -321,17 +379,31 @@ fn window_is_half_open_and_anchored_at_the_rotation() {
 }
 
 #[test]
-fn force_rotation_rotates_inside_the_window_on_the_current_token_only() {
+fn force_rotation_rotates_every_batch_member_inside_the_window() {
     let mut host = Host::default_config();
     let (session, tokens) = host.rotated(2);
-    let (next, token) = rotated(host.present_unbatched(&session, &tokens[2]));
-    assert_eq!(next.generation(), 3);
-    assert_eq!(token.generation(), 3);
-    // On an older token in the window it stays a batch member: it cannot rotate from n.
-    assert_eq!(
-        host.present_unbatched(&session, &tokens[1]),
-        Decision::BatchReuse { updated: None }
-    );
+    // devise's `unbatch=true`: T(n), T(n-1) and T(n-2) in the window all move n to n+1.
+    for token in &tokens[..=2] {
+        let (next, sent) = rotated(host.present_unbatched(&session, token));
+        assert_eq!(next.generation(), 3);
+        assert_eq!(sent.generation(), 3);
+        assert_eq!(next.rotated_at(), host.now);
+        assert_eq!(host.rotator.current_token(&next).as_ref(), Some(&sent));
+    }
+}
+
+#[test]
+fn force_rotation_changes_nothing_outside_the_window_or_beyond_the_batch() {
+    let mut host = Host::default_config();
+    let (session, tokens) = host.rotated(3);
+    // T(n-3) is a replay even inside the window.
+    assert_eq!(host.present_unbatched(&session, &tokens[0]), replayed(3));
+    host.advance(W);
+    assert_eq!(host.present_unbatched(&session, &tokens[2]), replayed(1));
+    assert_eq!(host.present_unbatched(&session, &tokens[1]), replayed(2));
+    // On T(n) after the window it rotates as any request would.
+    let (next, _) = rotated(host.present_unbatched(&session, &tokens[3]));
+    assert_eq!(next.generation(), 4);
 }
 
 #[test]
@@ -387,9 +459,8 @@ fn revoke_policy_revokes_on_replay_only() {
     let decision = host.present(&session, &tokens[0]);
     assert_eq!(
         decision,
-        Decision::Reject {
+        Decision::Revoke {
             reason: RejectReason::Replayed { behind: 3 },
-            revoke: true
         }
     );
     assert!(decision.must_revoke());
@@ -404,7 +475,6 @@ fn revoke_policy_revokes_on_replay_only() {
         decision,
         Decision::Reject {
             reason: RejectReason::Forged,
-            revoke: false
         }
     );
 }
@@ -517,7 +587,7 @@ fn text_bytes_and_parsed_tokens_decide_alike() {
 fn generation_exhaustion_is_too_old_not_a_panic() {
     let mut host = Host::default_config();
     let (session, _) = host.sign_in();
-    let mut bytes = session.encode();
+    let mut bytes = *session.encode().as_bytes();
     // generation field: offset 34, 8 bytes big-endian.
     bytes[34..42].copy_from_slice(&u64::MAX.to_be_bytes());
     let exhausted = rotauth::Session::decode(&bytes).unwrap();

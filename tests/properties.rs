@@ -12,7 +12,9 @@
 
 mod model;
 
-use model::check::{Clock, Fate, Form, Junk, Op, Pick, START, Step, World, valid};
+use model::check::{
+    Clock, Fate, Form, Junk, Op, Pick, START, Step, World, diverging_holders, valid,
+};
 use model::{Outcome, Policy, Reason, Shown};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
@@ -199,21 +201,41 @@ fn run(world: &mut World, ops: &[Op], mut each: impl FnMut(&World, &Step)) {
 
 fn reason(step: &Step) -> Option<Reason> {
     match step.outcome {
-        Outcome::Reject { reason, .. } => Some(reason),
+        Outcome::Reject(reason) | Outcome::Revoke(reason) => Some(reason),
         _ => None,
     }
 }
 
 /// Runs a client that always presents the newest token it received, asserting that it is
-/// refused only once the session has expired or outlived its absolute lifetime.
+/// refused only once the session has expired or outlived its absolute lifetime, or, in
+/// Recover mode, as a replay after two responses carrying tokens were lost in a row (with
+/// no new generation received in between: a recovery is granted once).
 fn follow_until_expiry(policy: Policy, ops: &[Op], seed: u64) {
     let mut world = World::new(policy, seed);
+    let mut lost_in_a_row = 0;
+    // Refused for a second loss under RevokeSession: the session is gone, so the next
+    // request meets an unknown session and the client signs in again (`run`).
+    let mut revoked = false;
     run(&mut world, ops, |_, step| {
         if let Some(reason) = reason(step) {
+            let second_loss = lost_in_a_row >= 2 && matches!(reason, Reason::Replayed(_));
+            let after_revocation = revoked && reason == Reason::UnknownSession;
             assert!(
-                matches!(reason, Reason::Expired | Reason::TooOld),
-                "following client refused: {step:?}"
+                matches!(reason, Reason::Expired | Reason::TooOld)
+                    || second_loss
+                    || after_revocation,
+                "following client refused after {lost_in_a_row} lost responses: {step:?}"
             );
+            revoked = second_loss && matches!(step.outcome, Outcome::Revoke(_));
+            if after_revocation {
+                lost_in_a_row = 0;
+            }
+        }
+        let carried_token = matches!(step.outcome, Outcome::Rotate | Outcome::Reissue);
+        match (step.fate, step.outcome) {
+            (Fate::ResponseLost, _) if carried_token => lost_in_a_row += 1,
+            (_, Outcome::Rotate) => lost_in_a_row = 0,
+            _ => {}
         }
     });
 }
@@ -246,7 +268,8 @@ proptest! {
     }
 
     /// No false logout (Recover): the same, and responses may also be lost, because
-    /// Recover mode reissues `T(n)` to a client that never received it.
+    /// Recover mode reissues `T(n)` to a client that never received it; a second loss in a
+    /// row may log the client out.
     #[test]
     fn following_client_is_never_rejected_before_expiry_in_recover_mode(
         (policy, ops) in policy().prop_flat_map(|mut p| {
@@ -279,11 +302,11 @@ proptest! {
             if step.before.is_some() {
                 assert_eq!(
                     step.outcome,
-                    Outcome::Reject { reason: Reason::Forged, revoke: false },
+                    Outcome::Reject(Reason::Forged),
                     "{step:?}"
                 );
             } else {
-                assert_eq!(step.outcome, Outcome::Reject { reason: Reason::UnknownSession, revoke: false });
+                assert_eq!(step.outcome, Outcome::Reject(Reason::UnknownSession));
             }
             assert_eq!(step.after, step.before, "a forged token changed the record: {step:?}");
         }
@@ -320,20 +343,35 @@ proptest! {
             || (!in_window && (!policy.recover || behind == 2 || record.acknowledged));
         let step = world.present(Pick::Generation(record.generation - behind), Form::Text, false, Fate::Delivered);
         if live && replay {
-            assert_eq!(
-                step.outcome,
-                Outcome::Reject { reason: Reason::Replayed(behind), revoke: policy.revoke },
-                "{step:?}"
-            );
+            let expected = if policy.revoke {
+                Outcome::Revoke(Reason::Replayed(behind))
+            } else {
+                Outcome::Reject(Reason::Replayed(behind))
+            };
+            assert_eq!(step.outcome, expected, "{step:?}");
             if policy.revoke {
                 assert!(world.store().is_none());
                 assert!(world.container().find(&world.client_id()).is_none());
                 let after = world.present(Pick::Current, Form::Text, false, Fate::Delivered);
-                assert_eq!(after.outcome, Outcome::Reject { reason: Reason::UnknownSession, revoke: false });
+                assert_eq!(after.outcome, Outcome::Reject(Reason::UnknownSession));
             } else {
                 assert_eq!(step.after, step.before);
             }
         }
+    }
+
+    /// Recover mode grants a recovery once: when two parties hold diverging tokens (one
+    /// `T(n)`, the other `T(n-1)`, as after a stolen response), each presenting the newest
+    /// token it received more than `W` after the last request, at most one of them is
+    /// still served once the session is two generations past the divergence.
+    #[test]
+    fn diverging_holders_are_not_both_served_two_generations_later(
+        policy in rotating_policy().prop_map(|mut p| { p.recover = true; p }),
+        turns in prop::collection::vec((any::<bool>(), 0..3_000u64), 1..MAX_OPS),
+        rotations in 0..4u64,
+        seed in any::<u64>(),
+    ) {
+        diverging_holders(policy, seed, rotations, &turns);
     }
 
     /// The window `[rotated_at, rotated_at + W)` moves only on Rotate (or on a fast-forward,
@@ -371,6 +409,7 @@ proptest! {
                         Outcome::Reissue => {
                             assert!(policy.recover && !before.acknowledged, "{step:?}");
                             assert_eq!(step.shown, Shown::Genuine(before.generation - 1), "{step:?}");
+                            assert!(after.reissued, "{step:?}");
                         }
                         _ => {}
                     }
@@ -433,7 +472,9 @@ proptest! {
         let mut buffer = [0u8; Sessions::<4>::MAX_ENCODED_LEN];
         let len = world.container().encode(&mut buffer).unwrap();
         let mut container = buffer[..len].to_vec();
-        let mut record = world.store().map_or_else(|| [1u8; Session::ENCODED_LEN], Session::encode).to_vec();
+        let mut record = world
+            .store()
+            .map_or_else(|| vec![1u8; Session::ENCODED_LEN], |s| s.encode().to_vec());
         for (at, value) in edits {
             let i = at.index(container.len());
             container[i] = value;

@@ -106,16 +106,10 @@ pub struct Metrics {
     /// Requests that lost [`MAX_ATTEMPTS`] swaps in a row and answered 503.
     pub cas_exhausted: AtomicU64,
     /// Authenticated decisions by kind, in `DECISION_KINDS` order.
-    decisions: [AtomicU64; 5],
+    decisions: [AtomicU64; DECISION_KINDS.len()],
 }
 
-const DECISION_KINDS: [DecisionKind; 5] = [
-    DecisionKind::Accept,
-    DecisionKind::Rotate,
-    DecisionKind::BatchReuse,
-    DecisionKind::Reissue,
-    DecisionKind::Reject,
-];
+const DECISION_KINDS: [DecisionKind; 6] = DecisionKind::ALL;
 
 impl Metrics {
     fn count(&self, kind: DecisionKind) {
@@ -695,22 +689,33 @@ async fn authenticate<S: Store>(
         .parse()
         .map_err(|_| AuthError::Unauthorized(Some("malformed client id".to_owned())))?;
     let rotator = state.rotator();
+    let mut first_read: Option<u64> = None;
     for conflicts in 0..MAX_ATTEMPTS {
         let Some((user, session, version)) = load(state, &credentials, client).await? else {
             return Err(AuthError::Unauthorized(Some("no such session".to_owned())));
         };
         let mut request = rotauth::Request::new(credentials.token.as_str(), state.now());
-        if force_rotation {
+        // A forced rotation that lost its race to a rotation is already done: the winner
+        // moved the session on and sent the new token. Forcing again would rotate once more
+        // and hand this burst a second new token.
+        let read = *first_read.get_or_insert(session.generation());
+        if force_rotation && session.generation() == read {
             request = request.force_rotation();
         }
         let decision = rotator.decide(&session, request);
-        if let Decision::Reject { reason, revoke } = decision {
-            state.metrics().count(DecisionKind::Reject);
-            if revoke {
-                state.store().delete_session(client).await?;
+        match decision {
+            Decision::Reject { reason } => {
+                state.metrics().count(DecisionKind::Reject);
+                return Err(AuthError::Unauthorized(Some(reason.to_string())));
             }
-            let action = if revoke { ", session revoked" } else { "" };
-            return Err(AuthError::Unauthorized(Some(format!("{reason}{action}"))));
+            Decision::Revoke { reason } => {
+                state.metrics().count(DecisionKind::Revoke);
+                state.store().delete_session(client).await?;
+                return Err(AuthError::Unauthorized(Some(format!(
+                    "{reason}, session revoked"
+                ))));
+            }
+            _ => {}
         }
         if let Some(next) = decision.session_to_store() {
             if !state.store().swap_session(version, next).await? {
@@ -725,14 +730,14 @@ async fn authenticate<S: Store>(
         state.metrics().count(kind);
         let stored = decision.session_to_store().unwrap_or(&session);
         let sent: Option<Token> = match &decision {
-            Decision::Rotate { token, .. } | Decision::Reissue { token } => Some(token.clone()),
+            Decision::Rotate { token, .. } | Decision::Reissue { token, .. } => Some(token.clone()),
             // Rotation off: the presented token stays valid and is echoed back.
             Decision::Accept { .. } => Token::from_text(&credentials.token).ok(),
             Decision::BatchReuse { .. } => match state.0.settings.batch_token {
                 BatchToken::Blank => None,
                 BatchToken::Current => rotator.current_token(stored),
             },
-            Decision::Reject { .. } => None,
+            Decision::Reject { .. } | Decision::Revoke { .. } => None,
         };
         let headers = headers::auth_headers(
             &client,
@@ -836,13 +841,17 @@ async fn sign_out<S: Store>(
         &session,
         rotauth::Request::new(credentials.token.as_str(), state.now()),
     );
-    if let Decision::Reject { reason, revoke } = decision {
-        if revoke {
+    match decision {
+        Decision::Reject { reason } => {
+            return note(not_found(), "reject", Some(reason.to_string()));
+        }
+        Decision::Revoke { reason } => {
             if let Err(e) = state.store().delete_session(client).await {
                 return unavailable(&e);
             }
+            return note(not_found(), "reject", Some(reason.to_string()));
         }
-        return note(not_found(), "reject", Some(reason.to_string()));
+        _ => {}
     }
     match state.store().delete_session(client).await {
         Ok(true) => note(

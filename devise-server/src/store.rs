@@ -167,7 +167,7 @@ impl SessionRow {
     pub fn new(session: &Session) -> Self {
         Self {
             key: session.client_id().to_string(),
-            record: Zeroizing::new(session.encode()),
+            record: Zeroizing::new(*session.encode().as_bytes()),
             version: to_sql(session.version()),
             expires_at: to_sql(session.expires_at().unix_millis()),
         }

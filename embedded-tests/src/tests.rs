@@ -26,10 +26,16 @@ pub const ALL: &[Test] = &[
         older_than_last,
     ),
     ("clock_behind_rotated_at_counts_as_age_zero", clock_behind),
-    ("force_rotation_rotates_inside_the_window", force_rotation),
+    (
+        "force_rotation_rotates_every_batch_member_inside_the_window",
+        force_rotation,
+    ),
     ("newer_token_fast_forwards_to_the_same_chain", fast_forward),
     ("expiry_and_absolute_lifetime_reject", lifetimes),
-    ("recover_mode_reissues_until_acknowledged", recover_mode),
+    (
+        "recover_mode_reissues_once_until_acknowledged",
+        recover_mode,
+    ),
     ("revoke_policy_revokes_on_replay", revoke_policy),
     ("rotation_off_accepts_current_refuses_older", rotation_off),
     ("bad_tokens_get_distinct_reasons", bad_tokens),
@@ -157,7 +163,7 @@ fn known_answer_vectors() -> Outcome {
             0,
         );
         let session = get!(Session::decode(&bytes));
-        check_eq!(session.encode(), bytes);
+        check_eq!(session.encode().as_bytes(), &bytes);
         let token = get!(r.current_token(&session));
         check_eq!(token.to_text().as_str(), v.token);
         check_eq!(token.generation(), v.generation);
@@ -234,7 +240,6 @@ fn previous_and_last() -> Outcome {
             outside,
             Decision::Reject {
                 reason: RejectReason::Replayed { behind },
-                revoke: false
             }
         );
         check!(outside.session_to_store().is_none());
@@ -281,12 +286,25 @@ fn force_rotation() -> Outcome {
         Request::new(get!(tokens.get(3)), at(now)).force_rotation(),
     );
     check_eq!(decided.session_to_store().map(Session::generation), Some(4));
-    // Forcing does nothing to an older token.
+    // devise's unbatch: every batch member in the window (T(n-1), T(n-2)) rotates n to n+1.
+    for index in [1, 2] {
+        let decided = r.decide(
+            &session,
+            Request::new(get!(tokens.get(index)), at(now)).force_rotation(),
+        );
+        check_eq!(decided.session_to_store().map(Session::generation), Some(4));
+        check_eq!(decided.token_to_send().map(Token::generation), Some(4));
+    }
+    // Outside the window forcing changes nothing: a previous token stays a replay.
+    let late = at(session.rotated_at().unix_millis() + WINDOW);
     let decided = r.decide(
         &session,
-        Request::new(get!(tokens.get(2)), at(now)).force_rotation(),
+        Request::new(get!(tokens.get(2)), late).force_rotation(),
     );
-    check_eq!(decided, Decision::BatchReuse { updated: None });
+    check_eq!(
+        decided.reject_reason(),
+        Some(RejectReason::Replayed { behind: 1 })
+    );
     Ok(())
 }
 
@@ -386,7 +404,34 @@ fn recover_mode() -> Outcome {
     // The response carrying T(1) was lost: T(0) after the window gets T(1) again.
     let late = session.rotated_at().unix_millis() + WINDOW;
     let reissued = r.decide(&session, Request::new(&t0, at(late)));
-    check_eq!(reissued, Decision::Reissue { token: t1.clone() });
+    let Decision::Reissue {
+        updated: Some(marked),
+        token,
+    } = reissued
+    else {
+        return Err(crate::harness::Failure {
+            line: line!(),
+            what: "expected a Reissue that records itself",
+        });
+    };
+    check_eq!(token, t1);
+    check!(marked.reissued());
+    // A recovery is granted once: the rotation out of the reissued generation starts the
+    // next one acknowledged, so T(1), which two parties may now hold, is not exchanged.
+    let after = marked.rotated_at().unix_millis() + 2 * WINDOW;
+    let Decision::Rotate { session: next, .. } = r.decide(&marked, Request::new(&t1, at(after)))
+    else {
+        return Err(crate::harness::Failure {
+            line: line!(),
+            what: "expected Rotate",
+        });
+    };
+    check!(next.acknowledged());
+    check_eq!(
+        r.decide(&next, Request::new(&t1, at(after + WINDOW)))
+            .reject_reason(),
+        Some(RejectReason::Replayed { behind: 1 })
+    );
     // Once T(1) is used, T(0) is a replay.
     let used = r.decide(&session, Request::new(&t1, at(late - 1)));
     let Decision::BatchReuse {
@@ -450,8 +495,7 @@ fn rotation_off() -> Outcome {
         Some(RejectReason::Expired)
     );
     // A generation-1 record of the same session (as if rotation had been on) refuses T(0).
-    let bytes = session.encode();
-    let mut moved = bytes;
+    let mut moved = *session.encode().as_bytes();
     moved[34..42].copy_from_slice(&1u64.to_be_bytes());
     let moved = get!(Session::decode(&moved));
     let decided = r.decide(&moved, Request::new(&t0, at(T0)));
@@ -635,7 +679,7 @@ fn record_round_trips() -> Outcome {
     check_eq!(decoded.expires_at(), at(0x3333));
     check!(decoded.acknowledged());
     check_eq!(decoded.version(), 0x0a0b_0c0d_0e0f_1011);
-    check_eq!(decoded.encode(), bytes);
+    check_eq!(decoded.encode().as_bytes(), &bytes);
     // A stored-and-reloaded session decides exactly as the original.
     let reloaded = get!(Session::decode(&session.encode()));
     let now = at(session.rotated_at().unix_millis() + WINDOW);
@@ -671,8 +715,11 @@ fn record_rejects_bad_bytes() -> Outcome {
     for bad in [
         record([1; 16], [2; 16], 1, 5, [21, 20, 30], 0, 9),
         record([1; 16], [2; 16], 1, 5, [10, 31, 30], 0, 9),
-        record([1; 16], [2; 16], 1, 5, [10, 20, 30], 2, 9),
+        record([1; 16], [2; 16], 1, 5, [10, 20, 30], 4, 9),
         record([1; 16], [2; 16], 1, 5, [10, 20, 30], 0x80, 9),
+        // Generation 0 is the sign-in's: never rotated, never reissued.
+        record([1; 16], [2; 16], 1, 0, [10, 20, 30], 0, 9),
+        record([1; 16], [2; 16], 1, 0, [10, 10, 30], 2, 9),
     ] {
         check!(matches!(
             Session::decode(&bad),
@@ -719,7 +766,7 @@ fn random_records() -> Outcome {
         }
         if let Ok(session) = Session::decode(&bytes) {
             decoded += 1;
-            check_eq!(session.encode(), bytes);
+            check_eq!(session.encode().as_bytes(), &bytes);
             // Deciding on an arbitrary record, at arbitrary times, never panics.
             let token = get!(
                 r.current_token(&session)

@@ -143,11 +143,7 @@ fuzz_target!(|input: Input| {
     for fuzz_op in input.ops.into_iter().take(256) {
         if let Some(step) = world.apply(op(fuzz_op)) {
             // A client refused for an unknown session signs in again.
-            if let Outcome::Reject {
-                reason: Reason::UnknownSession,
-                ..
-            } = step.outcome
-            {
+            if step.outcome == Outcome::Reject(Reason::UnknownSession) {
                 world.sign_in();
             }
         }

@@ -26,14 +26,17 @@ pub const KEY: [u8; 32] = *b"model check key, thirty-two byte";
 pub const PRIMARY: KeyId = KeyId(1);
 /// 2026-11-29T00:00:00Z: a realistic start, far from both ends of `u64`.
 pub const START: u64 = 1_796_083_200_000;
-/// Where the generation sits in `Session::encode` (after format, client id, seed, key id).
+/// Where the fields sit in `Session::encode` (after format, client id, seed, key id).
 const GENERATION_BYTES: core::ops::Range<usize> = 34..42;
+const CREATED_BYTES: core::ops::Range<usize> = 42..50;
+const ROTATED_BYTES: core::ops::Range<usize> = 50..58;
+const FLAGS_BYTE: usize = 66;
 
 /// A policy made valid the way `ConfigBuilder::build` demands (for arbitrary fuzz input).
 pub fn valid(mut policy: Policy) -> Policy {
     policy.lifespan = policy.lifespan.max(1);
     policy.window = policy.window.min(policy.lifespan);
-    policy.absolute = policy.absolute.map(|a| a.max(1));
+    policy.absolute = policy.absolute.map(|a| a.max(1).max(policy.window));
     policy
 }
 
@@ -71,15 +74,22 @@ pub fn record_of(session: &Session) -> Record {
         rotated_at: session.rotated_at().unix_millis(),
         expires_at: session.expires_at().unix_millis(),
         acknowledged: session.acknowledged(),
+        reissued: session.reissued(),
     }
 }
 
 /// `T(generation)` of `session`, as the host derives it: the same record at another
-/// generation, through the public API only.
+/// generation, through the public API only. Generation 0 is the sign-in's, so its window
+/// is moved back to `created_at` and the flags cleared, as `Session::decode` requires.
 pub fn token_at(rotator: &Rotator, session: &Session, generation: u64) -> Token {
-    let mut bytes = session.encode();
+    let mut bytes = *session.encode().as_bytes();
     bytes[GENERATION_BYTES].copy_from_slice(&generation.to_be_bytes());
-    let moved = Session::decode(&bytes).expect("only the generation changed");
+    if generation == 0 {
+        let created: [u8; 8] = bytes[CREATED_BYTES].try_into().expect("8 bytes");
+        bytes[ROTATED_BYTES].copy_from_slice(&created);
+        bytes[FLAGS_BYTE] = 0;
+    }
+    let moved = Session::decode(&bytes).expect("a record the decisions can reach");
     rotator
         .current_token(&moved)
         .expect("the session's key is in the keyring")
@@ -245,19 +255,21 @@ fn outcome_of(decision: &Decision) -> Outcome {
         Decision::Rotate { .. } => Outcome::Rotate,
         Decision::BatchReuse { .. } => Outcome::BatchReuse,
         Decision::Reissue { .. } => Outcome::Reissue,
-        Decision::Reject { reason, revoke } => Outcome::Reject {
-            reason: match reason {
-                RejectReason::UnknownSession => Reason::UnknownSession,
-                RejectReason::Malformed(_) => Reason::Malformed,
-                RejectReason::UnknownKey => Reason::UnknownKey,
-                RejectReason::Forged => Reason::Forged,
-                RejectReason::Expired => Reason::Expired,
-                RejectReason::TooOld => Reason::TooOld,
-                RejectReason::Replayed { behind } => Reason::Replayed(*behind),
-                other => panic!("a reject reason the model does not know: {other:?}"),
-            },
-            revoke: *revoke,
-        },
+        Decision::Reject { reason } => Outcome::Reject(reason_of(*reason)),
+        Decision::Revoke { reason } => Outcome::Revoke(reason_of(*reason)),
+    }
+}
+
+fn reason_of(reason: RejectReason) -> Reason {
+    match reason {
+        RejectReason::UnknownSession => Reason::UnknownSession,
+        RejectReason::Malformed(_) => Reason::Malformed,
+        RejectReason::UnknownKey => Reason::UnknownKey,
+        RejectReason::Forged => Reason::Forged,
+        RejectReason::Expired => Reason::Expired,
+        RejectReason::TooOld => Reason::TooOld,
+        RejectReason::Replayed { behind } => Reason::Replayed(behind),
+        other => panic!("a reject reason the model does not know: {other:?}"),
     }
 }
 
@@ -265,15 +277,15 @@ fn outcome_of(decision: &Decision) -> Outcome {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Counts {
     pub requests: u64,
-    /// Accept, Rotate, BatchReuse, Reissue, Reject.
-    pub kinds: [u64; 5],
+    /// Accept, Rotate, BatchReuse, Reissue, Reject, Revoke.
+    pub kinds: [u64; 6],
     /// UnknownSession, Malformed, UnknownKey, Forged, Expired, TooOld, Replayed.
     pub reasons: [u64; 7],
 }
 
 impl Counts {
     fn add(&mut self, kind: DecisionKind, outcome: Outcome) {
-        if let Outcome::Reject { reason, .. } = outcome {
+        if let Outcome::Reject(reason) | Outcome::Revoke(reason) = outcome {
             let index = match reason {
                 Reason::UnknownSession => 0,
                 Reason::Malformed => 1,
@@ -286,13 +298,10 @@ impl Counts {
             self.reasons[index] += 1;
         }
         self.requests += 1;
-        let index = match kind {
-            DecisionKind::Accept => 0,
-            DecisionKind::Rotate => 1,
-            DecisionKind::BatchReuse => 2,
-            DecisionKind::Reissue => 3,
-            DecisionKind::Reject => 4,
-        };
+        let index = DecisionKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("every kind is listed");
         self.kinds[index] += 1;
     }
 }
@@ -531,7 +540,7 @@ impl World {
                 assert_eq!(token.generation(), session.generation());
                 assert_eq!(self.rotator.current_token(session).as_ref(), Some(token));
             }
-            Decision::Reissue { token } => {
+            Decision::Reissue { token, .. } => {
                 let current = self.store.as_ref().expect("reissue needs a session");
                 assert_eq!(token.generation(), current.generation());
                 assert_eq!(self.rotator.current_token(current).as_ref(), Some(token));
@@ -594,4 +603,61 @@ impl World {
             .decide(self.store.as_ref(), wire.request(now, force));
         assert_eq!(&twice, decision, "the same host decided differently");
     }
+}
+
+/// Two parties holding diverging tokens of one session in Recover mode: after `rotations`
+/// rotations, a rotation's response reaches one party only, so one holds `T(n)` and the
+/// other `T(n-1)`. Then, turn by turn, the chosen party (`true`: the one that kept the old
+/// token) presents the newest token it received, `W + extra` after the previous request.
+/// Asserts that at most one of them is served once the session is two generations past
+/// the divergence: a recovery is granted once. Shared by the property test and the fuzz
+/// target `recovery`.
+pub fn diverging_holders(policy: Policy, seed: u64, rotations: u64, turns: &[(bool, u64)]) {
+    let policy = Policy {
+        rotate: true,
+        recover: true,
+        ..policy
+    };
+    let mut world = World::new(policy, seed);
+    let policy = world.policy;
+    for _ in 0..rotations.min(8) {
+        let step = world.present(Pick::Received, Form::Text, true, Fate::Delivered);
+        if step.outcome != Outcome::Rotate {
+            return; // expired or too old already: nothing diverges
+        }
+    }
+    let step = world.present(Pick::Received, Form::Text, true, Fate::Delivered);
+    let (Outcome::Rotate, Some(after)) = (step.outcome, step.after) else {
+        return;
+    };
+    let diverged = after.generation;
+    let mut held = [diverged, diverged - 1];
+    let mut served = [false, false];
+    for &(party, extra) in turns {
+        let party = usize::from(party);
+        world.apply(Op::Clock(Clock::Forward(
+            policy.window.saturating_add(extra % 100_000),
+        )));
+        let step = world.present(
+            Pick::Generation(held[party]),
+            Form::Text,
+            false,
+            Fate::Delivered,
+        );
+        let Some(before) = step.before else { break };
+        match step.outcome {
+            Outcome::Rotate => held[party] = step.after.expect("rotated").generation,
+            Outcome::Reissue => held[party] = before.generation,
+            _ => {}
+        }
+        let accepted = !matches!(step.outcome, Outcome::Reject(_) | Outcome::Revoke(_));
+        if accepted && before.generation >= diverged + 2 {
+            served[party] = true;
+        }
+    }
+    assert!(
+        !(served[0] && served[1]),
+        "both diverging holders served two generations later: {:?}",
+        world.model()
+    );
 }

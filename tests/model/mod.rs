@@ -1,5 +1,5 @@
-//! The reference model of the decision (`docs/DESIGN.md`): the decision rules over a plain record, with no HMAC, no
-//! encoding and no optimisation. It is the oracle that `tests/properties.rs` and the fuzz
+//! The reference model of the decision (`docs/DESIGN.md`): the decision rules over a plain
+//! record, with no HMAC, no encoding and no optimisation. It is the oracle that `tests/properties.rs` and the fuzz
 //! target `ops` hold `rotauth` to, so it is written to be checked by reading, not to be fast.
 //!
 //! Two refinements of the written rules, both forced by the record's invariant
@@ -29,8 +29,11 @@ pub struct Record {
     pub created_at: u64,
     pub rotated_at: u64,
     pub expires_at: u64,
-    /// `T(n)` has been presented since it was issued (tracked in Recover mode only).
+    /// `T(n-1)` may no longer be exchanged for `T(n)`: `T(n)` has been presented, or the
+    /// generation before was reissued (tracked in Recover mode only).
     pub acknowledged: bool,
+    /// `T(n)` was handed out again for `T(n-1)` (tracked in Recover mode only).
+    pub reissued: bool,
 }
 
 /// The presented token, as far as the rules care.
@@ -63,12 +66,11 @@ pub enum Outcome {
     /// Sends `T(n)` of the new record.
     Rotate,
     BatchReuse,
-    /// Sends `T(n)` of the unchanged record.
+    /// Sends `T(n)` of the record, which is marked reissued.
     Reissue,
-    Reject {
-        reason: Reason,
-        revoke: bool,
-    },
+    Reject(Reason),
+    /// A rejection that deletes the session.
+    Revoke(Reason),
 }
 
 impl Record {
@@ -80,6 +82,7 @@ impl Record {
             rotated_at: now,
             expires_at: expiry(policy, now, now),
             acknowledged: false,
+            reissued: false,
         }
     }
 }
@@ -108,10 +111,10 @@ pub fn decide(
     force: bool,
 ) -> (Outcome, Option<Record>) {
     let Some(old) = record else {
-        return (reject(Reason::UnknownSession), None);
+        return (Outcome::Reject(Reason::UnknownSession), None);
     };
     // A rejection leaves the record as it was.
-    let refuse = |reason| (reject(reason), Some(old));
+    let refuse = |reason| (Outcome::Reject(reason), Some(old));
     let g = match shown {
         Shown::Malformed => return refuse(Reason::Malformed),
         Shown::UnknownKey => return refuse(Reason::UnknownKey),
@@ -130,20 +133,25 @@ pub fn decide(
     if g < old.generation {
         let behind = old.generation - g;
         if policy.rotate && behind <= 2 && in_window {
+            // A batch member; a forced rotation rotates from any of them.
+            if force {
+                return match rotate(policy, old, now) {
+                    Some(new) => (Outcome::Rotate, Some(new)),
+                    None => refuse(Reason::TooOld),
+                };
+            }
             return (Outcome::BatchReuse, Some(old));
         }
         if policy.rotate && policy.recover && behind == 1 && !old.acknowledged {
-            return (Outcome::Reissue, Some(old));
+            let mut marked = old;
+            marked.reissued = true;
+            return (Outcome::Reissue, Some(marked));
         }
-        let revoke = policy.revoke;
-        let after = if revoke { None } else { Some(old) };
-        return (
-            Outcome::Reject {
-                reason: Reason::Replayed(behind),
-                revoke,
-            },
-            after,
-        );
+        let reason = Reason::Replayed(behind);
+        if policy.revoke {
+            return (Outcome::Revoke(reason), None);
+        }
+        return (Outcome::Reject(reason), Some(old));
     }
 
     // g ≥ n. A genuine token from the future: the host lost the write of the rotation that
@@ -152,6 +160,7 @@ pub fn decide(
     if g > old.generation {
         new.generation = g;
         new.acknowledged = false;
+        new.reissued = false;
         if policy.rotate {
             new.rotated_at = now.max(old.rotated_at);
             new.expires_at = expiry(policy, new.created_at, new.rotated_at);
@@ -167,19 +176,22 @@ pub fn decide(
         }
         return (Outcome::BatchReuse, Some(new));
     }
-    let Some(next) = new.generation.checked_add(1) else {
-        return refuse(Reason::TooOld);
-    };
-    new.generation = next;
-    new.acknowledged = false;
-    new.rotated_at = now.max(old.rotated_at);
-    new.expires_at = expiry(policy, new.created_at, new.rotated_at);
-    (Outcome::Rotate, Some(new))
+    match rotate(policy, new, now) {
+        Some(new) => (Outcome::Rotate, Some(new)),
+        None => refuse(Reason::TooOld),
+    }
 }
 
-fn reject(reason: Reason) -> Outcome {
-    Outcome::Reject {
-        reason,
-        revoke: false,
-    }
+/// Moves `from` to the next generation with a window opening at `now` (never before the
+/// one it ends), or `None` when the generations are used up. After a reissued generation
+/// the new one starts acknowledged: a recovery is granted once.
+fn rotate(policy: &Policy, from: Record, now: u64) -> Option<Record> {
+    let next = from.generation.checked_add(1)?;
+    let mut new = from;
+    new.generation = next;
+    new.acknowledged = from.reissued;
+    new.reissued = false;
+    new.rotated_at = now.max(from.rotated_at);
+    new.expires_at = expiry(policy, new.created_at, new.rotated_at);
+    Some(new)
 }

@@ -92,6 +92,7 @@ enum Status {
     ZeroLifespan = -10,
     ZeroAbsoluteLifetime = -11,
     WindowLongerThanLifespan = -12,
+    AbsoluteLifetimeShorterThanWindow = -13,
     InvalidConfig = -19,
     RecordLength = -20,
     RecordFormat = -21,
@@ -291,7 +292,7 @@ pub extern "C" fn sign_in(now_high: u32, now_low: u32) -> i32 {
                 TOKEN_OUT,
                 token.to_text().as_str().as_bytes(),
             );
-            write(&mut state.io, RECORD, &session.encode());
+            write(&mut state.io, RECORD, session.encode().as_ref());
             Ok(0)
         })();
         wipe(&mut state.io, INPUT, MAX_INPUT_LEN);
@@ -357,8 +358,8 @@ fn decide_in(
         Decision::Rotate { .. } => 1,
         Decision::BatchReuse { .. } => 2,
         Decision::Reissue { .. } => 3,
-        Decision::Reject { revoke: false, .. } => 4,
-        Decision::Reject { revoke: true, .. } => 5,
+        Decision::Reject { .. } => 4,
+        Decision::Revoke { .. } => 5,
     };
     if let Some(reason) = decision.reject_reason() {
         result |= reason_code(reason) << 8;
@@ -369,7 +370,7 @@ fn decide_in(
         write(&mut state.io, BEHIND_OUT, &behind.to_le_bytes());
     }
     if let Some(session) = decision.session_to_store() {
-        write(&mut state.io, RECORD, &session.encode());
+        write(&mut state.io, RECORD, session.encode().as_ref());
         result |= 1 << 4;
     }
     if let Some(token) = decision.token_to_send() {
@@ -471,6 +472,7 @@ fn config_status(e: ConfigError) -> Status {
         ConfigError::ZeroLifespan => Status::ZeroLifespan,
         ConfigError::ZeroAbsoluteLifetime => Status::ZeroAbsoluteLifetime,
         ConfigError::WindowLongerThanLifespan => Status::WindowLongerThanLifespan,
+        ConfigError::AbsoluteLifetimeShorterThanWindow => Status::AbsoluteLifetimeShorterThanWindow,
         _ => Status::InvalidConfig,
     }
 }

@@ -276,10 +276,10 @@ impl Http {
 
 /// The stored session of a client after a load (`session` decoded from the record,
 /// `version` its column) against what the client saw: the version column mirrors the
-/// record, the generation equals the number of new tokens the client received (every
-/// stored rotation reached it exactly once), and the client holds the current token.
-/// `strict`: only rotations changed the record, and each of the client's `unbatched`
-/// bursts rotated.
+/// record and the client holds the current token. `strict` (no response lost): the
+/// generation equals the number of new tokens the client received (every stored rotation
+/// reached it exactly once), only rotations changed the record, and each of the client's
+/// `unbatched` bursts rotated.
 pub fn assert_record(session: &Session, version: i64, auth: &Auth, unbatched: u64, strict: bool) {
     assert_eq!(session.client_id().to_string(), auth.client);
     assert_eq!(
@@ -287,12 +287,12 @@ pub fn assert_record(session: &Session, version: i64, auth: &Auth, unbatched: u6
         session.version(),
         "version column mirrors the record"
     );
-    assert_eq!(
-        session.generation(),
-        auth.received,
-        "every stored rotation reached its client exactly once"
-    );
     if strict {
+        assert_eq!(
+            session.generation(),
+            auth.received,
+            "every stored rotation reached its client exactly once"
+        );
         assert_eq!(
             session.version(),
             session.generation(),
@@ -300,9 +300,11 @@ pub fn assert_record(session: &Session, version: i64, auth: &Auth, unbatched: u6
         );
         assert!(auth.received >= unbatched, "every unbatch rotates");
     } else {
-        // Recover mode also records the first use of a token (`acknowledged`), and a
-        // client that lost a rotating response unbatches with a stale token.
+        // Recover mode also records the first use of a token (`acknowledged`) and each
+        // reissue. A client that lost a rotating response and then unbatches with the stale
+        // token in the window rotates past the lost generation without ever receiving it.
         assert!(session.version() >= session.generation());
+        assert!(session.generation() >= auth.received);
     }
     assert_eq!(
         Token::from_text(&auth.token).unwrap().generation(),

@@ -305,10 +305,14 @@ pub async fn run_load(http: &Http, addrs: &[SocketAddr], plan: &Plan) -> (Vec<Ou
                 let unbatch = burst_no % 3 == 0;
                 unbatched += u64::from(unbatch);
                 let mut burst = Vec::new();
+                let mut forced = None;
                 for j in 0..size {
-                    let path = match (unbatch, j % 2) {
-                        (true, 0) => "/demo/members_only?unbatch=true",
-                        (true, _) => "/auth/validate_token?unbatch=true",
+                    // An unbatched burst asks for its new token with its first request, and
+                    // only then fires the rest: a forced rotation rotates from any batch
+                    // member, so a forced request racing the others (which rotate after the
+                    // window) would rotate a second time.
+                    let path = match (unbatch && j == 0, j % 2) {
+                        (true, _) => "/demo/members_only?unbatch=true",
                         (false, 0) => "/demo/members_only",
                         (false, _) => "/auth/validate_token",
                     };
@@ -330,10 +334,20 @@ pub async fn run_load(http: &Http, addrs: &[SocketAddr], plan: &Plan) -> (Vec<Ou
                         }
                         resp
                     }));
+                    if unbatch && j == 0 {
+                        if let Some(request) = burst.pop() {
+                            forced = Some(request.await.unwrap());
+                        }
+                    }
+                }
+                let mut answers = Vec::new();
+                answers.extend(forced);
+                for request in burst {
+                    answers.push(request.await.unwrap());
                 }
                 let mut new_tokens = 0;
-                for request in burst {
-                    match request.await.unwrap() {
+                for answer in answers {
+                    match answer {
                         Some(resp) => {
                             statuses.push(resp.status);
                             new_tokens += usize::from(auth.follow(&resp));
