@@ -24,10 +24,11 @@
 //!
 //! Why a hand-written wrapper rather than `wasm-bindgen`: the same rotator built with
 //! `wasm-bindgen` 0.2.130 (classes returning records and tokens as `Vec`/`String`, so `std`
-//! and its allocator) measured 37.9 KB of `.wasm` plus 17.9 KB of generated JS, against 23.5
-//! KB here (gzip: 15.6 KB against 8.7 KB); its decisions took 1.3× (batch reuse) and 1.2×
-//! (rotate) the time of this module's behind `js/lib/core.js`, without any wiping; and its
-//! CLI must match the crate's version exactly and takes minutes to `cargo install` in CI.
+//! and its allocator) measured 39.3 KB of `.wasm` (gzip 15.7 KB) plus 17.9 KB of generated
+//! JS, against 22.5 KB here after `wasm-opt -Oz` (gzip 8.8 KB); its decisions took 1.3×
+//! (batch reuse) and 1.15× (rotate) the time of this module behind `js/lib/core.js`, without
+//! any wiping; and its CLI must match the crate's version exactly and took 19 minutes of
+//! wall time (6 of CPU) to `cargo install` here.
 //!
 //! Every export wipes the inputs it read from the buffer (key, entropy, token text) and,
 //! before returning, the part of the stack its work used; the host wipes the outputs once
