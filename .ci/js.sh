@@ -33,7 +33,7 @@ install() {
 pack() {
   local dir
   dir=$(mktemp -d)
-  (cd wasm/js && npm pack --pack-destination "$dir" >/dev/null)
+  (cd wasm/js && npm pack --loglevel=warn --pack-destination "$dir" >/dev/null)
   local tarball
   tarball=$(ls "$dir"/rotauth-*.tgz)
   # The package must carry the module, its inline copy and the declarations.

@@ -2,6 +2,7 @@
 // example server serves them (users and sessions in memory). It runs wherever Hono does;
 // `worker.js` serves it from Cloudflare Workers and workerd.
 import { Hono } from 'hono';
+import { cors } from 'hono/cors';
 import { MemoryStore, authenticate, rotauth, startSession } from 'rotauth/hono';
 
 const MIN_PASSWORD = 8;
@@ -35,12 +36,21 @@ const userJson = (user) => ({ id: user.id, email: user.email, uid: user.email, p
 
 /**
  * The app. `rotator` from `createRotator`; `store` a `SessionStore` (default in memory);
- * `passwordIterations` the PBKDF2 cost (default 600 000, OWASP's figure for SHA-256).
+ * `passwordIterations` the PBKDF2 cost (default 600 000, OWASP's figure for SHA-256);
+ * `origins` the browser origins allowed to call it (CORS, as devise apps set up rack-cors).
  */
-export function createApp({ rotator, store = new MemoryStore(), clock = Date.now, passwordIterations = 600_000 }) {
+export function createApp({ rotator, store = new MemoryStore(), clock = Date.now, passwordIterations = 600_000, origins = [] }) {
   const users = new Map();
   const auth = { rotator, store, clock };
   const app = new Hono();
+  if (origins.length > 0) {
+    // Clients read the devise headers from responses, and send whatever headers they like
+    // (ng-token-auth and j-toker send If-Modified-Since).
+    app.use('*', cors({
+      origin: origins,
+      exposeHeaders: ['access-token', 'client', 'uid', 'expiry', 'token-type', 'authorization'],
+    }));
+  }
 
   const signedIn = (c, status, json, headers) => {
     const response = c.json(json, status);

@@ -1,5 +1,6 @@
 // The example app on Cloudflare Workers and workerd. Bindings: `ROTAUTH_KEY` (a secret,
-// 64 hex digits or more) and optionally `BATCH_WINDOW_MS`.
+// 64 hex digits or more) and optionally `BATCH_WINDOW_MS`, `PASSWORD_ITERATIONS` (Workers
+// allow PBKDF2 up to 100 000) and `ORIGINS` (comma-separated, for CORS).
 import { createRotator } from 'rotauth';
 import { createApp } from './app.js';
 
@@ -15,7 +16,11 @@ async function makeApp(env) {
     keys: [{ id: 1, key: hexBytes(env.ROTAUTH_KEY) }],
     batchWindowMs: Number(env.BATCH_WINDOW_MS ?? 5_000),
   });
-  return createApp({ rotator, passwordIterations: Number(env.PASSWORD_ITERATIONS ?? 100_000) });
+  return createApp({
+    rotator,
+    passwordIterations: Number(env.PASSWORD_ITERATIONS ?? 100_000),
+    origins: env.ORIGINS ? env.ORIGINS.split(',') : [],
+  });
 }
 
 export default {

@@ -2,6 +2,8 @@
 // tests can wait it out on the real clock, and a cheap password hash.
 export const WINDOW_MS = 1_000;
 export const PASSWORD_ITERATIONS = 1_000;
+/** The browser origin the example app allows (CORS). */
+export const ORIGIN = 'https://app.example';
 /** A test key (hex), never a real one. */
 export const KEY_HEX = '746573742d6f6e6c79206b6579206f662074686520726f746175746820737569746521';
 
@@ -14,6 +16,6 @@ const hexBytes = (hex) => Uint8Array.from(hex.match(/../g), (b) => parseInt(b, 1
  */
 export async function inProcessEnv({ rotauth, hono, example, vectors }) {
   const rotator = await rotauth.createRotator({ keys: [{ id: 1, key: hexBytes(KEY_HEX) }], batchWindowMs: WINDOW_MS });
-  const app = example.createApp({ rotator, passwordIterations: PASSWORD_ITERATIONS });
+  const app = example.createApp({ rotator, passwordIterations: PASSWORD_ITERATIONS, origins: [ORIGIN] });
   return { rotauth, hono, vectors, fetch: (path, init) => app.request(path, init) };
 }

@@ -2,6 +2,14 @@
 // not all of them have `node:assert`.
 export class AssertionError extends Error {}
 
+/** Thrown by a test that this runtime cannot run; the runner counts it as skipped. */
+export class Skip extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'Skip';
+  }
+}
+
 const show = (value) => {
   if (typeof value === 'bigint') return `${value}n`;
   if (value instanceof Uint8Array) return `Uint8Array(${value.length})`;

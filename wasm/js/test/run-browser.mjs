@@ -50,7 +50,7 @@ try {
   const version = execFileSync(executablePath, ['--version'], { encoding: 'utf8' }).trim();
   page.on('console', (message) => {
     const text = message.text();
-    console.log(/^\d+ passed, \d+ failed$/.test(text) ? `chromium: ${text}` : text);
+    console.log(/^\d+ passed, \d+ failed(, \d+ skipped)?$/.test(text) ? `chromium: ${text}` : text);
   });
   page.on('pageerror', (error) => console.log(`page error: ${error}`));
   console.log(`# ${version}`);

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import * as rotauth from 'rotauth';
 import * as hono from 'rotauth/hono';
-import { KEY_HEX, PASSWORD_ITERATIONS, WINDOW_MS } from './app-config.js';
+import { KEY_HEX, ORIGIN, PASSWORD_ITERATIONS, WINDOW_MS } from './app-config.js';
 import { runAll, suite } from './suite.js';
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));
@@ -47,6 +47,7 @@ const worker :Workerd.Worker = (
     (name = "ROTAUTH_KEY", text = "${KEY_HEX}"),
     (name = "BATCH_WINDOW_MS", text = "${WINDOW_MS}"),
     (name = "PASSWORD_ITERATIONS", text = "${PASSWORD_ITERATIONS}"),
+    (name = "ORIGINS", text = "${ORIGIN}"),
     (name = "VECTORS", text = embed "tokens.txt"),
   ],
 );
@@ -90,7 +91,7 @@ try {
         },
   );
   console.log(`# ${version}, serving ${base}`);
-  result = await runAll(tests, (line) => console.log(/^\d+ passed, \d+ failed$/.test(line) ? `workerd: ${line}` : line));
+  result = await runAll(tests, (line) => console.log(/^\d+ passed, \d+ failed(, \d+ skipped)?$/.test(line) ? `workerd: ${line}` : line));
 } finally {
   child.kill('SIGTERM');
 }

@@ -12,7 +12,7 @@ const runtime = globalThis.Deno ? `deno ${Deno.version.deno}` : globalThis.Bun ?
 const vectors = readFileSync(new URL('../../../tests/vectors/tokens.txt', import.meta.url), 'utf8');
 const env = await inProcessEnv({ rotauth, hono, example, vectors });
 console.log(`# ${runtime}`);
-const { failed } = await runAll(suite(env), (line) => console.log(/^\d+ passed, \d+ failed$/.test(line) ? `${runtime.split(' ')[0]}: ${line}` : line));
+const { failed } = await runAll(suite(env), (line) => console.log(/^\d+ passed, \d+ failed(, \d+ skipped)?$/.test(line) ? `${runtime.split(' ')[0]}: ${line}` : line));
 if (failed > 0) {
   if (globalThis.Deno) Deno.exit(1);
   process.exit(1);

@@ -9,8 +9,8 @@
 //
 // Tests of kind 'api' call the package; tests of kind 'http' talk to the example app
 // through `fetch` with the real clock (its batch window is WINDOW_MS).
-import { deepEqual, equal, notEqual, ok, rejects, throws } from './assert.js';
-import { WINDOW_MS } from './app-config.js';
+import { Skip, deepEqual, equal, notEqual, ok, rejects, throws } from './assert.js';
+import { ORIGIN, WINDOW_MS } from './app-config.js';
 
 const T0 = 1_700_000_000_000;
 const W = 5_000;
@@ -533,6 +533,27 @@ export function suite(env) {
     deepEqual([next.status, next.headers.get('access-token').trim()], [200, ''], 'the new token is current and in its window');
   });
 
+  http('devise_cors_exposes_the_auth_headers', async () => {
+    // Browsers drop the Origin header from requests that scripts make: nothing to send.
+    if (new Request('http://x.test/', { headers: { origin: ORIGIN } }).headers.get('origin') === null) {
+      throw new Skip('this runtime does not let a script set the Origin header');
+    }
+    const preflight = await env.fetch('/demo/members_only', {
+      method: 'OPTIONS',
+      headers: { origin: ORIGIN, 'access-control-request-method': 'GET', 'access-control-request-headers': 'access-token, client, uid, if-modified-since' },
+    });
+    equal(preflight.status, 204);
+    equal(preflight.headers.get('access-control-allow-origin'), ORIGIN);
+    ok(/if-modified-since/i.test(preflight.headers.get('access-control-allow-headers') ?? ''), 'any request header allowed');
+    const { headers } = await signUp();
+    const response = await env.fetch('/demo/members_only', { headers: { ...authHeaders(headers), origin: ORIGIN } });
+    equal(response.status, 200);
+    const exposed = (response.headers.get('access-control-expose-headers') ?? '').toLowerCase();
+    for (const name of ['access-token', 'client', 'uid', 'expiry', 'token-type', 'authorization']) ok(exposed.includes(name), `${name} exposed`);
+    const other = await env.fetch('/demo/members_only', { headers: { ...authHeaders(headers), origin: 'https://evil.example' } });
+    equal(other.headers.get('access-control-allow-origin'), null, 'other origins are not allowed');
+  });
+
   http('devise_sign_out', async () => {
     const { headers } = await signUp();
     const out = await env.fetch('/auth/sign_out', { method: 'DELETE', headers: authHeaders(headers) });
@@ -551,16 +572,22 @@ export function suite(env) {
 export async function runAll(tests, log = console.log) {
   let passed = 0;
   let failed = 0;
+  let skipped = 0;
   for (const { name, fn } of tests) {
     try {
       await fn();
       passed += 1;
       log(`test ${name} ... ok`);
     } catch (error) {
+      if (error instanceof Skip || error?.name === 'Skip') {
+        skipped += 1;
+        log(`test ${name} ... skipped: ${error.message}`);
+        continue;
+      }
       failed += 1;
       log(`test ${name} ... FAILED\n${error?.stack ?? error}`);
     }
   }
-  log(`${passed} passed, ${failed} failed`);
-  return { passed, failed };
+  log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`);
+  return { passed, failed, skipped };
 }
