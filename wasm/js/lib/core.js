@@ -120,6 +120,12 @@ function splitMillis(value, what) {
   return halves;
 }
 
+/** A duration in milliseconds (an option) as the module's `u64`. */
+function duration(value, what) {
+  if (value instanceof Date) throw new InputError('invalid_time', `${what} must be a number of milliseconds`);
+  return millis(value, what);
+}
+
 /** Milliseconds since the Unix epoch as the module's `u64`. */
 function millis(value, what) {
   if (typeof value === 'number') {
@@ -249,10 +255,10 @@ export async function instantiate(module, options) {
   const primary = options.primary ?? keys[0].id;
   if (!keys.some((entry) => entry.id === primary)) throw fail(-6);
   const flags = policyFlags(options);
-  const window = millis(options.batchWindowMs ?? DEFAULTS.batchWindowMs, 'batchWindowMs');
-  const lifespan = millis(options.lifespanMs ?? DEFAULTS.lifespanMs, 'lifespanMs');
+  const window = duration(options.batchWindowMs ?? DEFAULTS.batchWindowMs, 'batchWindowMs');
+  const lifespan = duration(options.lifespanMs ?? DEFAULTS.lifespanMs, 'lifespanMs');
   const absolute = options.absoluteLifetimeMs ?? null;
-  const absoluteMs = absolute === null ? 0n : millis(absolute, 'absoluteLifetimeMs');
+  const absoluteMs = absolute === null ? 0n : duration(absolute, 'absoluteLifetimeMs');
 
   const instance = await WebAssembly.instantiate(module, {});
   const first = keys.find((entry) => entry.id === primary);

@@ -56,16 +56,12 @@ function indexOf(haystack, needle) {
   return -1;
 }
 
-/**
- * The tests, as `{ name, kind, newRules?, fn }`. `newRules` marks the tests of the rules
- * the core gained with its revocation variant (forced rotation of batch members, a
- * recovery granted once, stricter record decoding, absolute lifetime ≥ window).
- */
+/** The tests, as `{ name, kind, fn }`. */
 export function suite(env) {
   const { rotauth } = env;
   const { createRotator, RotauthError, KeyError, ConfigError, RecordError, InputError } = rotauth;
   const tests = [];
-  const api = (name, fn, extra = {}) => tests.push({ name, kind: 'api', fn, ...extra });
+  const api = (name, fn) => tests.push({ name, kind: 'api', fn });
   const http = (name, fn) => tests.push({ name, kind: 'http', fn });
   const make = (options = {}) => createRotator({ keys: [{ id: 1, key: KEY }], ...options });
 
@@ -194,8 +190,7 @@ export function suite(env) {
       }
       const late = rotator.decide(record, tokens[1], rotatedAt + W, { unbatch: true });
       deepEqual([late.kind, late.reason], ['reject', 'replayed']);
-    },
-    { newRules: true },
+    }
   );
 
   api('recover_mode_reissues_a_lost_token_until_the_new_one_is_used', async () => {
@@ -228,8 +223,7 @@ export function suite(env) {
       // Out of a reissued generation, T(2) starts acknowledged: T(1) is a replay.
       const again = rotator.decide(r2.record, r1.token, T0 + 7 * W);
       deepEqual([again.kind, again.reason], ['reject', 'replayed']);
-    },
-    { newRules: true },
+    }
   );
 
   api('revoke_policy_tells_the_host_to_delete_the_session', async () => {
@@ -324,8 +318,7 @@ export function suite(env) {
       const reissuedAtZero = s.record.slice();
       reissuedAtZero[66] = 2;
       throws(() => rotator.inspect(reissuedAtZero), RecordError, 'record_invalid');
-    },
-    { newRules: true },
+    }
   );
 
   api('bad_arguments_are_refused_and_nothing_changes', async () => {
@@ -382,8 +375,7 @@ export function suite(env) {
     'an_absolute_lifetime_shorter_than_the_window_is_refused',
     async () => {
       await rejects(make({ batchWindowMs: 5_000, absoluteLifetimeMs: 4_999 }), ConfigError, 'absolute_lifetime_shorter_than_window');
-    },
-    { newRules: true },
+    }
   );
 
   api('disposed_rotators_are_wiped_and_refuse_calls', async () => {
