@@ -10,7 +10,7 @@ rustup target add "${no_std_targets[@]}"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p rotauth --all-targets --features std -- -D warnings
+cargo clippy -p rotauth --all-targets --all-features -- -D warnings
 # The README's test command: every test, the PostgreSQL cluster tests included, against a
 # throwaway PostgreSQL cluster that the script installs, starts and removes.
 bash scripts/with-postgres.sh cargo test --workspace
@@ -18,3 +18,5 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 for target in "${no_std_targets[@]}"; do
   cargo build -p rotauth --lib --no-default-features --target "$target"
 done
+# The optional serde support is no_std too.
+cargo build -p rotauth --lib --no-default-features --features serde --target thumbv7em-none-eabihf

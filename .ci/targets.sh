@@ -4,7 +4,6 @@
 #   - embedded-tests/ on emulated Cortex-M4F and Cortex-M0 (QEMU), and proves that a
 #     failure, a panic and a HardFault each fail the run;
 #   - the flash/RAM/stack report of size/ (thumbv7em and thumbv6m, both sha2 backends);
-#   - wasm/ (wasm32-unknown-unknown, no imports) checked from Node;
 #   - the crate's own test suite under WASI (Node's `node:wasi`, see .cargo/config.toml);
 #   - the host test suite on 32-bit i686;
 #   - Miri on the host and on big-endian s390x, side by side (one core each).
@@ -14,7 +13,8 @@ cd "$(dirname "$0")/.."
 
 # Cross builds of the root crate get their own target dir, so they never invalidate or
 # wait on the host builds of .ci/core.sh. Sub-crates (embedded-tests/, size/, wasm/) are
-# workspaces of their own with their own target/.
+# workspaces of their own with their own target/. wasm/ (the npm package) has its own stage,
+# .ci/js.sh.
 targets_dir=${ROTAUTH_TARGETS_DIR:-$PWD/target/targets}
 
 timings=()
@@ -85,7 +85,6 @@ miri_both() {
 step "install" install
 step "embedded tests (QEMU)" bash scripts/embedded-tests.sh
 step "size report" bash scripts/size-report.sh
-step "wasm32-unknown-unknown from Node" bash scripts/wasm-check.sh
 step "test suite on wasm32-wasip1" wasi_tests
 step "test suite on i686" i686_tests
 step "miri: host and s390x" miri_both

@@ -10,13 +10,11 @@
 //! setup asserts the decision's kind before timing it.
 
 #![cfg(not(target_family = "wasm"))]
+// Not test code for clippy (its own `main`, no `#[test]`): setup failures panic, as in tests.
 #![allow(
     clippy::arithmetic_side_effects,
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::cast_possible_truncation,
-    clippy::cast_precision_loss,
     clippy::panic
 )]
 

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds wasm/ for wasm32-unknown-unknown and checks it from Node: no imports, tokens equal
-# to the known-answer vectors, sign-in and decide per the decision table.
+# The quick local check of the npm package: builds the zero-import module into
+# wasm/js/lib/ and runs the package's suite in Node. `.ci/js.sh` runs the same suite in
+# Node, Deno, Bun, workerd and Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/../wasm"
 
-cargo build --quiet --release --target wasm32-unknown-unknown
-module=target/wasm32-unknown-unknown/release/rotauth_wasm.wasm
-echo "module: $module, $(wc -c <"$module") bytes"
-node check.mjs "$module"
+# Needs Debian's binaryen (wasm-opt) for the build.
+if [ ! -d js/node_modules ]; then
+  (cd js && npm ci --no-audit --no-fund)
+fi
+bash build.sh
+cd js
+node --test-reporter=spec test/node.test.js

@@ -4,7 +4,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use crate::config::{Config, Mode, ReplayPolicy};
+use crate::config::{Config, Mode, ParseNameError, ReplayPolicy};
 use crate::keyring::Keyring;
 use crate::session::Session;
 use crate::time::Timestamp;
@@ -251,29 +251,18 @@ impl fmt::Display for DecisionKind {
 }
 
 impl FromStr for DecisionKind {
-    type Err = ParseDecisionKindError;
+    type Err = ParseNameError;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
             .find(|kind| kind.as_str() == name)
-            .ok_or(ParseDecisionKindError)
+            .ok_or(ParseNameError::new(
+                "decision kind",
+                "accept, rotate, batch_reuse, reissue, reject or revoke",
+            ))
     }
 }
-
-/// Why text is not a [`DecisionKind`] name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ParseDecisionKindError;
-
-impl fmt::Display for ParseDecisionKindError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "not a decision kind: expected accept, rotate, batch_reuse, reissue, reject or revoke",
-        )
-    }
-}
-
-impl core::error::Error for ParseDecisionKindError {}
 
 impl Decision {
     /// The kind of decision.

@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use zeroize::Zeroize;
+
 use crate::mac::MacKey;
 
 /// The number of keys a [`Keyring`] holds at once: the primary, the one it replaced, and
@@ -67,6 +69,49 @@ impl core::error::Error for KeyError {}
 /// rejected as [`RejectReason::UnknownKey`](crate::RejectReason::UnknownKey).
 ///
 /// `Debug` shows key ids only.
+///
+/// # Example: changing keys without logging anyone out
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use rotauth::{Config, KeyId, Keyring, RejectReason, Request, Rotator, Timestamp};
+///
+/// let mut now = Timestamp::from_unix_millis(1_796_083_200_000);
+/// let keyring = Keyring::new(KeyId(1), b"the first key, at least 32 bytes")?;
+/// let mut rotator = Rotator::new(keyring, Config::default());
+/// let (session, t0) = rotator.sign_in(&mut rand::rng(), now);
+/// assert_eq!(session.key_id(), KeyId(1));
+///
+/// // Add key 2 and promote it: it makes every new token from now on, and key 1 still
+/// // verifies the tokens it made.
+/// rotator.keyring_mut().insert(KeyId(2), b"the second key, at least 32 bytes")?;
+/// rotator.keyring_mut().set_primary(KeyId(2))?;
+/// assert_eq!(rotator.keyring().primary(), KeyId(2));
+///
+/// // The session signed in under key 1 is still decided: inside its batch window ...
+/// now = now.saturating_add(Duration::from_secs(1));
+/// assert!(rotator.decide(&session, Request::new(&t0, now)).is_accepted());
+/// // ... and after it, where its next rotation moves it onto key 2.
+/// now = now.saturating_add(Duration::from_secs(10));
+/// let decision = rotator.decide(&session, Request::new(&t0, now));
+/// let (Some(session), Some(t1)) = (decision.session_to_store(), decision.token_to_send()) else {
+///     panic!("expected a rotation, got {decision:?}");
+/// };
+/// assert_eq!(session.key_id(), KeyId(2));
+/// assert_eq!(t1.key_id(), KeyId(2));
+///
+/// // Once every session has rotated (or the lifespan has run out), retire key 1.
+/// rotator.keyring_mut().remove(KeyId(1))?;
+/// now = now.saturating_add(Duration::from_secs(1));
+/// assert!(rotator.decide(session, Request::new(t1, now)).is_accepted());
+/// // A token made under key 1 now names a key the keyring no longer holds.
+/// assert_eq!(
+///     rotator.decide(session, Request::new(&t0, now)).reject_reason(),
+///     Some(RejectReason::UnknownKey)
+/// );
+/// # Ok::<(), rotauth::KeyError>(())
+/// ```
 pub struct Keyring {
     primary: (KeyId, MacKey),
     others: heapless::Vec<(KeyId, MacKey), { MAX_KEYS - 1 }>,
@@ -132,6 +177,9 @@ impl Keyring {
             .position(|(k, _)| *k == id)
             .ok_or(KeyError::UnknownId(id))?;
         drop(self.others.swap_remove(index));
+        // `swap_remove` leaves a stale copy of a key schedule behind the length; the removed
+        // key's own copy wipes itself on drop, this one would not.
+        self.others.spare_capacity_mut().zeroize();
         Ok(())
     }
 

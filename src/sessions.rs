@@ -4,6 +4,7 @@
 use core::fmt;
 
 use rand_core::{CryptoRng, TryCryptoRng};
+use zeroize::Zeroize;
 
 use crate::decision::{Decision, RejectReason, Request};
 use crate::rotator::Rotator;
@@ -15,6 +16,43 @@ use crate::token::Token;
 ///
 /// When full, signing in evicts the session that expires first, as devise's
 /// `max_number_of_devices` does. `N` must be between 1 and 255, checked at compile time.
+///
+/// # Example
+///
+/// ```
+/// use rotauth::{Config, KeyId, Keyring, Request, Rotator, Sessions, Timestamp};
+///
+/// let keyring = Keyring::new(KeyId(1), b"a secret key of at least 32 bytes!")?;
+/// let rotator = Rotator::new(keyring, Config::default());
+/// let now = Timestamp::from_unix_millis(1_796_083_200_000);
+///
+/// // One user signs in on a laptop and on a phone (ten sessions fit before eviction).
+/// let mut sessions: Sessions = Sessions::new();
+/// let laptop = sessions.sign_in(&rotator, &mut rand::rng(), now);
+/// let phone = sessions.sign_in(&rotator, &mut rand::rng(), now);
+/// assert_eq!(sessions.len(), 2);
+/// assert!(phone.evicted.is_none());
+///
+/// // A request of the phone, decided and applied here: a changed session is stored in
+/// // the container, a revoked one removed. Send the client what the decision says.
+/// let decision = sessions.decide(&rotator, &phone.client_id, Request::new(&phone.token, now));
+/// assert!(decision.is_accepted());
+/// assert_eq!(sessions.find(&phone.client_id).map(|s| s.generation()), Some(0));
+///
+/// // The password is changed on the laptop: every other session is signed out.
+/// assert_eq!(sessions.sign_out_others(&laptop.client_id), 1);
+/// assert!(sessions.find(&phone.client_id).is_none());
+/// assert!(sessions.find(&laptop.client_id).is_some());
+///
+/// // Stored as one value (devise's `tokens` column). The bytes hold every session's seed:
+/// // keep them as a secret, and wipe the buffer when done.
+/// let mut buffer = [0u8; Sessions::<10>::MAX_ENCODED_LEN];
+/// let len = sessions.encode(&mut buffer)?;
+/// assert_eq!(len, sessions.encoded_len());
+/// let restored: Sessions = Sessions::decode(buffer.get(..len).unwrap_or_default())?;
+/// assert_eq!(restored, sessions);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Sessions<const N: usize = 10> {
     list: heapless::Vec<Session, N>,
@@ -127,6 +165,7 @@ impl<const N: usize> Sessions<N> {
                 .min_by_key(|(_, s)| s.expires_at)
                 .map(|(index, _)| index)
                 .map(|index| self.list.swap_remove(index));
+            self.wipe_spare();
         }
         // There is room now: `N ≥ 1` and one session was removed if the list was full.
         let rejected = self.list.push(session).err();
@@ -163,6 +202,7 @@ impl<const N: usize> Sessions<N> {
         }
         if decision.must_revoke() {
             drop(self.list.swap_remove(index));
+            self.wipe_spare();
         }
         decision
     }
@@ -170,13 +210,16 @@ impl<const N: usize> Sessions<N> {
     /// Signs out one session, returning it.
     pub fn sign_out(&mut self, client_id: &ClientId) -> Option<Session> {
         let index = self.list.iter().position(|s| s.client_id == *client_id)?;
-        Some(self.list.swap_remove(index))
+        let session = self.list.swap_remove(index);
+        self.wipe_spare();
+        Some(session)
     }
 
     /// Signs out every session but `keep` (after a password change); returns how many.
     pub fn sign_out_others(&mut self, keep: &ClientId) -> usize {
         let before = self.list.len();
         self.list.retain(|s| s.client_id == *keep);
+        self.wipe_spare();
         before.saturating_sub(self.list.len())
     }
 
@@ -184,7 +227,15 @@ impl<const N: usize> Sessions<N> {
     pub fn purge_expired(&mut self, now: Timestamp) -> usize {
         let before = self.list.len();
         self.list.retain(|s| now < s.expires_at);
+        self.wipe_spare();
         before.saturating_sub(self.list.len())
+    }
+
+    /// Zeroes the unused slots. Removing a session (`swap_remove`, `retain`) moves the
+    /// survivors bytewise and leaves stale copies, seeds included, behind the length; a
+    /// removed session's own copy wipes its seed on drop, these would not.
+    fn wipe_spare(&mut self) {
+        self.list.spare_capacity_mut().zeroize();
     }
 
     /// The length of [`encode`](Self::encode)'s output for the current contents.
@@ -198,6 +249,10 @@ impl<const N: usize> Sessions<N> {
 
     /// Writes format (1 byte), count (1 byte) and each session's encoding into `out`;
     /// returns the length written. [`MAX_ENCODED_LEN`](Self::MAX_ENCODED_LEN) always suffices.
+    ///
+    /// The output holds every session's seed. The buffer is the caller's, so wiping it is
+    /// too: use one that wipes itself (`zeroize::Zeroizing<[u8; N]>`) or zeroize it once
+    /// stored.
     ///
     /// # Errors
     ///

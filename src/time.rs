@@ -40,10 +40,7 @@ impl Timestamp {
     #[cfg(feature = "std")]
     #[must_use]
     pub fn now() -> Self {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        Self(millis(since_epoch))
+        Self::from(std::time::SystemTime::now())
     }
 
     /// `self + duration`, stopping at [`Timestamp::MAX`].
@@ -78,6 +75,19 @@ pub(crate) const fn millis(duration: Duration) -> u64 {
     }
 }
 
+/// A system time in whole milliseconds, rounded down. A time before the Unix epoch (a clock
+/// set wrong) becomes [`Timestamp::EPOCH`], and one past [`Timestamp::MAX`] becomes `MAX`:
+/// rotauth's timestamps cannot be negative, and every value is valid input.
+#[cfg(feature = "std")]
+impl From<std::time::SystemTime> for Timestamp {
+    fn from(time: std::time::SystemTime) -> Self {
+        let since_epoch = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Self(millis(since_epoch))
+    }
+}
+
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Timestamp({}ms)", self.0)
@@ -98,6 +108,29 @@ mod tests {
         assert_eq!(Timestamp::MAX.millis_since(Timestamp::EPOCH), u64::MAX);
         assert_eq!(millis(Duration::MAX), u64::MAX);
         assert_eq!(millis(Duration::from_micros(1999)), 1);
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn system_time_before_the_epoch_is_the_epoch() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let after = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+        assert_eq!(
+            Timestamp::from(after(1_700_000_000_123)),
+            Timestamp::from_unix_millis(1_700_000_000_123)
+        );
+        assert_eq!(
+            Timestamp::from(UNIX_EPOCH + Duration::from_micros(1_999)),
+            Timestamp::from_unix_millis(1)
+        );
+        assert_eq!(Timestamp::from(UNIX_EPOCH), Timestamp::EPOCH);
+        assert_eq!(
+            Timestamp::from(UNIX_EPOCH - Duration::from_secs(3600)),
+            Timestamp::EPOCH
+        );
+        assert!(
+            Timestamp::from(SystemTime::now()) > Timestamp::from_unix_millis(1_700_000_000_000)
+        );
     }
 
     #[test]

@@ -348,6 +348,15 @@ mod base64url {
     }
 }
 
+/// The same as [`Token::from_text`], for `"...".parse::<Token>()`.
+impl core::str::FromStr for Token {
+    type Err = TokenError;
+
+    fn from_str(text: &str) -> Result<Self, TokenError> {
+        Self::from_text(text)
+    }
+}
+
 impl ConstantTimeEq for Token {
     fn ct_eq(&self, other: &Self) -> Choice {
         self.0.ct_eq(&other.0)
@@ -403,7 +412,9 @@ impl fmt::Debug for TokenText {
 
 impl Drop for TokenText {
     fn drop(&mut self) {
-        self.0.zeroize();
+        // The text always fills the string's whole buffer (55 of 55 bytes), so wiping the
+        // `str` wipes every byte, without heapless's `zeroize` feature and its proc macro.
+        self.0.as_mut_str().zeroize();
     }
 }
 

@@ -1,10 +1,4 @@
 //! Bad input of every kind gets a typed error or a Reject, never a panic, and changes nothing.
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

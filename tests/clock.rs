@@ -1,10 +1,4 @@
 //! Time as hosts really supply it: stepped back, at zero, at the end of `u64`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

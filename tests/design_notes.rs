@@ -1,10 +1,4 @@
 //! The stories of the devise_token_auth design notes, told against rotauth.
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

@@ -10,11 +10,10 @@
 //! The binary has its own `main` (`harness = false`): libtest's threads and output capture
 //! would allocate concurrently and be counted. Everything printed is printed outside the
 //! counted regions, because the first write to stdout allocates its buffer.
-
+// Not test code for clippy (its own `main`, no `#[test]`): setup failures panic, as in tests.
 #![allow(
     clippy::arithmetic_side_effects,
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::indexing_slicing,
     clippy::panic
 )]

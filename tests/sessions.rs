@@ -1,10 +1,4 @@
 //! One user's sessions in a fixed-capacity container (devise's `tokens` column).
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing
-)]
 
 mod common;
 

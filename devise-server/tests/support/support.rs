@@ -1,5 +1,7 @@
 //! Test harness for `tests/devise_server.rs`: the example's own router on an ephemeral
 //! loopback port with a temporary SQLite file; the client side is in `client.rs`.
+// Helpers outside `#[test]` fns, which clippy.toml's `*-in-tests` settings do not cover.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,96 @@
+/**
+ * rotauth for Hono: a middleware speaking devise_token_auth's headers, a session store
+ * interface with an in-memory store, and helpers for sign-in and sign-out routes.
+ */
+import type { Context, MiddlewareHandler } from 'hono';
+import type { DecisionKind, RejectReason, Rotator } from './index.js';
+
+/** A session as a store keeps it, under its client id. */
+export interface StoredSession {
+  /** The user's uid (devise: the email); a request must present the same. */
+  uid: string;
+  /** The compare-and-swap version of `record`. */
+  version: bigint;
+  /** The session record (a secret: it holds the seed). */
+  record: Uint8Array;
+}
+
+/**
+ * Where sessions live. Every write of a changed record is a compare-and-swap on the
+ * version read (`UPDATE … WHERE client_id = ? AND version = ?`, Redis `WATCH`, DynamoDB
+ * conditions); a lost swap makes the middleware read and decide again.
+ */
+export interface SessionStore {
+  get(clientId: string): Promise<StoredSession | undefined>;
+  /** Stores a new session; false if the client id is taken. */
+  insert(clientId: string, session: StoredSession): Promise<boolean>;
+  /** Replaces the session if its version is still `expectedVersion`; false otherwise. */
+  compareAndSwap(clientId: string, expectedVersion: bigint, next: { record: Uint8Array; version: bigint }): Promise<boolean>;
+  /** Deletes the session; false if there was none. */
+  delete(clientId: string): Promise<boolean>;
+}
+
+/** Sessions in a `Map`: for tests, examples and single-process servers. */
+export class MemoryStore implements SessionStore {
+  get(clientId: string): Promise<StoredSession | undefined>;
+  insert(clientId: string, session: StoredSession): Promise<boolean>;
+  compareAndSwap(clientId: string, expectedVersion: bigint, next: { record: Uint8Array; version: bigint }): Promise<boolean>;
+  delete(clientId: string): Promise<boolean>;
+  readonly size: number;
+}
+
+export interface AuthOptions {
+  rotator: Rotator;
+  store: SessionStore;
+  /** Unix ms. Default `Date.now`. */
+  clock?: () => number;
+  /** Send `T(n)` instead of a blank in batch responses. Default false (devise). */
+  echoCurrent?: boolean;
+}
+
+/** What `c.var.rotauth` holds in a guarded handler. */
+export interface RotauthVariables {
+  uid: string;
+  clientId: string;
+  kind: DecisionKind;
+}
+
+export type AuthResult =
+  | { ok: true; uid: string; clientId: string; kind: DecisionKind; headers?: Headers }
+  | { ok: false; status: 401 | 503; reason: RejectReason | 'no_credentials' | 'store_conflict'; revoked?: boolean };
+
+export interface MiddlewareOptions extends AuthOptions {
+  /** The response for a refused request. Default: 401 with devise's body. */
+  onUnauthorized?: (c: Context, result: Extract<AuthResult, { ok: false }>) => Response | Promise<Response>;
+}
+
+/** The middleware: 401 when refused, else `c.var.rotauth` and the devise headers on the response. */
+export function rotauth(options: MiddlewareOptions): MiddlewareHandler<{ Variables: { rotauth: RotauthVariables } }>;
+
+/** Decides one request, persisting first; `rotate: false` (sign-out) stores nothing. */
+export function authenticate(options: AuthOptions, request: Request, how?: { rotate?: boolean }): Promise<AuthResult>;
+
+/** Signs `uid` in: stores a new session and returns the headers that carry `T(0)`. */
+export function startSession(options: { rotator: Rotator; store: SessionStore; uid: string; now?: number }): Promise<{ clientId: string; headers: Headers }>;
+
+/** The credentials of a request (headers, else `Authorization: Bearer <base64 JSON>`). */
+export function credentials(headers: Headers): { token: string; client: string; uid: string } | undefined;
+
+/** devise's `unbatch` query parameter. */
+export function unbatch(url: string): boolean;
+
+/** The five devise headers; no `token` is a batch response (blank token and expiry). */
+export function deviseHeaders(fields: { clientId: string; uid: string; token?: string; expiresAt?: number }): Headers;
+
+export const HEADERS: Readonly<{ accessToken: 'access-token'; tokenType: 'token-type'; client: 'client'; expiry: 'expiry'; uid: 'uid' }>;
+export const UNAUTHORIZED_BODY: Readonly<{ errors: string[] }>;
+
+/** The environment type of apps that use the middleware. */
+export type RotauthEnv = { Variables: { rotauth: RotauthVariables } };
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** Set by the rotauth middleware for the handlers it guards. */
+    rotauth: RotauthVariables;
+  }
+}

@@ -1,0 +1,254 @@
+// rotauth for Hono (Node, Deno, Bun, Cloudflare Workers, browsers): a middleware speaking
+// devise_token_auth's headers as rotauth's Rust example server does, a session store
+// interface with an in-memory store, and the helpers a sign-in and a sign-out route need.
+// It imports nothing from Hono at run time: any Hono 4 app takes it.
+
+/** The five devise headers, lowercase. */
+export const HEADERS = Object.freeze({
+  accessToken: 'access-token',
+  tokenType: 'token-type',
+  client: 'client',
+  expiry: 'expiry',
+  uid: 'uid',
+});
+
+/** devise's 401 body for a protected route. */
+export const UNAUTHORIZED_BODY = Object.freeze({
+  errors: ['You need to sign in or sign up before continuing.'],
+});
+
+/** How many lost compare-and-swaps in a row a request sits out before answering 503. */
+const MAX_ATTEMPTS = 8;
+/** Longest `Authorization` value decoded. */
+const MAX_AUTHORIZATION_LEN = 2048;
+
+/**
+ * Sessions in a `Map`, for tests, examples and single-process servers. Every method is
+ * asynchronous, as a real store's are, so concurrent requests interleave as they would
+ * against a database.
+ */
+export class MemoryStore {
+  #sessions = new Map();
+
+  async get(clientId) {
+    const stored = this.#sessions.get(clientId);
+    return stored === undefined ? undefined : { ...stored, record: stored.record.slice() };
+  }
+
+  async insert(clientId, session) {
+    if (this.#sessions.has(clientId)) return false;
+    this.#sessions.set(clientId, {
+      uid: session.uid,
+      version: session.version,
+      record: session.record.slice(),
+    });
+    return true;
+  }
+
+  async compareAndSwap(clientId, expectedVersion, next) {
+    const stored = this.#sessions.get(clientId);
+    if (stored === undefined || stored.version !== expectedVersion) return false;
+    this.#sessions.set(clientId, {
+      uid: stored.uid,
+      version: next.version,
+      record: next.record.slice(),
+    });
+    stored.record.fill(0);
+    return true;
+  }
+
+  async delete(clientId) {
+    const stored = this.#sessions.get(clientId);
+    if (stored === undefined) return false;
+    stored.record.fill(0);
+    this.#sessions.delete(clientId);
+    return true;
+  }
+
+  /** How many sessions are stored. */
+  get size() {
+    return this.#sessions.size;
+  }
+}
+
+function text(headers, name) {
+  const value = headers.get(name);
+  if (value === null) return undefined;
+  const trimmed = value.trim();
+  return trimmed === '' ? undefined : trimmed;
+}
+
+function decodeBase64(encoded) {
+  const standard = encoded.replaceAll('-', '+').replaceAll('_', '/');
+  const padded = standard + '='.repeat((4 - (standard.length % 4)) % 4);
+  const binary = atob(padded);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
+  return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+}
+
+function bearer(headers) {
+  const value = headers.get('authorization');
+  if (value === null || value.length > MAX_AUTHORIZATION_LEN) return undefined;
+  const [scheme, encoded] = value.trim().split(/\s+/, 2);
+  if (scheme?.toLowerCase() !== 'bearer' || encoded === undefined) return undefined;
+  try {
+    const json = JSON.parse(decodeBase64(encoded));
+    return json !== null && typeof json === 'object' && !Array.isArray(json) ? json : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The credentials of a request: `access-token`, `client` and `uid`, each from its own
+ * header, else from `Authorization: Bearer <base64 of the JSON of the five>`. A blank value
+ * counts as absent (devise's batch responses carry `access-token: " "`). `undefined` if one
+ * is missing.
+ */
+export function credentials(headers) {
+  const json = bearer(headers);
+  const field = (name) => {
+    const own = text(headers, name);
+    if (own !== undefined) return own;
+    const value = json?.[name];
+    return typeof value === 'string' && value.trim() !== '' ? value.trim() : undefined;
+  };
+  const token = field(HEADERS.accessToken);
+  const client = field(HEADERS.client);
+  const uid = field(HEADERS.uid);
+  if (token === undefined || client === undefined || uid === undefined) return undefined;
+  return { token, client, uid };
+}
+
+/** devise's `unbatch` query parameter: any value but `false` or `0` forces rotation. */
+export function unbatch(url) {
+  const params = new URL(url).searchParams;
+  if (!params.has('unbatch')) return false;
+  return params.getAll('unbatch').some((value) => value !== 'false' && value !== '0');
+}
+
+/**
+ * The devise headers of an authenticated response. `token === undefined` is a batch
+ * response: `access-token: " "` and `expiry: " "`. A response that sends a token also
+ * carries `Authorization: Bearer <base64 JSON>` and `Cache-Control: no-store`.
+ */
+export function deviseHeaders({ clientId, uid, token, expiresAt }) {
+  const headers = new Headers();
+  const expiry = token === undefined ? ' ' : String(Math.floor(expiresAt / 1000));
+  headers.set(HEADERS.accessToken, token ?? ' ');
+  headers.set(HEADERS.tokenType, 'Bearer');
+  headers.set(HEADERS.client, clientId);
+  headers.set(HEADERS.expiry, expiry);
+  headers.set(HEADERS.uid, uid);
+  if (token !== undefined) {
+    const json = JSON.stringify({
+      'access-token': token,
+      'token-type': 'Bearer',
+      client: clientId,
+      expiry,
+      uid,
+    });
+    headers.set('authorization', `Bearer ${btoa(json)}`);
+    headers.set('cache-control', 'no-store');
+  }
+  return headers;
+}
+
+/**
+ * Signs `uid` in: a new session in `store`, and the devise headers that carry `T(0)`.
+ * Returns `{ clientId, headers }`.
+ */
+export async function startSession({ rotator, store, uid, now = Date.now() }) {
+  for (;;) {
+    const signedIn = rotator.signIn(now);
+    const { record, clientId, token, version, expiresAt } = signedIn;
+    if (await store.insert(clientId, { uid, version, record })) {
+      return { clientId, headers: deviseHeaders({ clientId, uid, token, expiresAt }) };
+    }
+    // A client id already taken (2^-128): draw again.
+  }
+}
+
+/**
+ * Decides the request carrying `headers` at `url`, persisting first with compare-and-swap
+ * and deciding again on a lost swap, as the core's contract says. Returns
+ * `{ ok: true, uid, clientId, kind, headers }` to serve (send `headers`), or
+ * `{ ok: false, reason, status }` to refuse (401, or 503 when the store keeps losing).
+ * With `rotate: false` (sign-out) nothing is stored and no token is made.
+ */
+export async function authenticate({ rotator, store, clock = Date.now, echoCurrent = false }, request, { rotate = true } = {}) {
+  const presented = credentials(request.headers);
+  if (presented === undefined) return { ok: false, status: 401, reason: 'no_credentials' };
+  const force = rotate && unbatch(request.url);
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt += 1) {
+    const stored = await store.get(presented.client);
+    // devise finds the user by `uid`, then the token among that user's clients.
+    const record = stored !== undefined && stored.uid === presented.uid ? stored.record : null;
+    const decision = rotator.decide(record, presented.token, clock(), { unbatch: force });
+    if (!decision.accepted) {
+      if (decision.revoke) await store.delete(presented.client);
+      decision.record?.fill(0);
+      return { ok: false, status: 401, reason: decision.reason, revoked: decision.revoke };
+    }
+    if (!rotate) {
+      decision.record?.fill(0);
+      return { ok: true, uid: presented.uid, clientId: presented.client, kind: decision.kind };
+    }
+    if (decision.record !== undefined) {
+      // The store may keep this very array: it is not wiped here.
+      const swapped = await store.compareAndSwap(presented.client, stored.version, {
+        record: decision.record,
+        version: decision.version,
+      });
+      if (!swapped) continue;
+    }
+    let token = decision.token;
+    if (decision.kind === 'accept') {
+      token = presented.token;
+    } else if (decision.kind === 'batch_reuse' && echoCurrent) {
+      token = rotator.currentToken(decision.record ?? record);
+    }
+    const headers = deviseHeaders({
+      clientId: presented.client,
+      uid: presented.uid,
+      token,
+      expiresAt: decision.expiresAt,
+    });
+    return { ok: true, uid: presented.uid, clientId: presented.client, kind: decision.kind, headers };
+  }
+  return { ok: false, status: 503, reason: 'store_conflict' };
+}
+
+/**
+ * The middleware: authenticates every request it guards, answers 401 with devise's body
+ * (or `onUnauthorized(c, result)`) when refused, and otherwise sets `c.var.rotauth`
+ * (`{ uid, clientId, kind }`) for the handler and the devise headers on its response.
+ *
+ * Options: `rotator`, `store` (a `SessionStore`), `clock` (Unix ms, default `Date.now`),
+ * `echoCurrent` (send `T(n)` instead of a blank in batch responses), `onUnauthorized`.
+ */
+export function rotauth(options) {
+  const { rotator, store } = options ?? {};
+  if (rotator === undefined || store === undefined) {
+    throw new TypeError('rotauth(): `rotator` and `store` are required');
+  }
+  return async (c, next) => {
+    const result = await authenticate(options, c.req.raw);
+    if (!result.ok) {
+      if (result.status === 503) {
+        return c.json({ success: false, errors: ['Service unavailable, try again.'] }, 503);
+      }
+      return options.onUnauthorized?.(c, result) ?? c.json(UNAUTHORIZED_BODY, 401);
+    }
+    c.set('rotauth', { uid: result.uid, clientId: result.clientId, kind: result.kind });
+    await next();
+    try {
+      for (const [name, value] of result.headers) c.res.headers.set(name, value);
+    } catch {
+      // A response with immutable headers (e.g. one passed through from `fetch`): copy it.
+      c.res = new Response(c.res.body, c.res);
+      for (const [name, value] of result.headers) c.res.headers.set(name, value);
+    }
+  };
+}

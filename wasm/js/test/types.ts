@@ -1,0 +1,37 @@
+// Compiled by `tsc -p test/tsconfig.json` (no output): the declarations describe the API
+// the suite exercises, and misuse is a type error.
+import { Hono } from 'hono';
+import { createRotator, RotauthError, RecordError, type Decision, type Rotator } from 'rotauth';
+import { MemoryStore, rotauth, startSession, type SessionStore } from 'rotauth/hono';
+
+const rotator: Rotator = await createRotator({
+  keys: [{ id: 1, key: new Uint8Array(32) }],
+  batchWindowMs: 5_000,
+  mode: 'recover',
+  replayPolicy: 'revoke_session',
+});
+const { record, clientId, token, version } = rotator.signIn(Date.now());
+const decision: Decision = rotator.decide(record, token, Date.now(), { unbatch: true });
+if (decision.kind === 'rotate' && decision.record && decision.version !== undefined) {
+  const next: bigint = decision.version + version;
+  void next;
+}
+const store: SessionStore = new MemoryStore();
+await startSession({ rotator, store, uid: 'a@example.com' });
+const app = new Hono();
+app.use('/demo/*', rotauth({ rotator, store }));
+app.get('/demo/me', (c) => c.json({ uid: c.var.rotauth.uid, client: clientId }));
+try {
+  rotator.inspect(new Uint8Array(3));
+} catch (error) {
+  if (error instanceof RecordError) {
+    const code: 'record_length' | 'record_format' | 'record_invalid' = error.code;
+    void code;
+  } else if (error instanceof RotauthError) {
+    void error.code;
+  }
+}
+// @ts-expect-error: mode is 'strict' or 'recover'
+await createRotator({ keys: [], mode: 'lenient' });
+// @ts-expect-error: a token is text
+rotator.decide(record, new Uint8Array(55), 0);
