@@ -450,10 +450,12 @@ const CLIENTS: usize = 50;
 const REQUESTS: usize = 200;
 const LOAD_WINDOW: Duration = Duration::from_millis(750);
 
-/// 50 clients × 200 requests in bursts of 3–5 with pauses of up to 150 ms, every third
-/// burst led by an `unbatch=true` request, through the layer over real HTTP with the
-/// devise protocol. No 401, no 5xx, and afterwards each session has one record whose
-/// generation is the newest token its client received.
+/// 50 clients × 200 requests in bursts of 3–5 with pauses of up to 150 ms (and one longer
+/// than the batch window after every tenth burst, so that rotations by time happen beside
+/// the forced ones), every third burst led by an `unbatch=true` request, through the layer
+/// over real HTTP with the devise protocol. No 401, no 5xx, rotations of both kinds, and
+/// afterwards each session has one record whose generation is the newest token its client
+/// received.
 async fn load<S: SessionStore + Clone>(name: &str, store: S) {
     let config = Config::builder().batch_window(LOAD_WINDOW).build().unwrap();
     let auth = Authenticator::new(rotator(config), store.clone());
@@ -472,6 +474,7 @@ async fn load<S: SessionStore + Clone>(name: &str, store: S) {
             let mut token = answer.devise_token().unwrap();
             let mut schedule = Schedule::new(c as u64 + 1);
             let (mut sent, mut unauthorized, mut server_errors, mut tokens) = (0, 0, 0, 0);
+            let mut by_time = 0;
             let mut burst = 0;
             while sent < REQUESTS {
                 let size = (3 + schedule.below(3) as usize).min(REQUESTS - sent);
@@ -505,32 +508,35 @@ async fn load<S: SessionStore + Clone>(name: &str, store: S) {
                     }
                     if let Some(new) = answer.devise_token() {
                         tokens += 1;
+                        if !unbatch {
+                            by_time += 1;
+                        }
                         if new.generation() > token.generation() {
                             token = new;
                         }
                     }
                 }
                 sent += size;
+                let pause = if burst % 10 == 9 {
+                    LOAD_WINDOW.as_millis() as u64 + 50
+                } else {
+                    schedule.below(150)
+                };
                 burst += 1;
-                tokio::time::sleep(Duration::from_millis(schedule.below(150))).await;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
-            (
-                user,
-                client,
-                token.generation(),
-                unauthorized,
-                server_errors,
-                tokens,
-            )
+            let counts = (unauthorized, server_errors, tokens, by_time);
+            (user, client, token.generation(), counts)
         });
     }
-    let (mut unauthorized, mut server_errors, mut tokens) = (0, 0, 0);
+    let (mut unauthorized, mut server_errors, mut tokens, mut by_time) = (0, 0, 0, 0);
     let mut finals = Vec::new();
     while let Some(result) = clients.join_next().await {
-        let (user, client, generation, u, e, t) = result.unwrap();
+        let (user, client, generation, (u, e, t, b)) = result.unwrap();
         unauthorized += u;
         server_errors += e;
         tokens += t;
+        by_time += b;
         finals.push((user, client, generation));
     }
     let elapsed = started.elapsed();
@@ -551,7 +557,8 @@ async fn load<S: SessionStore + Clone>(name: &str, store: S) {
     }
     eprintln!(
         "load[{name}]: {} requests by {CLIENTS} clients in {:.2} s ({:.0} req/s): \
-         {unauthorized} x 401, {server_errors} x 5xx, {rotations} rotations, {tokens} tokens sent",
+         {unauthorized} x 401, {server_errors} x 5xx, {rotations} rotations ({by_time} of them in bursts \
+         without unbatch), {tokens} tokens sent",
         CLIENTS * REQUESTS,
         elapsed.as_secs_f64(),
         (CLIENTS * REQUESTS) as f64 / elapsed.as_secs_f64(),
@@ -562,6 +569,7 @@ async fn load<S: SessionStore + Clone>(name: &str, store: S) {
         rotations > CLIENTS as u64 * 10,
         "rotations happened: {rotations}"
     );
+    assert!(by_time >= CLIENTS, "rotations by time happened: {by_time}");
 }
 
 // ---------------------------------------------------------------------------------------
