@@ -10,6 +10,8 @@ for bench in benches/*.rs; do
   name=$(basename "$bench" .rs)
   cargo bench --bench "$name" -- --test
 done
+# rotauth-axum's layer overhead against a bare axum handler, on loopback.
+cargo bench -p rotauth-axum --bench overhead -- --test
 # Release build too: the optimiser must not introduce an allocation either.
 cargo test --test no_alloc
 cargo test --release --test no_alloc

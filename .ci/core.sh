@@ -10,11 +10,12 @@ rustup target add "${no_std_targets[@]}"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p rotauth --all-targets --all-features -- -D warnings
-# The README's test command: every test, the PostgreSQL cluster tests included, against a
-# throwaway PostgreSQL cluster that the script installs, starts and removes.
-bash scripts/with-postgres.sh cargo test --workspace
-RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+# The README's test command: every test of every package with every store compiled in,
+# the PostgreSQL cluster tests and rotauth-axum's contract and load suites on PostgreSQL and
+# Redis included, against throwaway servers that the scripts install, start and remove.
+bash scripts/with-services.sh cargo test --workspace --all-features
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --all-features
 for target in "${no_std_targets[@]}"; do
   cargo build -p rotauth --lib --no-default-features --target "$target"
 done
