@@ -8,9 +8,11 @@
 // add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use axum::Router;
@@ -21,13 +23,19 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use governor::clock::Clock as _;
 use rotauth::rand_core::TryRng;
 use rotauth::{ClientId, Decision, DecisionKind, Rotator, Session, Timestamp, Token};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
+use zeroize::Zeroizing;
 
 use crate::headers::{self, Credentials};
-use crate::store::{Store, StoreError, User};
+use crate::store::{AccountChange, AccountUpdate, Store, StoreError, User};
 
 /// Largest request body accepted: sign-up and password bodies are a few hundred bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -86,8 +94,10 @@ pub struct Settings {
     pub batch_token: BatchToken,
     /// Where the request log goes.
     pub log: LogSink,
-    /// `--cors-origin`: the one origin allowed, or `*`.
-    pub cors_origin: Option<HeaderValue>,
+    /// `--cors-origin`: the origins allowed (`*` for any); empty: no CORS headers at all.
+    pub cors_origins: Vec<HeaderValue>,
+    /// Abuse limits: hashing, throttling, connections, timeouts.
+    pub limits: Limits,
     /// Password hashing cost.
     pub argon2: argon2::Params,
     /// `--clock-offset-ms`: added to the wall clock for every decision (tests of instances
@@ -96,6 +106,89 @@ pub struct Settings {
     /// `--metrics`: serve `GET /metrics`.
     pub metrics: bool,
 }
+
+/// What bounds the work an anonymous client can cause.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Password hashes (sign-up, sign-in, password checks) running at once; the others
+    /// wait for a permit without holding any argon2 memory. The number of cores by default.
+    pub concurrent_hashes: usize,
+    /// Sign-ins and sign-ups per minute from one client address (burst of as many); `0`: off.
+    pub per_address_per_minute: u32,
+    /// Sign-ins and sign-ups per minute for one email (burst of as many); `0`: off.
+    pub per_account_per_minute: u32,
+    /// Open connections at most; beyond it a new connection is closed at once.
+    pub max_connections: usize,
+    /// Time a connection has to send a complete request head, and also how long a
+    /// kept-alive connection may sit idle before its next request (hyper's header-read
+    /// timer runs from the moment the server waits for a request head).
+    pub header_read_timeout: Duration,
+    /// Time a request has from its head to its response (a slow body included).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            concurrent_hashes: std::thread::available_parallelism().map_or(1, usize::from),
+            per_address_per_minute: 60,
+            per_account_per_minute: 10,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Sign-in and sign-up throttling with governor's GCRA, keyed by client address and by
+/// email. An address is checked first, so a flood of made-up emails from one address
+/// stops before it fills the per-account table.
+struct Throttle {
+    per_address: Option<governor::DefaultKeyedRateLimiter<IpAddr>>,
+    per_account: Option<governor::DefaultKeyedRateLimiter<String>>,
+}
+
+impl Throttle {
+    fn new(limits: &Limits) -> Self {
+        let quota = |n: u32| NonZeroU32::new(n).map(governor::Quota::per_minute);
+        Self {
+            per_address: quota(limits.per_address_per_minute).map(governor::RateLimiter::keyed),
+            per_account: quota(limits.per_account_per_minute).map(governor::RateLimiter::keyed),
+        }
+    }
+
+    /// `Err(wait)` when the address or the account is over its quota.
+    fn check(&self, address: Option<IpAddr>, email: &str) -> Result<(), Duration> {
+        if let (Some(limiter), Some(address)) = (&self.per_address, address) {
+            limiter
+                .check_key(&address)
+                .map_err(|n| n.wait_time_from(limiter.clock().now()))?;
+        }
+        if let Some(limiter) = &self.per_account {
+            limiter
+                .check_key(&email.to_owned())
+                .map_err(|n| n.wait_time_from(limiter.clock().now()))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets keys whose quota has fully recovered, so the tables stay as small as the
+    /// set of recently active addresses and accounts.
+    fn purge(&self) {
+        if let Some(limiter) = &self.per_address {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &self.per_account {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// The peer address of the connection a request came on, set by [`serve`].
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
 
 /// Counters since start, served at `GET /metrics` with `--metrics` and printed at shutdown.
 #[derive(Default)]
@@ -163,6 +256,9 @@ struct Inner<S> {
     /// A hash of a random password: unknown emails are checked against it, so that sign-in
     /// takes as long for them as for known ones.
     dummy_hash: String,
+    /// Permits for password hashing (`Limits::concurrent_hashes`).
+    hashing: Arc<Semaphore>,
+    throttle: Throttle,
 }
 
 /// The shared state of the server.
@@ -183,11 +279,20 @@ impl<S: Store> AppState<S> {
             .map_err(|e| format!("system RNG failed: {e}"))?;
         let dummy_hash = hash_password(&settings.argon2, &password)
             .map_err(|e| format!("password hashing failed: {e}"))?;
+        let hashing = Arc::new(Semaphore::new(
+            settings
+                .limits
+                .concurrent_hashes
+                .clamp(1, Semaphore::MAX_PERMITS),
+        ));
+        let throttle = Throttle::new(&settings.limits);
         Ok(Self(Arc::new(Inner {
             store,
             settings,
             metrics: Metrics::default(),
             dummy_hash,
+            hashing,
+            throttle,
         })))
     }
 
@@ -217,10 +322,17 @@ impl<S: Store> AppState<S> {
     }
 }
 
-/// devise_token_auth's routes plus `PUT /auth/password`, with the body limit, CORS and the log.
+/// devise_token_auth's routes plus `PUT /auth/password`, with the body limit, CORS,
+/// `Cache-Control` and the log.
 pub fn router<S: Store>(state: AppState<S>) -> Router {
     let router = Router::new()
-        .route("/auth", post(sign_up::<S>))
+        .route(
+            "/auth",
+            post(sign_up::<S>)
+                .put(update_account::<S>)
+                .patch(update_account::<S>)
+                .delete(delete_account::<S>),
+        )
         .route("/auth/sign_in", post(sign_in::<S>))
         .route("/auth/validate_token", get(validate_token::<S>))
         .route("/auth/sign_out", delete(sign_out::<S>))
@@ -234,24 +346,157 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
     } else {
         router
     };
-    router
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(state.clone(), cors::<S>))
+        .layer(middleware::from_fn(no_store));
+    let router = match cors_layer(&state.0.settings.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
         .layer(middleware::from_fn_with_state(state.clone(), log::<S>))
         .with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
+///
+/// The accept loop is hyper's own, for what `axum::serve` does not offer: a limit on open
+/// connections (beyond it a new connection is closed at once, so descriptors stay free
+/// for the database and the listener), a header-read timeout that also ends idle
+/// kept-alive connections, a per-request timeout, and the peer address for throttling.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     state: AppState<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let limits = state.0.settings.limits.clone();
+    let connections = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    // The throttle tables forget recovered keys once a minute.
+    let purge = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                state.0.throttle.purge();
+            }
+        })
+    };
+    let router = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    // Out of descriptors or a connection reset before accept: wait a
+                    // moment rather than spin; the connection limit keeps this rare.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let request_timeout = limits.request_timeout;
+        let service =
+            hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ClientAddr(peer));
+                    let router = router.clone();
+                    async move {
+                        let response =
+                            match tokio::time::timeout(request_timeout, router.oneshot(request))
+                                .await
+                            {
+                                Ok(Ok(response)) => response,
+                                Ok(Err(never)) => match never {},
+                                Err(_) => errors(StatusCode::REQUEST_TIMEOUT, "Request timed out."),
+                            };
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                },
+            );
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    purge.abort();
+    // Requests in flight finish; idle connections close. A client that keeps a connection
+    // busy longer than this is cut off.
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    Ok(())
+}
+
+/// rack-cors with `headers: :any` on tower-http: the origins of `--cors-origin`, the
+/// request headers a preflight asks for mirrored back (ng-token-auth and j-toker send
+/// `If-Modified-Since`), the auth headers exposed, preflights cached for ten minutes, and
+/// `Vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers`.
+fn cors_layer(origins: &[HeaderValue]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.iter().any(|o| o.as_bytes() == b"*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().cloned())
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers(ExposeHeaders::list([
+                headers::ACCESS_TOKEN,
+                headers::CLIENT,
+                headers::UID,
+                headers::EXPIRY,
+                headers::TOKEN_TYPE,
+                header::AUTHORIZATION,
+            ]))
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Every answer of this API is about one user and may carry a token in custom headers,
+/// which shared caches do not know to keep private: `Cache-Control: no-store`, and
+/// `Vary` on the credentials for caches that ignore `no-store`.
+async fn no_store(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.append(
+        header::VARY,
+        HeaderValue::from_static("access-token, client, uid, authorization"),
+    );
+    response
 }
 
 /// The host's clock, in rotauth's terms.
@@ -319,9 +564,15 @@ fn with_headers(mut response: Response, extra: HeaderMap) -> Response {
     response
 }
 
-/// The body as JSON, or the response to send instead: 413 beyond the limit, 400 when it
-/// does not parse.
-fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Response> {
+/// A request body, typed: JSON, or `application/x-www-form-urlencoded` (jQuery's
+/// default, which j-toker posts), chosen by `Content-Type` as Rails does. Anything else
+/// is read as JSON. The response to send instead: 413 beyond the limit, 400 when the body
+/// does not parse, in one shape for both encodings. A JSON body that is not an object
+/// counts as one with no fields (devise's "proper data" checks answer it).
+fn parse_body<T: DeserializeOwned + Default>(
+    request_headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Response> {
     let bytes = body.map_err(|rejection| {
         let status = rejection.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -331,20 +582,83 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Response> {
         };
         note(errors(status, &message), "bad_request", None)
     })?;
-    serde_json::from_slice(&bytes).map_err(|_| {
+    let malformed = |what: &str| {
         note(
             errors(
                 StatusCode::BAD_REQUEST,
-                "Malformed JSON in the request body.",
+                &format!("Malformed {what} in the request body."),
             ),
             "bad_request",
             None,
         )
+    };
+    let form = request_headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if form {
+        return serde_urlencoded::from_bytes(&bytes).map_err(|_| malformed("form data"));
+    }
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| malformed("JSON"))?;
+    if !value.is_object() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(value).map_err(|_| malformed("JSON"))
+}
+
+/// A text field of a body: a string is kept, any other JSON value counts as absent (as a
+/// field devise would not permit).
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(s),
+        _ => None,
     })
 }
 
-fn string_field<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
-    body.get(key).and_then(Value::as_str)
+/// A password field: [`text`], wiped when dropped.
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<String>>, D::Error> {
+    Ok(text(d)?.map(Zeroizing::new))
+}
+
+/// `POST /auth`.
+#[derive(Default, Deserialize)]
+struct SignUpBody {
+    #[serde(default, deserialize_with = "text")]
+    email: Option<String>,
+    #[serde(default, deserialize_with = "secret")]
+    password: Option<Zeroizing<String>>,
+    #[serde(default, deserialize_with = "secret")]
+    password_confirmation: Option<Zeroizing<String>>,
+}
+
+/// `POST /auth/sign_in`.
+#[derive(Default, Deserialize)]
+struct SignInBody {
+    #[serde(default, deserialize_with = "text")]
+    email: Option<String>,
+    #[serde(default, deserialize_with = "secret")]
+    password: Option<Zeroizing<String>>,
+}
+
+/// `PUT /auth` and `PUT /auth/password`: devise's `account_update` parameters.
+#[derive(Default, Deserialize)]
+struct AccountBody {
+    #[serde(default, deserialize_with = "text")]
+    email: Option<String>,
+    #[serde(default, deserialize_with = "secret")]
+    password: Option<Zeroizing<String>>,
+    #[serde(default, deserialize_with = "secret")]
+    password_confirmation: Option<Zeroizing<String>>,
+    #[serde(default, deserialize_with = "secret")]
+    current_password: Option<Zeroizing<String>>,
+}
+
+fn as_str(field: Option<&Zeroizing<String>>) -> Option<&str> {
+    field.map(|s| s.as_str())
 }
 
 async fn not_found() -> Response {
@@ -377,21 +691,43 @@ fn hash_password(params: &argon2::Params, password: &[u8]) -> Result<String, Str
         .map_err(|e| e.to_string())
 }
 
-/// Hashes on the blocking pool: argon2 takes tens of milliseconds on purpose.
-async fn hash_blocking(params: argon2::Params, password: String) -> Result<String, String> {
-    let password = zeroize::Zeroizing::new(password);
-    tokio::task::spawn_blocking(move || hash_password(&params, password.as_bytes()))
+/// Hashes on the blocking pool, holding one of the hashing permits: argon2 takes tens of
+/// milliseconds and its memory on purpose, so a flood of requests waits for a permit here
+/// (holding nothing but the request) instead of starting hundreds of hashes at once.
+async fn hash_blocking(
+    permits: &Arc<Semaphore>,
+    params: argon2::Params,
+    password: Zeroizing<String>,
+) -> Result<String, String> {
+    let permit = Arc::clone(permits)
+        .acquire_owned()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        let hashed = hash_password(&params, password.as_bytes());
+        drop(permit);
+        hashed
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
-async fn verify_blocking(hash: String, password: String) -> bool {
-    let password = zeroize::Zeroizing::new(password);
+/// Checks a password on the blocking pool under a hashing permit, as [`hash_blocking`].
+async fn verify_blocking(
+    permits: &Arc<Semaphore>,
+    hash: String,
+    password: Zeroizing<String>,
+) -> bool {
+    let Ok(permit) = Arc::clone(permits).acquire_owned().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         // The parameters come from the PHC string, not from the default instance.
-        Argon2::default()
+        let verified = Argon2::default()
             .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok()
+            .is_ok();
+        drop(permit);
+        verified
     })
     .await
     .unwrap_or(false)
@@ -458,6 +794,8 @@ fn validation_failed(email: &str, field_errors: &[(&'static str, String)], top: 
     let body = if top == "registration" {
         json!({"status": "error", "errors": map,
                "data": {"id": null, "email": email, "uid": "", "provider": "email"}})
+    } else if top == "account" {
+        json!({"status": "error", "errors": map})
     } else {
         json!({"success": false, "errors": map})
     };
@@ -489,19 +827,38 @@ async fn new_session<S: Store>(state: &AppState<S>, user: &User) -> Result<Heade
     ))
 }
 
+/// 429 with `Retry-After` (whole seconds, at least one) for a throttled sign-in or sign-up.
+fn too_many(wait: Duration) -> Response {
+    let mut response = errors(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many attempts, please try again later.",
+    );
+    let secs = wait
+        .as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1);
+    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    note(response, "throttled", None)
+}
+
+fn client_ip(request_headers: &axum::http::Extensions) -> Option<IpAddr> {
+    request_headers.get::<ClientAddr>().map(|a| a.0.ip())
+}
+
 /// `POST /auth`: devise_token_auth's registration.
 async fn sign_up<S: Store>(
     State(state): State<AppState<S>>,
+    extensions: axum::http::Extensions,
+    request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match parse_body(body) {
+    let body: SignUpBody = match parse_body(&request_headers, body) {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let has_any = ["email", "password", "password_confirmation"]
-        .iter()
-        .any(|k| body.get(k).is_some());
-    if !body.is_object() || !has_any {
+    if body.email.is_none() && body.password.is_none() && body.password_confirmation.is_none() {
         return note(
             json_response(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -512,23 +869,34 @@ async fn sign_up<S: Store>(
             None,
         );
     }
-    let email = string_field(&body, "email")
+    let email = body
+        .email
+        .as_deref()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let password = string_field(&body, "password");
+    let password = as_str(body.password.as_ref());
     let mut field_errors = Vec::new();
     if let Some(message) = email_error(&email) {
         field_errors.push(("email", message.to_owned()));
     }
     field_errors.extend(password_errors(
         password,
-        string_field(&body, "password_confirmation"),
+        as_str(body.password_confirmation.as_ref()),
     ));
     let Some(password) = password.filter(|_| field_errors.is_empty()) else {
         return validation_failed(&email, &field_errors, "registration");
     };
-    let hash = match hash_blocking(state.0.settings.argon2.clone(), password.to_owned()).await {
+    if let Err(wait) = state.0.throttle.check(client_ip(&extensions), &email) {
+        return too_many(wait);
+    }
+    let hash = match hash_blocking(
+        &state.0.hashing,
+        state.0.settings.argon2.clone(),
+        Zeroizing::new(password.to_owned()),
+    )
+    .await
+    {
         Ok(hash) => hash,
         Err(e) => return internal(format!("password hashing failed: {e}")),
     };
@@ -559,9 +927,11 @@ async fn sign_up<S: Store>(
 /// `POST /auth/sign_in`: a new session (device) for the user.
 async fn sign_in<S: Store>(
     State(state): State<AppState<S>>,
+    extensions: axum::http::Extensions,
+    request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match parse_body(body) {
+    let body: SignInBody = match parse_body(&request_headers, body) {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -575,13 +945,13 @@ async fn sign_in<S: Store>(
             None,
         )
     };
-    let (Some(email), Some(password)) = (
-        string_field(&body, "email"),
-        string_field(&body, "password"),
-    ) else {
+    let (Some(email), Some(password)) = (body.email.as_deref(), body.password.clone()) else {
         return invalid();
     };
     let email = email.trim().to_ascii_lowercase();
+    if let Err(wait) = state.0.throttle.check(client_ip(&extensions), &email) {
+        return too_many(wait);
+    }
     let found = match state.store().user_by_email(email).await {
         Ok(found) => found,
         Err(e) => return unavailable(&e),
@@ -590,7 +960,7 @@ async fn sign_in<S: Store>(
         Some(found) => (Some(found.user), found.password_hash),
         None => (None, state.0.dummy_hash.clone()),
     };
-    let verified = verify_blocking(hash, password.to_owned()).await;
+    let verified = verify_blocking(&state.0.hashing, hash, password).await;
     let Some(user) = user.filter(|_| verified) else {
         return invalid();
     };
@@ -618,6 +988,8 @@ struct Authed {
     kind: DecisionKind,
     /// Compare-and-swaps lost before this decision held (for the log).
     conflicts: usize,
+    /// Sessions an account update signed out.
+    signed_out: usize,
 }
 
 enum AuthError {
@@ -627,6 +999,8 @@ enum AuthError {
     Unavailable(StoreError),
     /// A stored record does not decode: 500.
     Internal(String),
+    /// An account update lost the new email to another user: 422, nothing written.
+    EmailTaken,
 }
 
 impl AuthError {
@@ -636,6 +1010,11 @@ impl AuthError {
             Self::Unauthorized(reason) => note(unauthorized, "reject", reason),
             Self::Unavailable(e) => unavailable(&e),
             Self::Internal(detail) => internal(detail),
+            Self::EmailTaken => validation_failed(
+                "",
+                &[("email", "has already been taken".to_owned())],
+                "account",
+            ),
         }
     }
 }
@@ -675,12 +1054,27 @@ async fn load<S: Store>(
     Ok(Some((stored.user, session, stored.version)))
 }
 
-/// The heart of the host: decide, persist first with compare-and-swap, retry on a lost
-/// swap, and build the five headers.
+/// What an authenticated request commits with its decision.
+enum Commit<'a> {
+    /// The decision's record, as any request (rotation, first use, reissue).
+    Rotation,
+    /// The decision's record and an account update, in one transaction: either the new
+    /// token and the change are both committed, or neither is and the old token still
+    /// works. A request must never commit a rotation and then answer without its token.
+    Account(&'a AccountChange),
+    /// Nothing: only whether the credentials are accepted (sign-out, account deletion,
+    /// and the check before slow work that will commit later). A replay that the policy
+    /// revokes still deletes its session.
+    Nothing,
+}
+
+/// The heart of the host, and the one place a request's credentials are decided: decide,
+/// persist first with compare-and-swap, retry on a lost swap, and build the five headers.
 async fn authenticate<S: Store>(
     state: &AppState<S>,
     request_headers: &HeaderMap,
     force_rotation: bool,
+    commit: Commit<'_>,
 ) -> Result<Authed, AuthError> {
     let credentials = headers::credentials(request_headers)
         .ok_or_else(|| AuthError::Unauthorized(Some("no credentials".to_owned())))?;
@@ -691,7 +1085,7 @@ async fn authenticate<S: Store>(
     let rotator = state.rotator();
     let mut first_read: Option<u64> = None;
     for conflicts in 0..MAX_ATTEMPTS {
-        let Some((user, session, version)) = load(state, &credentials, client).await? else {
+        let Some((mut user, session, version)) = load(state, &credentials, client).await? else {
             return Err(AuthError::Unauthorized(Some("no such session".to_owned())));
         };
         let mut request = rotauth::Request::new(credentials.token.as_str(), state.now());
@@ -717,40 +1111,73 @@ async fn authenticate<S: Store>(
             }
             _ => {}
         }
-        if let Some(next) = decision.session_to_store() {
-            if !state.store().swap_session(version, next).await? {
-                state
-                    .metrics()
-                    .cas_conflicts
-                    .fetch_add(1, Ordering::Relaxed);
-                continue;
+        let stored = decision.session_to_store().unwrap_or(&session);
+        match commit {
+            Commit::Nothing => {
+                return Ok(Authed {
+                    user,
+                    client,
+                    headers: HeaderMap::new(),
+                    kind: decision.kind(),
+                    conflicts,
+                    signed_out: 0,
+                });
+            }
+            Commit::Rotation => {
+                if let Some(next) = decision.session_to_store() {
+                    if !state.store().swap_session(version, next).await? {
+                        state
+                            .metrics()
+                            .cas_conflicts
+                            .fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+            }
+            Commit::Account(change) => {
+                // Written even when the record is unchanged: the swap then only checks that
+                // no other request moved the session on since it was read.
+                match state
+                    .store()
+                    .update_account(version, stored, change)
+                    .await?
+                {
+                    AccountUpdate::Done { signed_out } => {
+                        if let Some(email) = &change.email {
+                            user.email.clone_from(email);
+                        }
+                        return Ok(finish(
+                            state,
+                            &credentials,
+                            client,
+                            user,
+                            &decision,
+                            stored,
+                            conflicts,
+                            signed_out,
+                        ));
+                    }
+                    AccountUpdate::Conflict => {
+                        state
+                            .metrics()
+                            .cas_conflicts
+                            .fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    AccountUpdate::EmailTaken => return Err(AuthError::EmailTaken),
+                }
             }
         }
-        let kind = decision.kind();
-        state.metrics().count(kind);
-        let stored = decision.session_to_store().unwrap_or(&session);
-        let sent: Option<Token> = match &decision {
-            Decision::Rotate { token, .. } | Decision::Reissue { token, .. } => Some(token.clone()),
-            // Rotation off: the presented token stays valid and is echoed back.
-            Decision::Accept { .. } => Token::from_text(&credentials.token).ok(),
-            Decision::BatchReuse { .. } => match state.0.settings.batch_token {
-                BatchToken::Blank => None,
-                BatchToken::Current => rotator.current_token(stored),
-            },
-            Decision::Reject { .. } | Decision::Revoke { .. } => None,
-        };
-        let headers = headers::auth_headers(
-            &client,
-            &user.email,
-            sent.as_ref().map(|t| (t, stored.expires_at())),
-        );
-        return Ok(Authed {
-            user,
+        return Ok(finish(
+            state,
+            &credentials,
             client,
-            headers,
-            kind,
+            user,
+            &decision,
+            stored,
             conflicts,
-        });
+            0,
+        ));
     }
     state
         .metrics()
@@ -759,6 +1186,50 @@ async fn authenticate<S: Store>(
     Err(AuthError::Unavailable(StoreError(format!(
         "{MAX_ATTEMPTS} compare-and-swap conflicts in a row"
     ))))
+}
+
+/// The committed decision's headers: the token it sends, if any.
+#[allow(clippy::too_many_arguments)]
+fn finish<S: Store>(
+    state: &AppState<S>,
+    credentials: &Credentials,
+    client: ClientId,
+    user: User,
+    decision: &Decision,
+    stored: &Session,
+    conflicts: usize,
+    signed_out: usize,
+) -> Authed {
+    let kind = decision.kind();
+    state.metrics().count(kind);
+    let sent: Option<Token> = match decision {
+        Decision::Rotate { token, .. } | Decision::Reissue { token, .. } => Some(token.clone()),
+        // Rotation off: the presented token stays valid and is echoed back.
+        Decision::Accept { .. } => Token::from_text(&credentials.token).ok(),
+        Decision::BatchReuse { .. } => match state.0.settings.batch_token {
+            BatchToken::Blank => None,
+            // Only a holder of T(n) or T(n-1) gets T(n): handing it to an in-window T(n-2)
+            // would upgrade a token two rotations old to one that outlives the window.
+            BatchToken::Current => Token::from_text(&credentials.token)
+                .ok()
+                .filter(|presented| presented.generation().saturating_add(1) >= stored.generation())
+                .and_then(|_| state.rotator().current_token(stored)),
+        },
+        Decision::Reject { .. } | Decision::Revoke { .. } => None,
+    };
+    let headers = headers::auth_headers(
+        &client,
+        &user.email,
+        sent.as_ref().map(|t| (t, stored.expires_at())),
+    );
+    Authed {
+        user,
+        client,
+        headers,
+        kind,
+        conflicts,
+        signed_out,
+    }
 }
 
 fn authed_response(authed: Authed, status: StatusCode, body: &Value) -> Response {
@@ -777,7 +1248,14 @@ async fn validate_token<S: Store>(
     RawQuery(query): RawQuery,
     request_headers: HeaderMap,
 ) -> Response {
-    match authenticate(&state, &request_headers, unbatch(query.as_deref())).await {
+    match authenticate(
+        &state,
+        &request_headers,
+        unbatch(query.as_deref()),
+        Commit::Rotation,
+    )
+    .await
+    {
         Ok(authed) => {
             let body = json!({"success": true, "data": user_json(&authed.user)});
             authed_response(authed, StatusCode::OK, &body)
@@ -795,7 +1273,14 @@ async fn members_only<S: Store>(
     RawQuery(query): RawQuery,
     request_headers: HeaderMap,
 ) -> Response {
-    match authenticate(&state, &request_headers, unbatch(query.as_deref())).await {
+    match authenticate(
+        &state,
+        &request_headers,
+        unbatch(query.as_deref()),
+        Commit::Rotation,
+    )
+    .await
+    {
         Ok(authed) => {
             let body = json!({"data": {
                 "message": format!("Welcome {}", authed.user.email),
@@ -822,38 +1307,11 @@ async fn sign_out<S: Store>(
             "User was not found or was not logged in.",
         )
     };
-    let Some(credentials) = headers::credentials(&request_headers) else {
-        return note(not_found(), "reject", Some("no credentials".to_owned()));
-    };
-    let Ok(client) = credentials.client.parse::<ClientId>() else {
-        return note(
-            not_found(),
-            "reject",
-            Some("malformed client id".to_owned()),
-        );
-    };
-    let (_, session, _) = match load(&state, &credentials, client).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return note(not_found(), "reject", Some("no such session".to_owned())),
+    let authed = match authenticate(&state, &request_headers, false, Commit::Nothing).await {
+        Ok(authed) => authed,
         Err(e) => return e.into_response(not_found()),
     };
-    let decision = state.rotator().decide(
-        &session,
-        rotauth::Request::new(credentials.token.as_str(), state.now()),
-    );
-    match decision {
-        Decision::Reject { reason } => {
-            return note(not_found(), "reject", Some(reason.to_string()));
-        }
-        Decision::Revoke { reason } => {
-            if let Err(e) = state.store().delete_session(client).await {
-                return unavailable(&e);
-            }
-            return note(not_found(), "reject", Some(reason.to_string()));
-        }
-        _ => {}
-    }
-    match state.store().delete_session(client).await {
+    match state.store().delete_session(authed.client).await {
         Ok(true) => note(
             json_response(StatusCode::OK, &json!({"success": true})),
             "sign_out",
@@ -862,6 +1320,108 @@ async fn sign_out<S: Store>(
         Ok(false) => note(not_found(), "reject", Some("already signed out".to_owned())),
         Err(e) => unavailable(&e),
     }
+}
+
+/// The new password of an account update: devise's checks of the password, its
+/// confirmation and the current password (verified against the stored hash under a
+/// hashing permit), then the new hash. `Ok(None)`: no new password. `Err(errors)`: the
+/// 422's field errors.
+async fn new_password_hash<S: Store>(
+    state: &AppState<S>,
+    user: &User,
+    body: &AccountBody,
+    field_errors: &mut Vec<(&'static str, String)>,
+) -> Result<Option<Zeroizing<String>>, Response> {
+    let Some(password) = as_str(body.password.as_ref()) else {
+        return Ok(None);
+    };
+    field_errors.extend(password_errors(
+        Some(password),
+        as_str(body.password_confirmation.as_ref()),
+    ));
+    match body.current_password.clone().filter(|c| !c.is_empty()) {
+        None => field_errors.push(("current_password", "can't be blank".to_owned())),
+        Some(current) => {
+            let found = match state.store().user_by_email(user.email.clone()).await {
+                Ok(Some(found)) if found.user.id == user.id => found,
+                Ok(_) => return Err(errors(StatusCode::UNAUTHORIZED, "Unauthorized")),
+                Err(e) => return Err(unavailable(&e)),
+            };
+            if !verify_blocking(&state.0.hashing, found.password_hash, current).await {
+                field_errors.push(("current_password", "is invalid".to_owned()));
+            }
+        }
+    }
+    if !field_errors.is_empty() {
+        return Ok(None);
+    }
+    hash_blocking(
+        &state.0.hashing,
+        state.0.settings.argon2.clone(),
+        Zeroizing::new(password.to_owned()),
+    )
+    .await
+    .map(|hash| Some(Zeroizing::new(hash)))
+    .map_err(|e| internal(format!("password hashing failed: {e}")))
+}
+
+/// The shared work of `PUT /auth` and `PUT /auth/password`, ordered so that no answer
+/// after a committed rotation lacks its token: check the credentials without committing,
+/// do every slow and fallible step (password checks, argon2), and only then commit the
+/// rotation and the change together. A failure before the commit answers without a token
+/// and changes nothing, so the token the client holds still works; a validation error
+/// commits the rotation alone and answers 422 with the headers, as devise does.
+async fn account_change<S: Store>(
+    state: &AppState<S>,
+    request_headers: &HeaderMap,
+    force: bool,
+    body: &AccountBody,
+    shape: &'static str,
+) -> Result<(Authed, bool), (Response, Option<AuthError>)> {
+    // `PUT /auth/password` sets the password only; `PUT /auth` may change the email too.
+    let email_change = shape == "account";
+    let peek = authenticate(state, request_headers, force, Commit::Nothing)
+        .await
+        .map_err(|e| (Response::default(), Some(e)))?;
+    let user = peek.user;
+    let mut field_errors = Vec::new();
+    let mut email = None;
+    if email_change {
+        if let Some(new) = body.email.as_deref() {
+            let new = new.trim().to_ascii_lowercase();
+            if let Some(message) = email_error(&new) {
+                field_errors.push(("email", message.to_owned()));
+            } else if new != user.email {
+                match state.store().user_by_email(new.clone()).await {
+                    Ok(Some(_)) => {
+                        field_errors.push(("email", "has already been taken".to_owned()))
+                    }
+                    Ok(None) => email = Some(new),
+                    Err(e) => return Err((unavailable(&e), None)),
+                }
+            }
+        }
+    }
+    let password_hash = new_password_hash(state, &user, body, &mut field_errors)
+        .await
+        .map_err(|response| (response, None))?;
+    if !field_errors.is_empty() {
+        let authed = authenticate(state, request_headers, force, Commit::Rotation)
+            .await
+            .map_err(|e| (Response::default(), Some(e)))?;
+        let response = validation_failed(&authed.user.email, &field_errors, shape);
+        return Err((with_headers(response, authed.headers), None));
+    }
+    let change = AccountChange {
+        user_id: user.id,
+        email,
+        password_hash,
+    };
+    let changed = change.email.is_some() || change.password_hash.is_some();
+    authenticate(state, request_headers, force, Commit::Account(&change))
+        .await
+        .map(|authed| (authed, changed))
+        .map_err(|e| (Response::default(), Some(e)))
 }
 
 /// `PUT /auth/password` (devise_token_auth's password update, with
@@ -875,55 +1435,141 @@ async fn change_password<S: Store>(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     // The body first: a malformed request changes nothing, not even the token.
-    let body = match parse_body(body) {
+    let mut body: AccountBody = match parse_body(&request_headers, body) {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let authed = match authenticate(&state, &request_headers, unbatch(query.as_deref())).await {
-        Ok(authed) => authed,
-        Err(e) => return e.into_response(errors(StatusCode::UNAUTHORIZED, "Unauthorized")),
-    };
-    let password = string_field(&body, "password");
-    let confirmation = string_field(&body, "password_confirmation");
-    let current = string_field(&body, "current_password").unwrap_or("");
-    let mut field_errors = password_errors(password, confirmation);
-    let found = match state.store().user_by_email(authed.user.email.clone()).await {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return with_headers(
-                errors(StatusCode::UNAUTHORIZED, "Unauthorized"),
-                authed.headers,
-            );
-        }
-        Err(e) => return unavailable(&e),
-    };
-    if !verify_blocking(found.password_hash, current.to_owned()).await {
-        field_errors.push(("current_password", "is invalid".to_owned()));
-    }
-    let Some(password) = password.filter(|_| field_errors.is_empty()) else {
-        return with_headers(
-            validation_failed(&authed.user.email, &field_errors, "password"),
-            authed.headers,
-        );
-    };
-    let hash = match hash_blocking(state.0.settings.argon2.clone(), password.to_owned()).await {
-        Ok(hash) => hash,
-        Err(e) => return internal(format!("password hashing failed: {e}")),
-    };
-    match state
-        .store()
-        .change_password(authed.user.id, hash, authed.client)
-        .await
+    // This route always sets a password: a missing one is devise's "can't be blank".
+    body.password
+        .get_or_insert_with(|| Zeroizing::new(String::new()));
+    let unauthorized = || errors(StatusCode::UNAUTHORIZED, "Unauthorized");
+    match account_change(
+        &state,
+        &request_headers,
+        unbatch(query.as_deref()),
+        &body,
+        "password",
+    )
+    .await
     {
-        Ok(signed_out) => {
+        Ok((authed, _)) => {
             let body = json!({
                 "success": true,
                 "data": user_json(&authed.user),
                 "message": "Your password has been successfully updated.",
-                "signed_out_sessions": signed_out,
+                "signed_out_sessions": authed.signed_out,
             });
             authed_response(authed, StatusCode::OK, &body)
         }
+        Err((_, Some(e))) => e.into_response(unauthorized()),
+        Err((response, None)) => response,
+    }
+}
+
+/// `PUT /auth` (devise_token_auth's registration update): a new email (the new `uid`)
+/// and/or a new password, which needs `current_password` and signs out every other
+/// session. 200 `{"status":"success","data":{user}}` with the auth headers; 422 in
+/// devise's `{"status":"error","errors":{...}}`; 404 `User not found.` without valid
+/// credentials.
+async fn update_account<S: Store>(
+    State(state): State<AppState<S>>,
+    RawQuery(query): RawQuery,
+    request_headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body: AccountBody = match parse_body(&request_headers, body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let not_found = || {
+        json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"status": "error", "errors": ["User not found."]}),
+        )
+    };
+    if body.email.is_none()
+        && body.password.is_none()
+        && body.password_confirmation.is_none()
+        && body.current_password.is_none()
+    {
+        return note(
+            json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({"status": "error",
+                        "errors": ["Please submit proper account update data in request body."]}),
+            ),
+            "invalid",
+            None,
+        );
+    }
+    let mut body = body;
+    // devise drops a blank password (and a blank confirmation with it): no password change.
+    if body.password.as_ref().is_some_and(|p| p.is_empty()) {
+        body.password = None;
+        if body
+            .password_confirmation
+            .as_ref()
+            .is_some_and(|p| p.is_empty())
+        {
+            body.password_confirmation = None;
+        }
+    }
+    match account_change(
+        &state,
+        &request_headers,
+        unbatch(query.as_deref()),
+        &body,
+        "account",
+    )
+    .await
+    {
+        Ok((authed, changed)) => {
+            let body = json!({"status": "success", "data": user_json(&authed.user)});
+            let mut response = authed_response(authed, StatusCode::OK, &body);
+            if changed {
+                if let Some(n) = response.extensions_mut().get_mut::<LogNote>() {
+                    n.detail = Some("account updated".to_owned());
+                }
+            }
+            response
+        }
+        Err((_, Some(e))) => e.into_response(not_found()),
+        Err((response, None)) => response,
+    }
+}
+
+/// `DELETE /auth` (devise_token_auth's registration destroy): deletes the user and every
+/// session of theirs. Any accepted token will do, as for sign-out; the answer carries no
+/// token (there is no session left to hold one).
+async fn delete_account<S: Store>(
+    State(state): State<AppState<S>>,
+    request_headers: HeaderMap,
+) -> Response {
+    let not_found = || {
+        json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"status": "error", "errors": ["Unable to locate account for destruction."]}),
+        )
+    };
+    let authed = match authenticate(&state, &request_headers, false, Commit::Nothing).await {
+        Ok(authed) => authed,
+        Err(e) => return e.into_response(not_found()),
+    };
+    match state.store().delete_user(authed.user.id).await {
+        Ok(true) => note(
+            json_response(
+                StatusCode::OK,
+                &json!({"status": "success", "message":
+                    format!("Account with UID '{}' has been destroyed.", authed.user.email)}),
+            ),
+            "account_deleted",
+            None,
+        ),
+        Ok(false) => note(
+            not_found(),
+            "reject",
+            Some("account already gone".to_owned()),
+        ),
         Err(e) => unavailable(&e),
     }
 }
@@ -941,64 +1587,6 @@ async fn metrics<S: Store>(State(state): State<AppState<S>>) -> Response {
 
 // ---------------------------------------------------------------------------------------
 // Middleware
-
-const EXPOSED: &str = "access-token, client, uid, expiry, token-type, authorization";
-const ALLOWED_HEADERS: &str =
-    "access-token, client, uid, expiry, token-type, authorization, content-type";
-
-/// CORS for `--cors-origin`: browsers on that origin may send and read the auth headers.
-async fn cors<S: Store>(
-    State(state): State<AppState<S>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(allowed) = state.0.settings.cors_origin.clone() else {
-        return next.run(request).await;
-    };
-    let origin = request.headers().get(header::ORIGIN).cloned();
-    let matches = origin
-        .as_ref()
-        .is_some_and(|o| allowed.as_bytes() == b"*" || o == allowed);
-    if !matches {
-        return next.run(request).await;
-    }
-    let allow_origin = if allowed.as_bytes() == b"*" {
-        allowed
-    } else {
-        origin.unwrap_or(allowed)
-    };
-    let preflight = request.method() == Method::OPTIONS
-        && request
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut response = if preflight {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        let h = response.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static(ALLOWED_HEADERS),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
-        note(response, "preflight", None)
-    } else {
-        next.run(request).await
-    };
-    let h = response.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSED),
-    );
-    h.insert(header::VARY, HeaderValue::from_static("Origin"));
-    response
-}
 
 /// One line per request: method, path (never the query, which may carry credentials),
 /// status, decision kind, latency. Never a token: handlers only note the kind and a reason.

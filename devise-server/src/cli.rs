@@ -5,7 +5,7 @@ use core::time::Duration;
 use rotauth::rand_core::TryRng;
 use rotauth::{Config, KeyId, Keyring, Mode, ReplayPolicy};
 
-use crate::app::{BatchToken, LogSink, Settings};
+use crate::app::{BatchToken, Limits, LogSink, Settings};
 
 /// `--help`.
 pub const USAGE: &str = "\
@@ -25,7 +25,13 @@ FLAGS (defaults in brackets):
   --replay reject|revoke     what a replayed token does to its session [reject]
   --no-rotation              keep one token per session (change_headers_on_each_request = false)
   --batch-token blank|current  access-token of batch responses: \" \" or T(n) [blank]
-  --cors-origin ORIGIN       allow this browser origin (or *) and expose the auth headers
+  --cors-origin ORIGIN       allow this browser origin (or *) and expose the auth headers;
+                             repeat the flag or separate origins by commas for several
+  --concurrent-hashes N      password hashes at once [number of cores]
+  --throttle-per-address N   sign-ins + sign-ups per minute per client address; 0 = off [60]
+  --throttle-per-account N   sign-ins + sign-ups per minute per email; 0 = off [10]
+  --max-connections N        open connections at most [10000, capped below the open-file limit]
+  --header-read-timeout-ms MS  time to send a request head, and idle time between requests [10000]
   --quiet                    no per-request log lines
   --metrics                  serve GET /metrics (decision and compare-and-swap counters)
   --clock-offset-ms MS       TESTS ONLY: shift this server's clock by MS (signed) [0]
@@ -59,8 +65,10 @@ pub struct Cli {
     pub rotate: bool,
     /// `--batch-token`.
     pub batch_token: BatchToken,
-    /// `--cors-origin`.
-    pub cors_origin: Option<String>,
+    /// `--cors-origin`, each occurrence split at commas.
+    pub cors_origins: Vec<String>,
+    /// `--concurrent-hashes`, `--throttle-*`, `--max-connections`, `--header-read-timeout-ms`.
+    pub limits: Limits,
     /// `--quiet`: no request log.
     pub quiet: bool,
     /// `--database-url`: PostgreSQL instead of the SQLite file of `db`.
@@ -87,7 +95,8 @@ impl Default for Cli {
             replay: ReplayPolicy::Reject,
             rotate: true,
             batch_token: BatchToken::Blank,
-            cors_origin: None,
+            cors_origins: Vec::new(),
+            limits: Limits::default(),
             quiet: false,
             database_url: None,
             pool_size: 16,
@@ -161,7 +170,40 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                     }
                 }
             }
-            "--cors-origin" => cli.cors_origin = Some(value()?),
+            "--cors-origin" => cli.cors_origins.extend(
+                value()?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_owned),
+            ),
+            "--concurrent-hashes" => {
+                cli.limits.concurrent_hashes = usize::try_from(number(&flag, &value()?)?)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("--concurrent-hashes: expected at least 1")?;
+            }
+            "--throttle-per-address" => {
+                cli.limits.per_address_per_minute = u32::try_from(number(&flag, &value()?)?)
+                    .map_err(|_| "--throttle-per-address: too large")?;
+            }
+            "--throttle-per-account" => {
+                cli.limits.per_account_per_minute = u32::try_from(number(&flag, &value()?)?)
+                    .map_err(|_| "--throttle-per-account: too large")?;
+            }
+            "--max-connections" => {
+                cli.limits.max_connections = usize::try_from(number(&flag, &value()?)?)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("--max-connections: expected at least 1")?;
+            }
+            "--header-read-timeout-ms" => {
+                let ms = number(&flag, &value()?)?;
+                if ms == 0 {
+                    return Err("--header-read-timeout-ms: expected at least 1".to_owned());
+                }
+                cli.limits.header_read_timeout = Duration::from_millis(ms);
+            }
             "--database-url" => {
                 let url = value()?;
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -229,37 +271,27 @@ pub fn keyring(hex: Option<&str>) -> Result<(Keyring, bool), String> {
     Ok((keyring, generated))
 }
 
+/// The key from hex, upper or lower case, in constant time (no branch or table lookup
+/// on the digits, so timing does not leak the key).
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16);
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| match pair {
-            [hi, lo] => {
-                let byte = digit(*hi)?.checked_mul(16)?.checked_add(digit(*lo)?)?;
-                u8::try_from(byte).ok()
-            }
-            _ => None,
-        })
-        .collect()
+    base16ct::mixed::decode_vec(text).ok()
 }
 
 /// The server's settings for these flags and keys: the one place `main` and the tests
 /// build them, so the tests run what `main` runs.
 pub fn settings(cli: &Cli, keyring: Keyring, log: LogSink) -> Result<Settings, String> {
-    let cors_origin = cli
-        .cors_origin
-        .as_deref()
-        .map(axum::http::HeaderValue::from_str)
-        .transpose()
+    let cors_origins = cli
+        .cors_origins
+        .iter()
+        .map(|o| axum::http::HeaderValue::from_str(o))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|_| "--cors-origin is not a valid header value".to_owned())?;
     Ok(Settings {
         rotator: rotauth::Rotator::new(keyring, config(cli)?),
         batch_token: cli.batch_token,
         log: if cli.quiet { LogSink::Off } else { log },
-        cors_origin,
+        cors_origins,
+        limits: cli.limits.clone(),
         argon2: if cli.fast_hashing {
             argon2::Params::new(1024, 1, 1, None).map_err(|e| format!("argon2 parameters: {e}"))?
         } else {

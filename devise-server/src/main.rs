@@ -56,7 +56,19 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: cli::Cli) -> Result<(), String> {
+async fn run(mut cli: cli::Cli) -> Result<(), String> {
+    // Every connection is a descriptor: raise the soft limit to the hard one, and keep the
+    // connection limit below it with room for the database and the listener.
+    const RESERVED_FDS: u64 = 256;
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let fit = usize::try_from(nofile.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(usize::MAX);
+    if cli.limits.max_connections > fit {
+        eprintln!(
+            "warning: --max-connections {} lowered to {fit} (open-file limit {nofile})",
+            cli.limits.max_connections
+        );
+        cli.limits.max_connections = fit;
+    }
     let key = std::env::var("ROTAUTH_KEY").ok();
     let (keyring, generated) = cli::keyring(key.as_deref())?;
     let settings = cli::settings(&cli, keyring, app::LogSink::Stderr)?;
