@@ -133,7 +133,7 @@ impl Default for Limits {
             concurrent_hashes: std::thread::available_parallelism().map_or(1, usize::from),
             per_address_per_minute: 60,
             per_account_per_minute: 10,
-            max_connections: 10_000,
+            max_connections: 25_000,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
         }
@@ -326,6 +326,7 @@ impl<S: Store> AppState<S> {
 /// `Cache-Control` and the log.
 pub fn router<S: Store>(state: AppState<S>) -> Router {
     let router = Router::new()
+        .route("/", get(page::<S>))
         .route(
             "/auth",
             post(sign_up::<S>)
@@ -1572,6 +1573,32 @@ async fn delete_account<S: Store>(
         ),
         Err(e) => unavailable(&e),
     }
+}
+
+/// The demo page, embedded in the binary: one HTML file with its script and styles, no
+/// build step.
+const PAGE: &str = include_str!("page.html");
+
+/// `GET /`: the page that shows rotation happen, with this server's batch window filled in.
+/// Its script is inline, so the policy allows inline script and style and nothing from
+/// anywhere else; it talks to this origin only.
+async fn page<S: Store>(State(state): State<AppState<S>>) -> Response {
+    let window = state.rotator().config().batch_window().as_millis();
+    let html = PAGE.replace("__BATCH_WINDOW_MS__", &window.to_string());
+    let mut response = (StatusCode::OK, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    note(response, "page", None)
 }
 
 /// `GET /metrics` (with `--metrics`): counters in Prometheus' text format, for load tools

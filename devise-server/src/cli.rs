@@ -30,7 +30,7 @@ FLAGS (defaults in brackets):
   --concurrent-hashes N      password hashes at once [number of cores]
   --throttle-per-address N   sign-ins + sign-ups per minute per client address; 0 = off [60]
   --throttle-per-account N   sign-ins + sign-ups per minute per email; 0 = off [10]
-  --max-connections N        open connections at most [10000, capped below the open-file limit]
+  --max-connections N        open connections at most [25000, capped below the open-file limit]
   --header-read-timeout-ms MS  time to send a request head, and idle time between requests [10000]
   --quiet                    no per-request log lines
   --metrics                  serve GET /metrics (decision and compare-and-swap counters)

@@ -63,10 +63,12 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     let fit = usize::try_from(nofile.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(usize::MAX);
     if cli.limits.max_connections > fit {
-        eprintln!(
-            "warning: --max-connections {} lowered to {fit} (open-file limit {nofile})",
-            cli.limits.max_connections
-        );
+        if cli.limits.max_connections != app::Limits::default().max_connections {
+            eprintln!(
+                "warning: --max-connections {} lowered to {fit} (open-file limit {nofile})",
+                cli.limits.max_connections
+            );
+        }
         cli.limits.max_connections = fit;
     }
     let key = std::env::var("ROTAUTH_KEY").ok();
