@@ -13,8 +13,10 @@
 //! percentiles during the flood.
 //!
 //! `slow`: opens `--connections` connections that send half a request head and then
-//! nothing; while they are open, times a real request; then waits for the server's
-//! header-read timeout to close them and counts how many it closed.
+//! nothing (from several holder processes of 5 000, `devise_flood hold`, so that no
+//! process needs more descriptors than a container allows); while they are open, times a
+//! real request; then waits for the server's header-read timeout to close them and counts
+//! how many it closed.
 //!
 //! Both read `/proc/PID/status` of the server (Linux). Loopback only: a test tool.
 
@@ -98,6 +100,7 @@ async fn run(args: Vec<String>) -> Result<(), String> {
     match flags.command.as_str() {
         "sign-in" => sign_in_flood(&flags).await,
         "slow" => slow_connections(&flags).await,
+        "hold" => hold(&flags).await,
         other => Err(format!("unknown command {other:?}: sign-in or slow")),
     }
 }
@@ -337,15 +340,119 @@ async fn sign_in_flood(flags: &Flags) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------
 // slow
 
+/// Connections per holder process: several processes hold the flood, so that no single
+/// one needs more descriptors than a container's limit allows.
+const PER_HOLDER: usize = 5_000;
+
 async fn slow_connections(flags: &Flags) -> Result<(), String> {
+    use std::io::BufRead as _;
+
     let addr = flags.addr;
-    // This side holds as many sockets as the server.
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (rss_before, _, _) = process_status(flags.pid)?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let opened_at = Instant::now();
+    let mut holders = Vec::new();
+    let mut remaining = flags.connections;
+    while remaining > 0 {
+        let count = remaining.min(PER_HOLDER);
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "hold",
+                "--addr",
+                &addr.to_string(),
+                "--pid",
+                &flags.pid.to_string(),
+            ])
+            .args(["--connections", &count.to_string()])
+            .args(["--wait-close-secs", &flags.wait_close.as_secs().to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start a holder: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no holder stdout")?;
+        holders.push((child, std::io::BufReader::new(stdout)));
+        remaining = remaining.saturating_sub(count);
+    }
+    // Each holder's first line: `opened N failed F`.
+    let mut opened = 0usize;
+    let mut failed = 0usize;
+    let mut readers = Vec::new();
+    for (child, mut reader) in holders {
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            (line, reader)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let numbers: Vec<usize> = line
+            .0
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        opened = opened.saturating_add(numbers.first().copied().unwrap_or(0));
+        failed = failed.saturating_add(numbers.get(1).copied().unwrap_or(0));
+        readers.push((child, line.1));
+    }
+    let open_time = opened_at.elapsed();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let server_fds = open_fds(flags.pid);
+    let (rss_open, _, _) = process_status(flags.pid)?;
+    // A real request while they are open.
+    let t = Instant::now();
+    let answer = request(addr, "GET", "/auth/validate_token", &[], None).await;
+    let answered_in = t.elapsed();
+    let status = answer.as_ref().map_or(0, |a| a.status);
+    println!(
+        "slow connections: {opened} opened in {:.1} s ({failed} failed) by {} processes; server holds {server_fds} descriptors, memory {:.0} MiB -> {:.0} MiB",
+        open_time.as_secs_f64(),
+        readers.len(),
+        mib(rss_before),
+        mib(rss_open)
+    );
+    println!(
+        "  a real request while they are open: status {status}, answered in {:.1} ms",
+        ms(answered_in)
+    );
+    // Each holder's second line: `closed C in S`: closed by the server (header-read timeout,
+    // or room made for a newer connection).
+    let waited = Instant::now();
+    let mut closed = 0usize;
+    for (mut child, mut reader) in readers {
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = child.wait();
+            line
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        closed = closed.saturating_add(
+            line.split_whitespace()
+                .find_map(|w| w.parse::<usize>().ok())
+                .unwrap_or(0),
+        );
+    }
+    println!(
+        "  closed by the server within {:.1} s of opening: {closed} of {opened}; server descriptors now {}",
+        open_time.saturating_add(waited.elapsed()).as_secs_f64(),
+        open_fds(flags.pid)
+    );
+    if status == 0 || answered_in > Duration::from_secs(1) {
+        return Err("the real request was not answered within 1 s".to_owned());
+    }
+    Ok(())
+}
+
+/// A holder process: opens `--connections` connections, each sending half a request head
+/// and then nothing; prints `opened N failed F`, then waits up to `--wait-close-secs` for
+/// the server to close them and prints `closed C`.
+async fn hold(flags: &Flags) -> Result<(), String> {
+    use std::io::Write as _;
+
+    let addr = flags.addr;
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let mut held = Vec::with_capacity(flags.connections);
     let mut failed = 0usize;
-    // Opened 500 at a time, each sending half a request head and then nothing.
     let mut remaining = flags.connections;
     while remaining > 0 {
         let batch = remaining.min(500);
@@ -368,40 +475,19 @@ async fn slow_connections(flags: &Flags) -> Result<(), String> {
         }
         remaining = remaining.saturating_sub(batch);
     }
-    let open_time = opened_at.elapsed();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let server_fds = open_fds(flags.pid);
-    let (rss_open, _, _) = process_status(flags.pid)?;
-    // A real request while they are all open.
-    let t = Instant::now();
-    let answer = request(addr, "GET", "/auth/validate_token", &[], None).await;
-    let answered_in = t.elapsed();
-    let status = answer.as_ref().map_or(0, |a| a.status);
-    println!(
-        "slow connections: {} opened in {:.1} s ({} failed); server holds {} descriptors, memory {:.0} MiB -> {:.0} MiB",
-        held.len(),
-        open_time.as_secs_f64(),
-        failed,
-        server_fds,
-        mib(rss_before),
-        mib(rss_open)
-    );
-    println!(
-        "  a real request while they are open: status {status}, answered in {:.1} ms",
-        ms(answered_in)
-    );
-    // The server's header-read timeout closes them: a read returns end-of-file.
-    let waited = Instant::now();
-    let mut closed = 0usize;
-    let deadline = waited.checked_add(flags.wait_close).unwrap_or(waited);
+    println!("opened {} failed {failed}", held.len());
+    let _ = std::io::stdout().flush();
+    let deadline = Instant::now()
+        .checked_add(flags.wait_close)
+        .unwrap_or_else(Instant::now);
     let mut reads = Vec::with_capacity(held.len());
     for mut stream in held {
         reads.push(tokio::spawn(async move {
             let mut buf = [0u8; 512];
-            let left = deadline.saturating_duration_since(Instant::now());
             loop {
+                let left = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, stream.read(&mut buf)).await {
-                    // Closed (possibly after a 408 the server wrote first).
+                    // Closed (possibly after an error response the server wrote first).
                     Ok(Ok(0) | Err(_)) => return true,
                     Ok(Ok(_)) => {}
                     Err(_) => return false,
@@ -409,18 +495,13 @@ async fn slow_connections(flags: &Flags) -> Result<(), String> {
             }
         }));
     }
+    let mut closed = 0usize;
     for read in reads {
         if matches!(read.await, Ok(true)) {
             closed = closed.saturating_add(1);
         }
     }
-    println!(
-        "  closed by the server within {:.1} s after opening: {closed}; server descriptors now {}",
-        open_time.saturating_add(waited.elapsed()).as_secs_f64(),
-        open_fds(flags.pid)
-    );
-    if status == 0 || answered_in > Duration::from_secs(1) {
-        return Err("the real request was not answered within 1 s".to_owned());
-    }
+    println!("closed {closed}");
+    let _ = std::io::stdout().flush();
     Ok(())
 }
