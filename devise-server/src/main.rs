@@ -26,16 +26,16 @@ fn main() -> std::process::ExitCode {
     let command = match cli::parse(std::env::args().skip(1)) {
         Ok(command) => command,
         Err(e) => {
-            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
     let cli = match command {
         cli::Command::Help => {
-            print!("{}", cli::USAGE);
+            print!("{}", cli::usage());
             return ExitCode::SUCCESS;
         }
-        cli::Command::Run(cli) => cli,
+        cli::Command::Run(cli) => *cli,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -61,18 +61,18 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
     // connection limit below it with room for the database and the listener.
     const RESERVED_FDS: u64 = 256;
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
-    let fit = usize::try_from(nofile.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(usize::MAX);
-    if cli.limits.max_connections > fit {
-        if cli.limits.max_connections != app::Limits::default().max_connections {
+    let fit = nofile.saturating_sub(RESERVED_FDS).max(16);
+    if cli.max_connections > fit {
+        if cli.max_connections != 25_000 {
             eprintln!(
                 "warning: --max-connections {} lowered to {fit} (open-file limit {nofile})",
-                cli.limits.max_connections
+                cli.max_connections
             );
         }
-        cli.limits.max_connections = fit;
+        cli.max_connections = fit;
     }
-    let key = std::env::var("ROTAUTH_KEY").ok();
-    let (keyring, generated) = cli::keyring(key.as_deref())?;
+    let key = cli.key.take();
+    let (keyring, generated) = cli::keyring(key.as_ref().map(|k| k.0.as_str()))?;
     let settings = cli::settings(&cli, keyring, app::LogSink::Stderr)?;
     if generated {
         eprintln!(
@@ -93,7 +93,8 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
     // The request handling is generic over the store: one monomorphic server per database.
     match cli.database_url.as_deref() {
         Some(url) => {
-            let store = pg_store::PgStore::open(url, cli.pool_size)
+            let pool_size = usize::try_from(cli.pool_size).unwrap_or(usize::MAX);
+            let store = pg_store::PgStore::open(url, pool_size)
                 .await
                 .map_err(|e| format!("database: {e}"))?;
             let db = store.describe();
