@@ -63,7 +63,7 @@ pub enum BatchToken {
 /// Where the one-line-per-request log goes.
 #[derive(Clone)]
 pub enum LogSink {
-    /// One line per request on standard error.
+    /// One `tracing` event per request (the binary prints them on standard error).
     Stderr,
     /// No request log (`--quiet`).
     Off,
@@ -75,7 +75,7 @@ pub enum LogSink {
 impl LogSink {
     fn write(&self, line: String) {
         match self {
-            Self::Stderr => eprintln!("{line}"),
+            Self::Stderr => tracing::info!(target: "devise_server", "{line}"),
             Self::Off => {}
             Self::Memory(lines) => {
                 if let Ok(mut lines) = lines.lock() {
@@ -190,62 +190,77 @@ impl Throttle {
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// Counters since start, served at `GET /metrics` with `--metrics` and printed at shutdown.
-#[derive(Default)]
+/// Counters since start through the `metrics` facade, into a Prometheus recorder of this
+/// server's own (not the process-wide one, so servers in one process, as in the tests,
+/// count apart), rendered at `GET /metrics` with `--metrics`; the two compare-and-swap
+/// counts are also kept for the line printed at shutdown.
 pub struct Metrics {
+    recorder: metrics_exporter_prometheus::PrometheusRecorder,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
     /// Compare-and-swaps lost to another request of the same session (each one re-read and
     /// decided again).
     pub cas_conflicts: AtomicU64,
     /// Requests that lost [`MAX_ATTEMPTS`] swaps in a row and answered 503.
     pub cas_exhausted: AtomicU64,
-    /// Authenticated decisions by kind, in `DECISION_KINDS` order.
-    decisions: [AtomicU64; DECISION_KINDS.len()],
 }
 
-const DECISION_KINDS: [DecisionKind; 6] = DecisionKind::ALL;
+const CAS_CONFLICTS: &str = "rotauth_cas_conflicts_total";
+const CAS_EXHAUSTED: &str = "rotauth_cas_exhausted_total";
+const DECISIONS: &str = "rotauth_decisions_total";
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let this = Self {
+            recorder,
+            handle,
+            cas_conflicts: AtomicU64::new(0),
+            cas_exhausted: AtomicU64::new(0),
+        };
+        this.record(|| {
+            metrics::describe_counter!(
+                CAS_CONFLICTS,
+                "Session updates that lost a compare-and-swap and were decided again."
+            );
+            metrics::describe_counter!(
+                CAS_EXHAUSTED,
+                "Requests that answered 503 after too many lost compare-and-swaps."
+            );
+            metrics::describe_counter!(DECISIONS, "Token decisions of authenticated requests.");
+            // Every series from the start, at zero.
+            metrics::counter!(CAS_CONFLICTS).absolute(0);
+            metrics::counter!(CAS_EXHAUSTED).absolute(0);
+            for kind in DecisionKind::ALL {
+                metrics::counter!(DECISIONS, "kind" => kind.as_str()).absolute(0);
+            }
+        });
+        this
+    }
+}
 
 impl Metrics {
+    fn record(&self, f: impl FnOnce()) {
+        metrics::with_local_recorder(&self.recorder, f);
+    }
+
     fn count(&self, kind: DecisionKind) {
-        if let Some(counter) = DECISION_KINDS
-            .iter()
-            .position(|k| *k == kind)
-            .and_then(|i| self.decisions.get(i))
-        {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
+        self.record(|| metrics::counter!(DECISIONS, "kind" => kind.as_str()).increment(1));
+    }
+
+    fn conflict(&self) {
+        self.cas_conflicts.fetch_add(1, Ordering::Relaxed);
+        self.record(|| metrics::counter!(CAS_CONFLICTS).increment(1));
+    }
+
+    fn exhausted(&self) {
+        self.cas_exhausted.fetch_add(1, Ordering::Relaxed);
+        self.record(|| metrics::counter!(CAS_EXHAUSTED).increment(1));
     }
 
     /// Prometheus' text format.
     pub fn render(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP rotauth_cas_conflicts_total Session updates that lost a compare-and-swap and were decided again.\n\
-             # TYPE rotauth_cas_conflicts_total counter\n\
-             rotauth_cas_conflicts_total {}",
-            self.cas_conflicts.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP rotauth_cas_exhausted_total Requests that answered 503 after too many lost compare-and-swaps.\n\
-             # TYPE rotauth_cas_exhausted_total counter\n\
-             rotauth_cas_exhausted_total {}",
-            self.cas_exhausted.load(Ordering::Relaxed)
-        );
-        out.push_str(
-            "# HELP rotauth_decisions_total Token decisions of authenticated requests.\n\
-             # TYPE rotauth_decisions_total counter\n",
-        );
-        for (kind, counter) in DECISION_KINDS.iter().zip(&self.decisions) {
-            let _ = writeln!(
-                out,
-                "rotauth_decisions_total{{kind=\"{}\"}} {}",
-                kind.as_str(),
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        out
+        self.handle.render()
     }
 }
 
@@ -351,8 +366,21 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
+    // tower-http's span per request carries the method and the path only: never the query
+    // string (it may carry credentials) nor any header.
+    let trace = tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            let path: String = request.uri().path().chars().take(200).collect();
+            tracing::info_span!("request", method = %request.method(), path = %path)
+        })
+        .on_request(())
+        .on_response(())
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(());
     router
         .layer(middleware::from_fn_with_state(state.clone(), log::<S>))
+        .layer(trace)
         .with_state(state)
 }
 
@@ -1299,10 +1327,7 @@ async fn authenticate<S: Store>(
             Commit::Rotation => {
                 if let Some(next) = decision.session_to_store() {
                     if !state.store().swap_session(version, next).await? {
-                        state
-                            .metrics()
-                            .cas_conflicts
-                            .fetch_add(1, Ordering::Relaxed);
+                        state.metrics().conflict();
                         continue;
                     }
                 }
@@ -1331,10 +1356,7 @@ async fn authenticate<S: Store>(
                         ));
                     }
                     AccountUpdate::Conflict => {
-                        state
-                            .metrics()
-                            .cas_conflicts
-                            .fetch_add(1, Ordering::Relaxed);
+                        state.metrics().conflict();
                         continue;
                     }
                     AccountUpdate::EmailTaken => return Err(AuthError::EmailTaken),
@@ -1352,10 +1374,7 @@ async fn authenticate<S: Store>(
             0,
         ));
     }
-    state
-        .metrics()
-        .cas_exhausted
-        .fetch_add(1, Ordering::Relaxed);
+    state.metrics().exhausted();
     Err(AuthError::Unavailable(StoreError(format!(
         "{MAX_ATTEMPTS} compare-and-swap conflicts in a row"
     ))))

@@ -23,6 +23,13 @@ use devise_server::{app, cli, pg_store, store};
 fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
 
+    // Request lines and the server's own messages go to stderr through tracing.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .init();
+
     let command = match cli::parse(std::env::args().skip(1)) {
         Ok(command) => command,
         Err(e) => {
@@ -64,8 +71,8 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
     let fit = nofile.saturating_sub(RESERVED_FDS).max(16);
     if cli.max_connections > fit {
         if cli.max_connections != 25_000 {
-            eprintln!(
-                "warning: --max-connections {} lowered to {fit} (open-file limit {nofile})",
+            tracing::warn!(
+                "--max-connections {} lowered to {fit} (open-file limit {nofile})",
                 cli.max_connections
             );
         }
@@ -75,18 +82,16 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
     let (keyring, generated) = cli::keyring(key.as_ref().map(|k| k.0.as_str()))?;
     let settings = cli::settings(&cli, keyring, app::LogSink::Stderr)?;
     if generated {
-        eprintln!(
-            "warning: ROTAUTH_KEY is not set; using a random key, so sessions will not survive a restart"
+        tracing::warn!(
+            "ROTAUTH_KEY is not set; using a random key, so sessions will not survive a restart"
         );
     }
     if cli.fast_hashing {
-        eprintln!(
-            "warning: --insecure-fast-hashing: password hashes are cheap to crack (tests only)"
-        );
+        tracing::warn!("--insecure-fast-hashing: password hashes are cheap to crack (tests only)");
     }
     if cli.clock_offset_ms != 0 {
-        eprintln!(
-            "warning: --clock-offset-ms {}: this server's clock is shifted (tests only)",
+        tracing::warn!(
+            "--clock-offset-ms {}: this server's clock is shifted (tests only)",
             cli.clock_offset_ms
         );
     }
@@ -125,15 +130,20 @@ async fn serve<S: store::Store>(
     // The first stdout line is the protocol for scripts and tests that pass port 0.
     println!("rotauth devise_server listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    eprintln!(
+    tracing::info!(
         "db={db} batch_window={}ms lifespan={}s mode={:?} replay={:?} rotation={} batch_token={:?}",
-        cli.batch_window_ms, cli.lifespan_secs, cli.mode, cli.replay, cli.rotate, cli.batch_token,
+        cli.batch_window_ms,
+        cli.lifespan_secs,
+        cli.mode,
+        cli.replay,
+        cli.rotate,
+        cli.batch_token,
     );
     let result = app::serve(listener, state.clone(), shutdown_signal())
         .await
         .map_err(|e| format!("server failed: {e}"));
     let metrics = state.metrics();
-    eprintln!(
+    tracing::info!(
         "stopped: {} compare-and-swap conflicts decided again, {} gave up",
         metrics
             .cas_conflicts
@@ -165,5 +175,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
-    eprintln!("shutting down");
+    tracing::info!("shutting down");
 }
