@@ -192,6 +192,21 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     match Cli::try_parse_from(args) {
         Ok(cli) => Ok(Command::Run(Box::new(cli))),
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => Ok(Command::Help),
+        // A refused value is not repeated: it may hold a secret (a database URL's password).
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+            ) =>
+        {
+            let arg = match e.get(clap::error::ContextKind::InvalidArg) {
+                Some(clap::error::ContextValue::String(arg)) => arg.clone(),
+                _ => "a flag".to_owned(),
+            };
+            let reason = std::error::Error::source(&e)
+                .map_or_else(|| "invalid value".to_owned(), ToString::to_string);
+            Err(format!("{arg}: {reason}"))
+        }
         Err(e) => Err(e
             .render()
             .to_string()

@@ -299,7 +299,7 @@ fn bad_database_flags_are_refused_without_echoing_the_password() {
         ),
         (&["--clock-offset-ms", "soon"], "--clock-offset-ms"),
         (&["--pool-size", "0"], "--pool-size"),
-        (&["--metrics=yes"], "unknown flag"),
+        (&["--metrics=yes"], "--metrics"),
     ] {
         let out = Command::new(&bin).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
