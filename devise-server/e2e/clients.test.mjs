@@ -1,0 +1,167 @@
+// devise_token_auth's JavaScript clients against devise_server from another origin, in
+// headless Chromium (Debian's /usr/bin/chromium driven by playwright-core): a page on one
+// 127.0.0.1 port loads the client library, the API listens on another port with
+// `--cors-origin` set to the page's origin, each client in the configuration the README
+// recommends for it. Covered so far: j-toker (jQuery; form-encoded bodies, If-Modified-Since
+// on every request, stores every response's headers, so the server runs with
+// `--batch-token current`).
+//
+//   node devise-server/e2e/clients.test.mjs     # DEVISE_SERVER_BIN=path/to/devise_server
+//
+// Prints "N passed, N failed" and exits non-zero on any failure.
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const modules = join(here, "node_modules");
+const bin = process.env.DEVISE_SERVER_BIN || join(here, "..", "..", "target", "debug", "devise_server");
+
+let passed = 0, failed = 0;
+function check(name, ok, detail) {
+  if (ok) { passed++; console.log("ok   " + name); }
+  else { failed++; console.log("FAIL " + name + (detail ? ": " + detail : "")); }
+}
+
+// The pages' origin: static files from node_modules and one HTML page per client.
+const pages = {
+  "/j-toker.html": (api) => `<!doctype html><meta charset="utf-8"><title>j-toker</title>
+<script src="/m/jquery/dist/jquery.js"></script>
+<script src="/m/jquery.cookie/jquery.cookie.js"></script>
+<script src="/m/jquery-deparam/jquery-deparam.js"></script>
+<script src="/m/pubsub-js/src/pubsub.js"></script>
+<script src="/m/j-toker/dist/jquery.j-toker.js"></script>
+<script>$.auth.configure({ apiUrl: ${JSON.stringify(api)} }); window.ready = true;</script>`,
+};
+function startPages(apiRef) {
+  return new Promise((resolve) => {
+    const server = createServer((req, res) => {
+      const path = new URL(req.url, "http://x").pathname;
+      if (path === "/favicon.ico") { res.writeHead(204); return res.end(); }
+      if (pages[path]) {
+        res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+        return res.end(pages[path](apiRef.url));
+      }
+      if (path.startsWith("/m/")) {
+        const file = normalize(join(modules, path.slice(3)));
+        if (file.startsWith(modules)) {
+          try {
+            const body = readFileSync(file);
+            res.writeHead(200, { "content-type": "application/javascript" });
+            return res.end(body);
+          } catch (e) { /* fall through */ }
+        }
+      }
+      res.writeHead(404);
+      res.end();
+    });
+    server.listen(0, "127.0.0.1", () => resolve(server));
+  });
+}
+
+function startApi(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, ["--addr", "127.0.0.1:0", "--db", ":memory:", "--quiet", "--insecure-fast-hashing", ...args],
+      { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ROTAUTH_KEY: "cd".repeat(32) } });
+    let out = "";
+    const timer = setTimeout(() => reject(new Error("server did not start")), 20000);
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+      const m = out.match(/listening on (http:\/\/\S+)/);
+      if (m) { clearTimeout(timer); resolve({ child, url: m[1] }); }
+    });
+    child.on("exit", (code) => reject(new Error("server exited " + code)));
+  });
+}
+
+const apiRef = { url: "" };
+const pageServer = await startPages(apiRef);
+const pageOrigin = `http://127.0.0.1:${pageServer.address().port}`;
+const profile = mkdtempSync(join(tmpdir(), "rotauth-chromium-"));
+const deadline = setTimeout(() => { console.log("FAIL timed out"); process.exit(1); }, 120000);
+let browser, api;
+try {
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+
+  // ---- j-toker: README configuration `--batch-token current`.
+  api = await startApi(["--cors-origin", pageOrigin, "--batch-token", "current", "--batch-window-ms", "1000"]);
+  apiRef.url = api.url;
+  const page = await browser.newPage();
+  const consoleErrors = [];
+  page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+  await page.goto(pageOrigin + "/j-toker.html");
+  await page.waitForFunction(() => window.ready === true);
+  // jQuery deferreds into promises that resolve with the status (and the body).
+  const call = (fn, arg) => page.evaluate(([fn, arg]) => new Promise((resolve) => {
+    const d = fn === "ajax"
+      ? $.ajax({ url: $.auth.getApiUrl() + arg, type: "GET" })
+      : $.auth[fn](arg);
+    d.then(
+      (body, _s, xhr) => resolve({ ok: true, status: (xhr && xhr.status) || 200, body }),
+      (xhrOrBody) => resolve({ ok: false, status: (xhrOrBody && xhrOrBody.status) || 0, body: xhrOrBody && (xhrOrBody.data || xhrOrBody.responseJSON || xhrOrBody) }));
+  }), [fn, arg]);
+  const email = "jtoker-" + Date.now() + "@example.com";
+  let r = await call("emailSignUp", { email, password: "correct horse battery", password_confirmation: "correct horse battery" });
+  check("j-toker: emailSignUp (form-encoded, cross-origin)", r.ok, JSON.stringify(r));
+  r = await call("emailSignIn", { email, password: "correct horse battery" });
+  check("j-toker: emailSignIn", r.ok, JSON.stringify(r));
+  r = await call("validateToken");
+  check("j-toker: validateToken (If-Modified-Since allowed by the preflight)", r.ok, JSON.stringify(r));
+  // A burst inside the window, then requests after it: the stored token keeps working.
+  const burst = await page.evaluate(() => Promise.all([1, 2, 3, 4].map(() => new Promise((resolve) =>
+    $.ajax({ url: $.auth.getApiUrl() + "/demo/members_only" }).then(() => resolve(200), (x) => resolve(x.status))))));
+  check("j-toker: a burst of 4 is served", burst.every((s) => s === 200), JSON.stringify(burst));
+  await new Promise((res) => setTimeout(res, 1200));
+  for (let i = 0; i < 3; i++) {
+    r = await call("ajax", "/demo/members_only");
+    check(`j-toker: request ${i + 1} after the window`, r.ok, JSON.stringify(r));
+    await new Promise((res) => setTimeout(res, 1100));
+  }
+  r = await call("updateAccount", { email: "2" + email });
+  check("j-toker: updateAccount (PUT /auth)", r.ok, JSON.stringify(r));
+  r = await call("ajax", "/demo/members_only");
+  check("j-toker: signed in under the new uid", r.ok && r.body.data.user.uid === "2" + email, JSON.stringify(r));
+  r = await call("destroyAccount");
+  check("j-toker: destroyAccount (DELETE /auth)", r.ok, JSON.stringify(r));
+  check("j-toker: no console errors", consoleErrors.length === 0, consoleErrors.join("; "));
+  await page.close();
+  api.child.kill("SIGTERM");
+
+  // Why `current`: with devise's blank batch tokens j-toker stores the blank and is
+  // signed out at its first request after the window.
+  api = await startApi(["--cors-origin", pageOrigin, "--batch-window-ms", "1000"]);
+  apiRef.url = api.url;
+  const blank = await browser.newPage();
+  await blank.goto(pageOrigin + "/j-toker.html");
+  await blank.waitForFunction(() => window.ready === true);
+  const outcome = await blank.evaluate(async (email) => {
+    const p = (d) => new Promise((resolve) => d.then(() => resolve(200), (x) => resolve((x && x.status) || 0)));
+    await p($.auth.emailSignUp({ email, password: "correct horse battery", password_confirmation: "correct horse battery" }));
+    await p($.auth.emailSignIn({ email, password: "correct horse battery" }));
+    const burst = await Promise.all([1, 2, 3].map(() => p($.ajax({ url: $.auth.getApiUrl() + "/demo/members_only" }))));
+    await new Promise((res) => setTimeout(res, 1200));
+    const after = await p($.ajax({ url: $.auth.getApiUrl() + "/demo/members_only" }));
+    return { burst, after };
+  }, "blank-" + Date.now() + "@example.com");
+  check("j-toker with --batch-token blank: served in the burst, then refused (why the README recommends current)",
+    outcome.burst.every((s) => s === 200) && outcome.after === 401, JSON.stringify(outcome));
+} catch (e) {
+  check("clients test ran to the end", false, String(e && e.stack || e));
+} finally {
+  clearTimeout(deadline);
+  if (browser) await browser.close().catch(() => {});
+  if (api) api.child.kill("SIGTERM");
+  pageServer.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && passed > 0 ? 0 : 1);
