@@ -4,7 +4,8 @@
 // `--cors-origin` set to the page's origin, each client in the configuration the README
 // recommends for it. Covered so far: j-toker (jQuery; form-encoded bodies, If-Modified-Since
 // on every request, stores every response's headers, so the server runs with
-// `--batch-token current`).
+// `--batch-token current`), and @websanova/vue-auth 4's devise driver (Vue 3, axios, as ES
+// modules through an import map; the server's defaults).
 //
 //   node devise-server/e2e/clients.test.mjs     # DEVISE_SERVER_BIN=path/to/devise_server
 //
@@ -36,6 +37,44 @@ const pages = {
 <script src="/m/pubsub-js/src/pubsub.js"></script>
 <script src="/m/j-toker/dist/jquery.j-toker.js"></script>
 <script>$.auth.configure({ apiUrl: ${JSON.stringify(api)} }); window.ready = true;</script>`,
+  // vue-auth 4 with Vue 3, vue-router 4 and axios 1 as ES modules (no build step), with
+  // the devise driver and the options vue-auth's documentation gives for devise.
+  "/vue-auth.html": (api) => `<!doctype html><meta charset="utf-8"><title>vue-auth</title>
+<script type="importmap">{"imports": {
+  "vue": "/m/vue/dist/vue.runtime.esm-browser.prod.js",
+  "vue-router": "/m/vue-router/dist/vue-router.esm-browser.js",
+  "@vue/devtools-api": "/m/@vue/devtools-api/lib/esm/index.js",
+  "axios": "/m/axios/dist/esm/axios.js"}}</script>
+<div id="app"></div>
+<script type="module">
+import { createApp, h } from "vue";
+import { createRouter, createWebHashHistory } from "vue-router";
+import axios from "axios";
+import { createAuth } from "/m/@websanova/vue-auth/dist/v3/vue-auth.esm.js";
+import driverAuthDevise from "/m/@websanova/vue-auth/dist/drivers/auth/devise.esm.js";
+import driverHttpAxios from "/m/@websanova/vue-auth/dist/drivers/http/axios.1.x.esm.js";
+import driverRouterVueRouter from "/m/@websanova/vue-auth/dist/drivers/router/vue-router.2.x.esm.js";
+axios.defaults.baseURL = ${JSON.stringify(api)};
+const router = createRouter({ history: createWebHashHistory(), routes: [{ path: "/", component: { render: () => null } }] });
+const auth = createAuth({
+  plugins: { http: axios, router },
+  drivers: { http: driverHttpAxios, auth: driverAuthDevise, router: driverRouterVueRouter },
+  options: {
+    registerData: { url: "/auth", method: "POST", redirect: null },
+    loginData: { url: "/auth/sign_in", method: "POST", redirect: null, fetchUser: true },
+    logoutData: { url: "/auth/sign_out", method: "DELETE", redirect: null, makeRequest: true },
+    fetchData: { url: "/auth/validate_token", method: "GET", enabled: true },
+    refreshData: { enabled: false },
+  },
+});
+const app = createApp({ render: () => h("div") });
+app.use(router);
+app.use(auth);
+app.mount("#app");
+window.auth = auth;
+window.axios = axios;
+window.ready = true;
+</script>`,
 };
 function startPages(apiRef) {
   return new Promise((resolve) => {
@@ -154,6 +193,46 @@ try {
   }, "blank-" + Date.now() + "@example.com");
   check("j-toker with --batch-token blank: served in the burst, then refused (why the README recommends current)",
     outcome.burst.every((s) => s === 200) && outcome.after === 401, JSON.stringify(outcome));
+  await blank.close();
+  api.child.kill("SIGTERM");
+
+  // ---- vue-auth's devise driver: README configuration, the defaults (blank batch
+  // tokens; the driver ignores a blank access-token and keeps the newest expiry).
+  api = await startApi(["--cors-origin", pageOrigin, "--batch-window-ms", "1000"]);
+  apiRef.url = api.url;
+  const vue = await browser.newPage();
+  const vueErrors = [];
+  vue.on("console", (m) => { if (m.type() === "error") vueErrors.push(m.text()); });
+  vue.on("pageerror", (e) => vueErrors.push(String(e)));
+  await vue.goto(pageOrigin + "/vue-auth.html");
+  await vue.waitForFunction(() => window.ready === true, null, { timeout: 20000 });
+  const vueEmail = "vue-" + Date.now() + "@example.com";
+  const v = await vue.evaluate(async (email) => {
+    const out = {};
+    const status = (p) => p.then((r) => (r && r.status) || 200, (e) => (e && e.response && e.response.status) || String(e));
+    const password = "correct horse battery";
+    out.register = await status(auth.register({ data: { email, password, password_confirmation: password }, autoLogin: false, redirect: null }));
+    out.login = await status(auth.login({ data: { email, password }, redirect: null, fetchUser: true, staySignedIn: false }));
+    out.check = auth.check();
+    out.uid = auth.user() && auth.user().uid;
+    out.burst = await Promise.all([1, 2, 3, 4].map(() => status(axios.get("/demo/members_only"))));
+    out.after = [];
+    for (let i = 0; i < 3; i++) {
+      await new Promise((res) => setTimeout(res, 1100));
+      out.after.push(await status(axios.get("/demo/members_only")));
+    }
+    out.update = await status(axios.put("/auth", { email: "2" + email }));
+    out.logout = await status(auth.logout({ redirect: null, makeRequest: true }));
+    out.checkAfter = auth.check();
+    return out;
+  }, vueEmail);
+  check("vue-auth: register", v.register === 200, JSON.stringify(v));
+  check("vue-auth: login and fetch the user", v.login === 200 && v.check === true && v.uid === vueEmail, JSON.stringify(v));
+  check("vue-auth: a burst of 4 is served", v.burst.every((s) => s === 200), JSON.stringify(v.burst));
+  check("vue-auth: requests after the window follow the rotation", v.after.every((s) => s === 200), JSON.stringify(v.after));
+  check("vue-auth: account update (PUT /auth)", v.update === 200, JSON.stringify(v));
+  check("vue-auth: logout", v.logout === 200 && v.checkAfter === false, JSON.stringify(v));
+  check("vue-auth: no console errors", vueErrors.length === 0, vueErrors.join("; "));
 } catch (e) {
   check("clients test ran to the end", false, String(e && e.stack || e));
 } finally {

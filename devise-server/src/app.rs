@@ -1610,6 +1610,10 @@ async fn account_change<S: Store>(
         password_hash,
     };
     let changed = change.email.is_some() || change.password_hash.is_some();
+    // A new email is a new `uid`: the answer must carry a token, or a client that keeps
+    // its headers only from responses with a token (all of devise's clients) would go on
+    // sending the old uid. Inside the batch window that takes a forced rotation.
+    let force = force || change.email.is_some();
     authenticate(state, request_headers, force, Commit::Account(&change))
         .await
         .map(|authed| (authed, changed))

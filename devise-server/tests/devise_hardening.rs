@@ -381,6 +381,30 @@ async fn update_account_changes_email_and_password_as_devise_does() {
     assert_eq!(before.len(), after.len());
     assert_eq!(before[..2], after[..2], "users unchanged");
 
+    // An email change inside the batch window still hands out a token: the uid changed,
+    // and clients take new headers only from responses with a token.
+    {
+        let (_dir2, windowed) = self::server(&["--batch-window-ms", "60000"]).await;
+        let http = windowed.http();
+        let mut auth = http.sign_up("win@example.com", PASSWORD).await;
+        let resp = http
+            .send(
+                Method::PUT,
+                "/auth",
+                &auth.headers(),
+                Some(r#"{"email":"win2@example.com"}"#),
+            )
+            .await;
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        assert_eq!(resp.header("uid"), Some("win2@example.com"));
+        assert!(
+            auth.follow(&resp),
+            "an email change inside the window sent no token"
+        );
+        auth.uid = "win2@example.com".into();
+        assert_eq!(http.get("/auth/validate_token", &auth).await.status, 200);
+    }
+
     // Email change: the new uid in the body and the headers; the old email is free.
     let resp = http
         .send(
