@@ -4,8 +4,9 @@
 // `--cors-origin` set to the page's origin, each client in the configuration the README
 // recommends for it. Covered so far: j-toker (jQuery; form-encoded bodies, If-Modified-Since
 // on every request, stores every response's headers, so the server runs with
-// `--batch-token current`), and @websanova/vue-auth 4's devise driver (Vue 3, axios, as ES
-// modules through an import map; the server's defaults).
+// `--batch-token current`), @websanova/vue-auth 4's devise driver (Vue 3, axios, as ES
+// modules through an import map; the server's defaults; `staySignedIn: false`), and
+// ng-token-auth (AngularJS 1.8; the server's defaults).
 //
 //   node devise-server/e2e/clients.test.mjs     # DEVISE_SERVER_BIN=path/to/devise_server
 //
@@ -37,6 +38,19 @@ const pages = {
 <script src="/m/pubsub-js/src/pubsub.js"></script>
 <script src="/m/j-toker/dist/jquery.j-toker.js"></script>
 <script>$.auth.configure({ apiUrl: ${JSON.stringify(api)} }); window.ready = true;</script>`,
+  // ng-token-auth on AngularJS 1.8 with angular-cookie, as its README sets it up.
+  "/ng-token-auth.html": (api) => `<!doctype html><meta charset="utf-8"><title>ng-token-auth</title>
+<script src="/m/angular/angular.js"></script>
+<script src="/m/angular-cookie/angular-cookie.js"></script>
+<script src="/m/ng-token-auth/dist/ng-token-auth.js"></script>
+<script>
+angular.module("app", ["ng-token-auth"])
+  .config(["$authProvider", function ($authProvider) {
+    $authProvider.configure({ apiUrl: ${JSON.stringify(api)} });
+  }])
+  .run(["$auth", "$http", function ($auth, $http) { window.$auth = $auth; window.$http = $http; window.ready = true; }]);
+</script>
+<body ng-app="app"></body>`,
   // vue-auth 4 with Vue 3, vue-router 4 and axios 1 as ES modules (no build step), with
   // the devise driver and the options vue-auth's documentation gives for devise.
   "/vue-auth.html": (api) => `<!doctype html><meta charset="utf-8"><title>vue-auth</title>
@@ -233,6 +247,52 @@ try {
   check("vue-auth: account update (PUT /auth)", v.update === 200, JSON.stringify(v));
   check("vue-auth: logout", v.logout === 200 && v.checkAfter === false, JSON.stringify(v));
   check("vue-auth: no console errors", vueErrors.length === 0, vueErrors.join("; "));
+  await vue.close();
+  api.child.kill("SIGTERM");
+
+  // ---- ng-token-auth: the server's defaults (it ignores blank batch headers and keeps
+  // the newest expiry).
+  api = await startApi(["--cors-origin", pageOrigin, "--batch-window-ms", "1000"]);
+  apiRef.url = api.url;
+  const ng = await browser.newPage();
+  const ngErrors = [];
+  const ngRequestHeaders = [];
+  ng.on("console", (m) => { if (m.type() === "error") ngErrors.push(m.text()); });
+  ng.on("pageerror", (e) => ngErrors.push(String(e)));
+  ng.on("request", (req) => { if (req.url().startsWith(api.url)) ngRequestHeaders.push(req.headers()); });
+  await ng.goto(pageOrigin + "/ng-token-auth.html");
+  await ng.waitForFunction(() => window.ready === true, null, { timeout: 20000 });
+  const ngEmail = "ng-" + Date.now() + "@example.com";
+  const n = await ng.evaluate(async ([email, api]) => {
+    const out = {};
+    const status = (p) => new Promise((resolve) => p.then((r) => resolve((r && r.status) || 200), (e) => resolve((e && e.status) || JSON.stringify(e))));
+    const password = "correct horse battery";
+    out.register = await status($auth.submitRegistration({ email, password, password_confirmation: password }));
+    out.login = await status($auth.submitLogin({ email, password }));
+    out.validate = await status($auth.validateUser());
+    out.burst = await Promise.all([1, 2, 3, 4].map(() => status($http.get(api + "/demo/members_only"))));
+    out.after = [];
+    for (let i = 0; i < 3; i++) {
+      await new Promise((res) => setTimeout(res, 1100));
+      out.after.push(await status($http.get(api + "/demo/members_only")));
+    }
+    out.update = await status($auth.updateAccount({ email: "2" + email }));
+    out.members = await status($http.get(api + "/demo/members_only"));
+    out.signOut = await status($auth.signOut());
+    return out;
+  }, [ngEmail, api.url]);
+  check("ng-token-auth: submitRegistration", n.register === 200, JSON.stringify(n));
+  check("ng-token-auth: submitLogin and validateUser", n.login === 200 && n.validate === 200, JSON.stringify(n));
+  check("ng-token-auth: sends If-Modified-Since cross-origin",
+    ngRequestHeaders.some((h) => "if-modified-since" in h), JSON.stringify(ngRequestHeaders.slice(-1)));
+  check("ng-token-auth: a burst of 4 is served", n.burst.every((s) => s === 200), JSON.stringify(n.burst));
+  check("ng-token-auth: requests after the window follow the rotation", n.after.every((s) => s === 200), JSON.stringify(n.after));
+  check("ng-token-auth: updateAccount (PUT /auth), then served under the new uid", n.update === 200 && n.members === 200, JSON.stringify(n));
+  check("ng-token-auth: signOut", n.signOut === 200, JSON.stringify(n));
+  // At page load ng-token-auth validates a token it does not have yet and leaves the
+  // rejection ("No credentials", its own) unhandled; anything else is an error.
+  const ngOther = ngErrors.filter((e) => !e.includes("No credentials"));
+  check("ng-token-auth: no console errors", ngOther.length === 0, ngOther.join("; "));
 } catch (e) {
   check("clients test ran to the end", false, String(e && e.stack || e));
 } finally {
