@@ -8,11 +8,13 @@
 // add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -21,13 +23,19 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use governor::clock::Clock as _;
 use rotauth::rand_core::TryRng;
 use rotauth::{ClientId, Decision, DecisionKind, Rotator, Session, Timestamp, Token};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
+use zeroize::Zeroizing;
 
 use crate::headers::{self, Credentials};
-use crate::store::{Store, StoreError, User};
+use crate::store::{AccountChange, AccountUpdate, Store, StoreError, User};
 
 /// Largest request body accepted: sign-up and password bodies are a few hundred bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -55,7 +63,7 @@ pub enum BatchToken {
 /// Where the one-line-per-request log goes.
 #[derive(Clone)]
 pub enum LogSink {
-    /// One line per request on standard error.
+    /// One `tracing` event per request (the binary prints them on standard error).
     Stderr,
     /// No request log (`--quiet`).
     Off,
@@ -67,7 +75,7 @@ pub enum LogSink {
 impl LogSink {
     fn write(&self, line: String) {
         match self {
-            Self::Stderr => eprintln!("{line}"),
+            Self::Stderr => tracing::info!(target: "devise_server", "{line}"),
             Self::Off => {}
             Self::Memory(lines) => {
                 if let Ok(mut lines) = lines.lock() {
@@ -86,8 +94,10 @@ pub struct Settings {
     pub batch_token: BatchToken,
     /// Where the request log goes.
     pub log: LogSink,
-    /// `--cors-origin`: the one origin allowed, or `*`.
-    pub cors_origin: Option<HeaderValue>,
+    /// `--cors-origin`: the origins allowed (`*` for any); empty: no CORS headers at all.
+    pub cors_origins: Vec<HeaderValue>,
+    /// Abuse limits: hashing, throttling, connections, timeouts.
+    pub limits: Limits,
     /// Password hashing cost.
     pub argon2: argon2::Params,
     /// `--clock-offset-ms`: added to the wall clock for every decision (tests of instances
@@ -97,62 +107,160 @@ pub struct Settings {
     pub metrics: bool,
 }
 
-/// Counters since start, served at `GET /metrics` with `--metrics` and printed at shutdown.
-#[derive(Default)]
+/// What bounds the work an anonymous client can cause.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Password hashes (sign-up, sign-in, password checks) running at once; the others
+    /// wait for a permit without holding any argon2 memory. The number of cores by default.
+    pub concurrent_hashes: usize,
+    /// Sign-ins and sign-ups per minute from one client address (burst of as many); `0`: off.
+    pub per_address_per_minute: u32,
+    /// Sign-ins and sign-ups per minute for one email (burst of as many); `0`: off.
+    pub per_account_per_minute: u32,
+    /// Open connections at most; beyond it a new connection is closed at once.
+    pub max_connections: usize,
+    /// Time a connection has to send a complete request head, and also how long a
+    /// kept-alive connection may sit idle before its next request (hyper's header-read
+    /// timer runs from the moment the server waits for a request head).
+    pub header_read_timeout: Duration,
+    /// Time a request has from its head to its response (a slow body included).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            concurrent_hashes: std::thread::available_parallelism().map_or(1, usize::from),
+            per_address_per_minute: 60,
+            per_account_per_minute: 10,
+            max_connections: 25_000,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Sign-in and sign-up throttling with governor's GCRA, keyed by client address and by
+/// email. An address is checked first, so a flood of made-up emails from one address
+/// stops before it fills the per-account table.
+struct Throttle {
+    per_address: Option<governor::DefaultKeyedRateLimiter<IpAddr>>,
+    per_account: Option<governor::DefaultKeyedRateLimiter<String>>,
+}
+
+impl Throttle {
+    fn new(limits: &Limits) -> Self {
+        let quota = |n: u32| NonZeroU32::new(n).map(governor::Quota::per_minute);
+        Self {
+            per_address: quota(limits.per_address_per_minute).map(governor::RateLimiter::keyed),
+            per_account: quota(limits.per_account_per_minute).map(governor::RateLimiter::keyed),
+        }
+    }
+
+    /// `Err(wait)` when the address or the account is over its quota.
+    fn check(&self, address: Option<IpAddr>, email: &str) -> Result<(), Duration> {
+        if let (Some(limiter), Some(address)) = (&self.per_address, address) {
+            limiter
+                .check_key(&address)
+                .map_err(|n| n.wait_time_from(limiter.clock().now()))?;
+        }
+        if let Some(limiter) = &self.per_account {
+            limiter
+                .check_key(&email.to_owned())
+                .map_err(|n| n.wait_time_from(limiter.clock().now()))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets keys whose quota has fully recovered, so the tables stay as small as the
+    /// set of recently active addresses and accounts.
+    fn purge(&self) {
+        if let Some(limiter) = &self.per_address {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &self.per_account {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// The peer address of the connection a request came on, set by [`serve`].
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Counters since start through the `metrics` facade, into a Prometheus recorder of this
+/// server's own (not the process-wide one, so servers in one process, as in the tests,
+/// count apart), rendered at `GET /metrics` with `--metrics`; the two compare-and-swap
+/// counts are also kept for the line printed at shutdown.
 pub struct Metrics {
+    recorder: metrics_exporter_prometheus::PrometheusRecorder,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
     /// Compare-and-swaps lost to another request of the same session (each one re-read and
     /// decided again).
     pub cas_conflicts: AtomicU64,
     /// Requests that lost [`MAX_ATTEMPTS`] swaps in a row and answered 503.
     pub cas_exhausted: AtomicU64,
-    /// Authenticated decisions by kind, in `DECISION_KINDS` order.
-    decisions: [AtomicU64; DECISION_KINDS.len()],
 }
 
-const DECISION_KINDS: [DecisionKind; 6] = DecisionKind::ALL;
+const CAS_CONFLICTS: &str = "rotauth_cas_conflicts_total";
+const CAS_EXHAUSTED: &str = "rotauth_cas_exhausted_total";
+const DECISIONS: &str = "rotauth_decisions_total";
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let this = Self {
+            recorder,
+            handle,
+            cas_conflicts: AtomicU64::new(0),
+            cas_exhausted: AtomicU64::new(0),
+        };
+        this.record(|| {
+            metrics::describe_counter!(
+                CAS_CONFLICTS,
+                "Session updates that lost a compare-and-swap and were decided again."
+            );
+            metrics::describe_counter!(
+                CAS_EXHAUSTED,
+                "Requests that answered 503 after too many lost compare-and-swaps."
+            );
+            metrics::describe_counter!(DECISIONS, "Token decisions of authenticated requests.");
+            // Every series from the start, at zero.
+            metrics::counter!(CAS_CONFLICTS).absolute(0);
+            metrics::counter!(CAS_EXHAUSTED).absolute(0);
+            for kind in DecisionKind::ALL {
+                metrics::counter!(DECISIONS, "kind" => kind.as_str()).absolute(0);
+            }
+        });
+        this
+    }
+}
 
 impl Metrics {
+    fn record(&self, f: impl FnOnce()) {
+        metrics::with_local_recorder(&self.recorder, f);
+    }
+
     fn count(&self, kind: DecisionKind) {
-        if let Some(counter) = DECISION_KINDS
-            .iter()
-            .position(|k| *k == kind)
-            .and_then(|i| self.decisions.get(i))
-        {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
+        self.record(|| metrics::counter!(DECISIONS, "kind" => kind.as_str()).increment(1));
+    }
+
+    fn conflict(&self) {
+        self.cas_conflicts.fetch_add(1, Ordering::Relaxed);
+        self.record(|| metrics::counter!(CAS_CONFLICTS).increment(1));
+    }
+
+    fn exhausted(&self) {
+        self.cas_exhausted.fetch_add(1, Ordering::Relaxed);
+        self.record(|| metrics::counter!(CAS_EXHAUSTED).increment(1));
     }
 
     /// Prometheus' text format.
     pub fn render(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP rotauth_cas_conflicts_total Session updates that lost a compare-and-swap and were decided again.\n\
-             # TYPE rotauth_cas_conflicts_total counter\n\
-             rotauth_cas_conflicts_total {}",
-            self.cas_conflicts.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP rotauth_cas_exhausted_total Requests that answered 503 after too many lost compare-and-swaps.\n\
-             # TYPE rotauth_cas_exhausted_total counter\n\
-             rotauth_cas_exhausted_total {}",
-            self.cas_exhausted.load(Ordering::Relaxed)
-        );
-        out.push_str(
-            "# HELP rotauth_decisions_total Token decisions of authenticated requests.\n\
-             # TYPE rotauth_decisions_total counter\n",
-        );
-        for (kind, counter) in DECISION_KINDS.iter().zip(&self.decisions) {
-            let _ = writeln!(
-                out,
-                "rotauth_decisions_total{{kind=\"{}\"}} {}",
-                kind.as_str(),
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        out
+        self.handle.render()
     }
 }
 
@@ -163,6 +271,9 @@ struct Inner<S> {
     /// A hash of a random password: unknown emails are checked against it, so that sign-in
     /// takes as long for them as for known ones.
     dummy_hash: String,
+    /// Password hashing, bounded by `Limits::concurrent_hashes`.
+    hashing: Arc<Hasher>,
+    throttle: Throttle,
 }
 
 /// The shared state of the server.
@@ -181,13 +292,17 @@ impl<S: Store> AppState<S> {
         rand::rngs::SysRng
             .try_fill_bytes(&mut password)
             .map_err(|e| format!("system RNG failed: {e}"))?;
-        let dummy_hash = hash_password(&settings.argon2, &password)
+        let dummy_hash = hash_password(&settings.argon2, &password, &mut Vec::new())
             .map_err(|e| format!("password hashing failed: {e}"))?;
+        let hashing = Hasher::new(settings.limits.concurrent_hashes);
+        let throttle = Throttle::new(&settings.limits);
         Ok(Self(Arc::new(Inner {
             store,
             settings,
             metrics: Metrics::default(),
             dummy_hash,
+            hashing,
+            throttle,
         })))
     }
 
@@ -217,10 +332,18 @@ impl<S: Store> AppState<S> {
     }
 }
 
-/// devise_token_auth's routes plus `PUT /auth/password`, with the body limit, CORS and the log.
+/// devise_token_auth's routes plus `PUT /auth/password`, with the body limit, CORS,
+/// `Cache-Control` and the log.
 pub fn router<S: Store>(state: AppState<S>) -> Router {
     let router = Router::new()
-        .route("/auth", post(sign_up::<S>))
+        .route("/", get(page::<S>))
+        .route(
+            "/auth",
+            post(sign_up::<S>)
+                .put(update_account::<S>)
+                .patch(update_account::<S>)
+                .delete(delete_account::<S>),
+        )
         .route("/auth/sign_in", post(sign_in::<S>))
         .route("/auth/validate_token", get(validate_token::<S>))
         .route("/auth/sign_out", delete(sign_out::<S>))
@@ -234,24 +357,252 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
     } else {
         router
     };
-    router
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(state.clone(), cors::<S>))
+        .layer(middleware::from_fn(no_store));
+    let router = match cors_layer(&state.0.settings.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    // tower-http's span per request carries the method and the path only: never the query
+    // string (it may carry credentials) nor any header.
+    let trace = tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            let path: String = request.uri().path().chars().take(200).collect();
+            tracing::info_span!("request", method = %request.method(), path = %path)
+        })
+        .on_request(())
+        .on_response(())
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(());
+    router
         .layer(middleware::from_fn_with_state(state.clone(), log::<S>))
+        .layer(trace)
         .with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.
+///
+/// The accept loop is hyper's own, for what `axum::serve` does not offer: a limit on open
+/// connections (so descriptors stay free for the database and the listener; when it is
+/// reached, the connection that has waited longest for a request head is closed to make
+/// room), a header-read timeout that also ends idle kept-alive connections, a per-request
+/// timeout, and the peer address for throttling.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     state: AppState<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let limits = state.0.settings.limits.clone();
+    let connections = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    // The throttle tables forget recovered keys once a minute.
+    let purge = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                state.0.throttle.purge();
+            }
+        })
+    };
+    let router = router(state);
+    let registry = Arc::new(Registry::default());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    // Out of descriptors or a connection reset before accept: wait a
+                    // moment rather than spin; the connection limit keeps this rare.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Full: the connection that has waited longest for a request head (a slow or
+        // idle one, never one whose request is being handled) makes room, so a flood of
+        // half-open connections cannot lock real clients out.
+        let permit = match Arc::clone(&connections).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) if registry.evict_oldest_waiting() => {
+                match tokio::time::timeout(
+                    Duration::from_millis(100),
+                    Arc::clone(&connections).acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(permit)) => permit,
+                    _ => continue,
+                }
+            }
+            Err(_) => continue,
+        };
+        let _ = stream.set_nodelay(true);
+        let slot = registry.open();
+        let router = router.clone();
+        let request_timeout = limits.request_timeout;
+        let in_service = Arc::clone(&slot);
+        let service =
+            hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ClientAddr(peer));
+                    let router = router.clone();
+                    let slot = Arc::clone(&in_service);
+                    slot.waiting.store(false, Ordering::Relaxed);
+                    async move {
+                        let response =
+                            match tokio::time::timeout(request_timeout, router.oneshot(request))
+                                .await
+                            {
+                                Ok(Ok(response)) => response,
+                                Ok(Err(never)) => match never {},
+                                Err(_) => errors(StatusCode::REQUEST_TIMEOUT, "Request timed out."),
+                            };
+                        slot.waiting.store(true, Ordering::Relaxed);
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                },
+            );
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let registry = Arc::clone(&registry);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection => {}
+                () = slot.evict.notified() => {}
+            }
+            registry.close(slot.id);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    purge.abort();
+    // Requests in flight finish; idle connections close. A client that keeps a connection
+    // busy longer than this is cut off.
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    Ok(())
+}
+
+/// One open connection, as the accept loop sees it.
+struct Slot {
+    id: u64,
+    /// Between requests: waiting for (or reading) a request head, or idle.
+    waiting: std::sync::atomic::AtomicBool,
+    /// Tells the connection's task to close it.
+    evict: tokio::sync::Notify,
+}
+
+/// The open connections in the order they were accepted.
+#[derive(Default)]
+struct Registry {
+    next: AtomicU64,
+    open: Mutex<std::collections::BTreeMap<u64, Arc<Slot>>>,
+}
+
+impl Registry {
+    fn open(&self) -> Arc<Slot> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            id,
+            waiting: std::sync::atomic::AtomicBool::new(true),
+            evict: tokio::sync::Notify::new(),
+        });
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(id, Arc::clone(&slot));
+        }
+        slot
+    }
+
+    fn close(&self, id: u64) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(&id);
+        }
+    }
+
+    /// Closes the oldest connection that is waiting for a request head; `false` if every
+    /// connection is in the middle of a request.
+    fn evict_oldest_waiting(&self) -> bool {
+        let Ok(mut open) = self.open.lock() else {
+            return false;
+        };
+        let oldest = open
+            .iter()
+            .find(|(_, slot)| slot.waiting.load(Ordering::Relaxed))
+            .map(|(&id, _)| id);
+        match oldest.and_then(|id| open.remove(&id)) {
+            Some(slot) => {
+                slot.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// rack-cors with `headers: :any` on tower-http: the origins of `--cors-origin`, the
+/// request headers a preflight asks for mirrored back (ng-token-auth and j-toker send
+/// `If-Modified-Since`), the auth headers exposed, preflights cached for ten minutes, and
+/// `Vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers`.
+fn cors_layer(origins: &[HeaderValue]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow_origin = if origins.iter().any(|o| o.as_bytes() == b"*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().cloned())
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers(ExposeHeaders::list([
+                headers::ACCESS_TOKEN,
+                headers::CLIENT,
+                headers::UID,
+                headers::EXPIRY,
+                headers::TOKEN_TYPE,
+                header::AUTHORIZATION,
+            ]))
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Every answer of this API is about one user and may carry a token in custom headers,
+/// which shared caches do not know to keep private: `Cache-Control: no-store`, and
+/// `Vary` on the credentials for caches that ignore `no-store`.
+async fn no_store(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.append(
+        header::VARY,
+        HeaderValue::from_static("access-token, client, uid, authorization"),
+    );
+    response
 }
 
 /// The host's clock, in rotauth's terms.
@@ -319,9 +670,15 @@ fn with_headers(mut response: Response, extra: HeaderMap) -> Response {
     response
 }
 
-/// The body as JSON, or the response to send instead: 413 beyond the limit, 400 when it
-/// does not parse.
-fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Response> {
+/// A request body, typed: JSON, or `application/x-www-form-urlencoded` (jQuery's
+/// default, which j-toker posts), chosen by `Content-Type` as Rails does. Anything else
+/// is read as JSON. The response to send instead: 413 beyond the limit, 400 when the body
+/// does not parse, in one shape for both encodings. A JSON body that is not an object
+/// counts as one with no fields (devise's "proper data" checks answer it).
+fn parse_body<T: DeserializeOwned + Default>(
+    request_headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Response> {
     let bytes = body.map_err(|rejection| {
         let status = rejection.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -331,20 +688,83 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Response> {
         };
         note(errors(status, &message), "bad_request", None)
     })?;
-    serde_json::from_slice(&bytes).map_err(|_| {
+    let malformed = |what: &str| {
         note(
             errors(
                 StatusCode::BAD_REQUEST,
-                "Malformed JSON in the request body.",
+                &format!("Malformed {what} in the request body."),
             ),
             "bad_request",
             None,
         )
+    };
+    let form = request_headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if form {
+        return serde_urlencoded::from_bytes(&bytes).map_err(|_| malformed("form data"));
+    }
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| malformed("JSON"))?;
+    if !value.is_object() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(value).map_err(|_| malformed("JSON"))
+}
+
+/// A text field of a body: a string is kept, any other JSON value counts as absent (as a
+/// field devise would not permit).
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(s),
+        _ => None,
     })
 }
 
-fn string_field<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
-    body.get(key).and_then(Value::as_str)
+/// A password field: [`text`], wiped when dropped.
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<String>>, D::Error> {
+    Ok(text(d)?.map(Zeroizing::new))
+}
+
+/// `POST /auth`.
+#[derive(Default, Deserialize)]
+struct SignUpBody {
+    #[serde(default, deserialize_with = "text")]
+    email: Option<String>,
+    #[serde(default, deserialize_with = "secret")]
+    password: Option<Zeroizing<String>>,
+    #[serde(default, deserialize_with = "secret")]
+    password_confirmation: Option<Zeroizing<String>>,
+}
+
+/// `POST /auth/sign_in`.
+#[derive(Default, Deserialize)]
+struct SignInBody {
+    #[serde(default, deserialize_with = "text")]
+    email: Option<String>,
+    #[serde(default, deserialize_with = "secret")]
+    password: Option<Zeroizing<String>>,
+}
+
+/// `PUT /auth` and `PUT /auth/password`: devise's `account_update` parameters.
+#[derive(Default, Deserialize)]
+struct AccountBody {
+    #[serde(default, deserialize_with = "text")]
+    email: Option<String>,
+    #[serde(default, deserialize_with = "secret")]
+    password: Option<Zeroizing<String>>,
+    #[serde(default, deserialize_with = "secret")]
+    password_confirmation: Option<Zeroizing<String>>,
+    #[serde(default, deserialize_with = "secret")]
+    current_password: Option<Zeroizing<String>>,
+}
+
+fn as_str(field: Option<&Zeroizing<String>>) -> Option<&str> {
+    field.map(|s| s.as_str())
 }
 
 async fn not_found() -> Response {
@@ -366,35 +786,152 @@ async fn method_not_allowed() -> Response {
 // ---------------------------------------------------------------------------------------
 // Passwords
 
-fn hash_password(params: &argon2::Params, password: &[u8]) -> Result<String, String> {
+/// Password hashing with a bounded amount of memory: a semaphore of
+/// `Limits::concurrent_hashes` permits, and as many argon2 work areas, each reused from
+/// one hash to the next. A request waits for a permit before anything is allocated, so a
+/// flood of sign-ins holds a few argon2 areas however many requests wait.
+///
+/// The areas are kept rather than allocated per hash because of how glibc's allocator
+/// treats repeated 19 MiB allocations: after the first is freed it raises its mmap
+/// threshold, later ones come from per-thread arenas that are never returned, and the
+/// blocking pool runs hashes on many threads: measured, 200 sign-ins two at a time left
+/// the server at 3.6 GiB; with reused areas it stays at a few tens of MiB.
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    areas: Mutex<Vec<Vec<argon2::Block>>>,
+}
+
+impl Hasher {
+    fn new(concurrent: usize) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(concurrent.clamp(1, Semaphore::MAX_PERMITS))),
+            areas: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs `work` on the blocking pool with a permit and a work area.
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&mut Vec<argon2::Block>) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut area = this
+                .areas
+                .lock()
+                .ok()
+                .and_then(|mut areas| areas.pop())
+                .unwrap_or_default();
+            let result = work(&mut area);
+            if let Ok(mut areas) = this.areas.lock() {
+                areas.push(area);
+            }
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The first `params.block_count()` blocks of `area`, grown if needed.
+fn blocks<'a>(
+    area: &'a mut Vec<argon2::Block>,
+    params: &argon2::Params,
+) -> &'a mut [argon2::Block] {
+    let count = params.block_count();
+    if area.len() < count {
+        area.resize(count, argon2::Block::new());
+    }
+    area.get_mut(..count).unwrap_or_default()
+}
+
+/// A new argon2id PHC string for `password` with a fresh salt, computed in `area`.
+fn hash_password(
+    params: &argon2::Params,
+    password: &[u8],
+    area: &mut Vec<argon2::Block>,
+) -> Result<String, String> {
+    use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
     let mut salt = [0u8; 16];
     rand::rngs::SysRng
         .try_fill_bytes(&mut salt)
         .map_err(|e| e.to_string())?;
-    Argon2::from(params)
-        .hash_password_with_salt(password, &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| e.to_string())
+    let argon2 = Argon2::from(params);
+    let len = params
+        .output_len()
+        .unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN);
+    let mut buffer = Zeroizing::new([0u8; 64]);
+    let out = buffer.get_mut(..len).ok_or("argon2 output too long")?;
+    argon2
+        .hash_password_into_with_memory(password, &salt, out, blocks(area, params))
+        .map_err(|e| e.to_string())?;
+    let phc = PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| e.to_string())?,
+        salt: Some(Salt::new(&salt).map_err(|e| e.to_string())?),
+        hash: Some(Output::new(out).map_err(|e| e.to_string())?),
+    };
+    Ok(phc.to_string())
 }
 
-/// Hashes on the blocking pool: argon2 takes tens of milliseconds on purpose.
-async fn hash_blocking(params: argon2::Params, password: String) -> Result<String, String> {
-    let password = zeroize::Zeroizing::new(password);
-    tokio::task::spawn_blocking(move || hash_password(&params, password.as_bytes()))
+/// Whether `password` matches the PHC string `hash` (its own parameters, salt and
+/// length), computed in `area` and compared in constant time.
+fn verify_password(hash: &str, password: &[u8], area: &mut Vec<argon2::Block>) -> bool {
+    use argon2::password_hash::phc::{Output, PasswordHash};
+    let Ok(phc) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        argon2::Algorithm::try_from(phc.algorithm.as_str()),
+        argon2::Params::try_from(&phc),
+    ) else {
+        return false;
+    };
+    let version = match phc.version.map(argon2::Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let mut buffer = Zeroizing::new([0u8; 64]);
+    let Some(out) = buffer.get_mut(..expected.len()) else {
+        return false;
+    };
+    if argon2
+        .hash_password_into_with_memory(password, salt, out, blocks(area, &params))
+        .is_err()
+    {
+        return false;
+    }
+    // `Output`'s equality is constant-time.
+    Output::new(out).is_ok_and(|actual| actual == *expected)
+}
+
+/// Hashes on the blocking pool under a hashing permit (see [`Hasher`]).
+async fn hash_blocking(
+    hasher: &Arc<Hasher>,
+    params: argon2::Params,
+    password: Zeroizing<String>,
+) -> Result<String, String> {
+    hasher
+        .run(move |area| hash_password(&params, password.as_bytes(), area))
+        .await?
+}
+
+/// Checks a password on the blocking pool under a hashing permit (see [`Hasher`]).
+async fn verify_blocking(hasher: &Arc<Hasher>, hash: String, password: Zeroizing<String>) -> bool {
+    hasher
+        .run(move |area| verify_password(&hash, password.as_bytes(), area))
         .await
-        .map_err(|e| e.to_string())?
-}
-
-async fn verify_blocking(hash: String, password: String) -> bool {
-    let password = zeroize::Zeroizing::new(password);
-    tokio::task::spawn_blocking(move || {
-        // The parameters come from the PHC string, not from the default instance.
-        Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false)
+        .unwrap_or(false)
 }
 
 /// devise's errors for a new password and its confirmation.
@@ -458,6 +995,8 @@ fn validation_failed(email: &str, field_errors: &[(&'static str, String)], top: 
     let body = if top == "registration" {
         json!({"status": "error", "errors": map,
                "data": {"id": null, "email": email, "uid": "", "provider": "email"}})
+    } else if top == "account" {
+        json!({"status": "error", "errors": map})
     } else {
         json!({"success": false, "errors": map})
     };
@@ -489,19 +1028,38 @@ async fn new_session<S: Store>(state: &AppState<S>, user: &User) -> Result<Heade
     ))
 }
 
+/// 429 with `Retry-After` (whole seconds, at least one) for a throttled sign-in or sign-up.
+fn too_many(wait: Duration) -> Response {
+    let mut response = errors(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many attempts, please try again later.",
+    );
+    let secs = wait
+        .as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1);
+    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    note(response, "throttled", None)
+}
+
+fn client_ip(request_headers: &axum::http::Extensions) -> Option<IpAddr> {
+    request_headers.get::<ClientAddr>().map(|a| a.0.ip())
+}
+
 /// `POST /auth`: devise_token_auth's registration.
 async fn sign_up<S: Store>(
     State(state): State<AppState<S>>,
+    extensions: axum::http::Extensions,
+    request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match parse_body(body) {
+    let body: SignUpBody = match parse_body(&request_headers, body) {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let has_any = ["email", "password", "password_confirmation"]
-        .iter()
-        .any(|k| body.get(k).is_some());
-    if !body.is_object() || !has_any {
+    if body.email.is_none() && body.password.is_none() && body.password_confirmation.is_none() {
         return note(
             json_response(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -512,23 +1070,34 @@ async fn sign_up<S: Store>(
             None,
         );
     }
-    let email = string_field(&body, "email")
+    let email = body
+        .email
+        .as_deref()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let password = string_field(&body, "password");
+    let password = as_str(body.password.as_ref());
     let mut field_errors = Vec::new();
     if let Some(message) = email_error(&email) {
         field_errors.push(("email", message.to_owned()));
     }
     field_errors.extend(password_errors(
         password,
-        string_field(&body, "password_confirmation"),
+        as_str(body.password_confirmation.as_ref()),
     ));
     let Some(password) = password.filter(|_| field_errors.is_empty()) else {
         return validation_failed(&email, &field_errors, "registration");
     };
-    let hash = match hash_blocking(state.0.settings.argon2.clone(), password.to_owned()).await {
+    if let Err(wait) = state.0.throttle.check(client_ip(&extensions), &email) {
+        return too_many(wait);
+    }
+    let hash = match hash_blocking(
+        &state.0.hashing,
+        state.0.settings.argon2.clone(),
+        Zeroizing::new(password.to_owned()),
+    )
+    .await
+    {
         Ok(hash) => hash,
         Err(e) => return internal(format!("password hashing failed: {e}")),
     };
@@ -559,9 +1128,11 @@ async fn sign_up<S: Store>(
 /// `POST /auth/sign_in`: a new session (device) for the user.
 async fn sign_in<S: Store>(
     State(state): State<AppState<S>>,
+    extensions: axum::http::Extensions,
+    request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match parse_body(body) {
+    let body: SignInBody = match parse_body(&request_headers, body) {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -575,13 +1146,13 @@ async fn sign_in<S: Store>(
             None,
         )
     };
-    let (Some(email), Some(password)) = (
-        string_field(&body, "email"),
-        string_field(&body, "password"),
-    ) else {
+    let (Some(email), Some(password)) = (body.email.as_deref(), body.password.clone()) else {
         return invalid();
     };
     let email = email.trim().to_ascii_lowercase();
+    if let Err(wait) = state.0.throttle.check(client_ip(&extensions), &email) {
+        return too_many(wait);
+    }
     let found = match state.store().user_by_email(email).await {
         Ok(found) => found,
         Err(e) => return unavailable(&e),
@@ -590,7 +1161,7 @@ async fn sign_in<S: Store>(
         Some(found) => (Some(found.user), found.password_hash),
         None => (None, state.0.dummy_hash.clone()),
     };
-    let verified = verify_blocking(hash, password.to_owned()).await;
+    let verified = verify_blocking(&state.0.hashing, hash, password).await;
     let Some(user) = user.filter(|_| verified) else {
         return invalid();
     };
@@ -618,6 +1189,8 @@ struct Authed {
     kind: DecisionKind,
     /// Compare-and-swaps lost before this decision held (for the log).
     conflicts: usize,
+    /// Sessions an account update signed out.
+    signed_out: usize,
 }
 
 enum AuthError {
@@ -627,6 +1200,8 @@ enum AuthError {
     Unavailable(StoreError),
     /// A stored record does not decode: 500.
     Internal(String),
+    /// An account update lost the new email to another user: 422, nothing written.
+    EmailTaken,
 }
 
 impl AuthError {
@@ -636,6 +1211,11 @@ impl AuthError {
             Self::Unauthorized(reason) => note(unauthorized, "reject", reason),
             Self::Unavailable(e) => unavailable(&e),
             Self::Internal(detail) => internal(detail),
+            Self::EmailTaken => validation_failed(
+                "",
+                &[("email", "has already been taken".to_owned())],
+                "account",
+            ),
         }
     }
 }
@@ -675,12 +1255,27 @@ async fn load<S: Store>(
     Ok(Some((stored.user, session, stored.version)))
 }
 
-/// The heart of the host: decide, persist first with compare-and-swap, retry on a lost
-/// swap, and build the five headers.
+/// What an authenticated request commits with its decision.
+enum Commit<'a> {
+    /// The decision's record, as any request (rotation, first use, reissue).
+    Rotation,
+    /// The decision's record and an account update, in one transaction: either the new
+    /// token and the change are both committed, or neither is and the old token still
+    /// works. A request must never commit a rotation and then answer without its token.
+    Account(&'a AccountChange),
+    /// Nothing: only whether the credentials are accepted (sign-out, account deletion,
+    /// and the check before slow work that will commit later). A replay that the policy
+    /// revokes still deletes its session.
+    Nothing,
+}
+
+/// The heart of the host, and the one place a request's credentials are decided: decide,
+/// persist first with compare-and-swap, retry on a lost swap, and build the five headers.
 async fn authenticate<S: Store>(
     state: &AppState<S>,
     request_headers: &HeaderMap,
     force_rotation: bool,
+    commit: Commit<'_>,
 ) -> Result<Authed, AuthError> {
     let credentials = headers::credentials(request_headers)
         .ok_or_else(|| AuthError::Unauthorized(Some("no credentials".to_owned())))?;
@@ -691,7 +1286,7 @@ async fn authenticate<S: Store>(
     let rotator = state.rotator();
     let mut first_read: Option<u64> = None;
     for conflicts in 0..MAX_ATTEMPTS {
-        let Some((user, session, version)) = load(state, &credentials, client).await? else {
+        let Some((mut user, session, version)) = load(state, &credentials, client).await? else {
             return Err(AuthError::Unauthorized(Some("no such session".to_owned())));
         };
         let mut request = rotauth::Request::new(credentials.token.as_str(), state.now());
@@ -717,48 +1312,116 @@ async fn authenticate<S: Store>(
             }
             _ => {}
         }
-        if let Some(next) = decision.session_to_store() {
-            if !state.store().swap_session(version, next).await? {
-                state
-                    .metrics()
-                    .cas_conflicts
-                    .fetch_add(1, Ordering::Relaxed);
-                continue;
+        let stored = decision.session_to_store().unwrap_or(&session);
+        match commit {
+            Commit::Nothing => {
+                return Ok(Authed {
+                    user,
+                    client,
+                    headers: HeaderMap::new(),
+                    kind: decision.kind(),
+                    conflicts,
+                    signed_out: 0,
+                });
+            }
+            Commit::Rotation => {
+                if let Some(next) = decision.session_to_store() {
+                    if !state.store().swap_session(version, next).await? {
+                        state.metrics().conflict();
+                        continue;
+                    }
+                }
+            }
+            Commit::Account(change) => {
+                // Written even when the record is unchanged: the swap then only checks that
+                // no other request moved the session on since it was read.
+                match state
+                    .store()
+                    .update_account(version, stored, change)
+                    .await?
+                {
+                    AccountUpdate::Done { signed_out } => {
+                        if let Some(email) = &change.email {
+                            user.email.clone_from(email);
+                        }
+                        return Ok(finish(
+                            state,
+                            &credentials,
+                            client,
+                            user,
+                            &decision,
+                            stored,
+                            conflicts,
+                            signed_out,
+                        ));
+                    }
+                    AccountUpdate::Conflict => {
+                        state.metrics().conflict();
+                        continue;
+                    }
+                    AccountUpdate::EmailTaken => return Err(AuthError::EmailTaken),
+                }
             }
         }
-        let kind = decision.kind();
-        state.metrics().count(kind);
-        let stored = decision.session_to_store().unwrap_or(&session);
-        let sent: Option<Token> = match &decision {
-            Decision::Rotate { token, .. } | Decision::Reissue { token, .. } => Some(token.clone()),
-            // Rotation off: the presented token stays valid and is echoed back.
-            Decision::Accept { .. } => Token::from_text(&credentials.token).ok(),
-            Decision::BatchReuse { .. } => match state.0.settings.batch_token {
-                BatchToken::Blank => None,
-                BatchToken::Current => rotator.current_token(stored),
-            },
-            Decision::Reject { .. } | Decision::Revoke { .. } => None,
-        };
-        let headers = headers::auth_headers(
-            &client,
-            &user.email,
-            sent.as_ref().map(|t| (t, stored.expires_at())),
-        );
-        return Ok(Authed {
-            user,
+        return Ok(finish(
+            state,
+            &credentials,
             client,
-            headers,
-            kind,
+            user,
+            &decision,
+            stored,
             conflicts,
-        });
+            0,
+        ));
     }
-    state
-        .metrics()
-        .cas_exhausted
-        .fetch_add(1, Ordering::Relaxed);
+    state.metrics().exhausted();
     Err(AuthError::Unavailable(StoreError(format!(
         "{MAX_ATTEMPTS} compare-and-swap conflicts in a row"
     ))))
+}
+
+/// The committed decision's headers: the token it sends, if any.
+#[allow(clippy::too_many_arguments)]
+fn finish<S: Store>(
+    state: &AppState<S>,
+    credentials: &Credentials,
+    client: ClientId,
+    user: User,
+    decision: &Decision,
+    stored: &Session,
+    conflicts: usize,
+    signed_out: usize,
+) -> Authed {
+    let kind = decision.kind();
+    state.metrics().count(kind);
+    let sent: Option<Token> = match decision {
+        Decision::Rotate { token, .. } | Decision::Reissue { token, .. } => Some(token.clone()),
+        // Rotation off: the presented token stays valid and is echoed back.
+        Decision::Accept { .. } => Token::from_text(&credentials.token).ok(),
+        Decision::BatchReuse { .. } => match state.0.settings.batch_token {
+            BatchToken::Blank => None,
+            // Only a holder of T(n) or T(n-1) gets T(n): handing it to an in-window T(n-2)
+            // would upgrade a token two rotations old to one that outlives the window.
+            BatchToken::Current => Token::from_text(&credentials.token)
+                .ok()
+                .filter(|presented| presented.generation().saturating_add(1) >= stored.generation())
+                .and_then(|_| state.rotator().current_token(stored)),
+        },
+        Decision::Reject { .. } | Decision::Revoke { .. } => None,
+    };
+    let headers = headers::auth_headers(
+        &client,
+        &user.email,
+        sent.as_ref().map(|t| (t, stored.expires_at())),
+    );
+    Authed {
+        user,
+        client,
+        headers,
+        kind,
+        conflicts,
+        signed_out,
+    }
 }
 
 fn authed_response(authed: Authed, status: StatusCode, body: &Value) -> Response {
@@ -777,7 +1440,14 @@ async fn validate_token<S: Store>(
     RawQuery(query): RawQuery,
     request_headers: HeaderMap,
 ) -> Response {
-    match authenticate(&state, &request_headers, unbatch(query.as_deref())).await {
+    match authenticate(
+        &state,
+        &request_headers,
+        unbatch(query.as_deref()),
+        Commit::Rotation,
+    )
+    .await
+    {
         Ok(authed) => {
             let body = json!({"success": true, "data": user_json(&authed.user)});
             authed_response(authed, StatusCode::OK, &body)
@@ -795,7 +1465,14 @@ async fn members_only<S: Store>(
     RawQuery(query): RawQuery,
     request_headers: HeaderMap,
 ) -> Response {
-    match authenticate(&state, &request_headers, unbatch(query.as_deref())).await {
+    match authenticate(
+        &state,
+        &request_headers,
+        unbatch(query.as_deref()),
+        Commit::Rotation,
+    )
+    .await
+    {
         Ok(authed) => {
             let body = json!({"data": {
                 "message": format!("Welcome {}", authed.user.email),
@@ -822,38 +1499,11 @@ async fn sign_out<S: Store>(
             "User was not found or was not logged in.",
         )
     };
-    let Some(credentials) = headers::credentials(&request_headers) else {
-        return note(not_found(), "reject", Some("no credentials".to_owned()));
-    };
-    let Ok(client) = credentials.client.parse::<ClientId>() else {
-        return note(
-            not_found(),
-            "reject",
-            Some("malformed client id".to_owned()),
-        );
-    };
-    let (_, session, _) = match load(&state, &credentials, client).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return note(not_found(), "reject", Some("no such session".to_owned())),
+    let authed = match authenticate(&state, &request_headers, false, Commit::Nothing).await {
+        Ok(authed) => authed,
         Err(e) => return e.into_response(not_found()),
     };
-    let decision = state.rotator().decide(
-        &session,
-        rotauth::Request::new(credentials.token.as_str(), state.now()),
-    );
-    match decision {
-        Decision::Reject { reason } => {
-            return note(not_found(), "reject", Some(reason.to_string()));
-        }
-        Decision::Revoke { reason } => {
-            if let Err(e) = state.store().delete_session(client).await {
-                return unavailable(&e);
-            }
-            return note(not_found(), "reject", Some(reason.to_string()));
-        }
-        _ => {}
-    }
-    match state.store().delete_session(client).await {
+    match state.store().delete_session(authed.client).await {
         Ok(true) => note(
             json_response(StatusCode::OK, &json!({"success": true})),
             "sign_out",
@@ -862,6 +1512,112 @@ async fn sign_out<S: Store>(
         Ok(false) => note(not_found(), "reject", Some("already signed out".to_owned())),
         Err(e) => unavailable(&e),
     }
+}
+
+/// The new password of an account update: devise's checks of the password, its
+/// confirmation and the current password (verified against the stored hash under a
+/// hashing permit), then the new hash. `Ok(None)`: no new password. `Err(errors)`: the
+/// 422's field errors.
+async fn new_password_hash<S: Store>(
+    state: &AppState<S>,
+    user: &User,
+    body: &AccountBody,
+    field_errors: &mut Vec<(&'static str, String)>,
+) -> Result<Option<Zeroizing<String>>, Response> {
+    let Some(password) = as_str(body.password.as_ref()) else {
+        return Ok(None);
+    };
+    field_errors.extend(password_errors(
+        Some(password),
+        as_str(body.password_confirmation.as_ref()),
+    ));
+    match body.current_password.clone().filter(|c| !c.is_empty()) {
+        None => field_errors.push(("current_password", "can't be blank".to_owned())),
+        Some(current) => {
+            let found = match state.store().user_by_email(user.email.clone()).await {
+                Ok(Some(found)) if found.user.id == user.id => found,
+                Ok(_) => return Err(errors(StatusCode::UNAUTHORIZED, "Unauthorized")),
+                Err(e) => return Err(unavailable(&e)),
+            };
+            if !verify_blocking(&state.0.hashing, found.password_hash, current).await {
+                field_errors.push(("current_password", "is invalid".to_owned()));
+            }
+        }
+    }
+    if !field_errors.is_empty() {
+        return Ok(None);
+    }
+    hash_blocking(
+        &state.0.hashing,
+        state.0.settings.argon2.clone(),
+        Zeroizing::new(password.to_owned()),
+    )
+    .await
+    .map(|hash| Some(Zeroizing::new(hash)))
+    .map_err(|e| internal(format!("password hashing failed: {e}")))
+}
+
+/// The shared work of `PUT /auth` and `PUT /auth/password`, ordered so that no answer
+/// after a committed rotation lacks its token: check the credentials without committing,
+/// do every slow and fallible step (password checks, argon2), and only then commit the
+/// rotation and the change together. A failure before the commit answers without a token
+/// and changes nothing, so the token the client holds still works; a validation error
+/// commits the rotation alone and answers 422 with the headers, as devise does.
+async fn account_change<S: Store>(
+    state: &AppState<S>,
+    request_headers: &HeaderMap,
+    force: bool,
+    body: &AccountBody,
+    shape: &'static str,
+) -> Result<(Authed, bool), (Response, Option<AuthError>)> {
+    // `PUT /auth/password` sets the password only; `PUT /auth` may change the email too.
+    let email_change = shape == "account";
+    let peek = authenticate(state, request_headers, force, Commit::Nothing)
+        .await
+        .map_err(|e| (Response::default(), Some(e)))?;
+    let user = peek.user;
+    let mut field_errors = Vec::new();
+    let mut email = None;
+    if email_change {
+        if let Some(new) = body.email.as_deref() {
+            let new = new.trim().to_ascii_lowercase();
+            if let Some(message) = email_error(&new) {
+                field_errors.push(("email", message.to_owned()));
+            } else if new != user.email {
+                match state.store().user_by_email(new.clone()).await {
+                    Ok(Some(_)) => {
+                        field_errors.push(("email", "has already been taken".to_owned()))
+                    }
+                    Ok(None) => email = Some(new),
+                    Err(e) => return Err((unavailable(&e), None)),
+                }
+            }
+        }
+    }
+    let password_hash = new_password_hash(state, &user, body, &mut field_errors)
+        .await
+        .map_err(|response| (response, None))?;
+    if !field_errors.is_empty() {
+        let authed = authenticate(state, request_headers, force, Commit::Rotation)
+            .await
+            .map_err(|e| (Response::default(), Some(e)))?;
+        let response = validation_failed(&authed.user.email, &field_errors, shape);
+        return Err((with_headers(response, authed.headers), None));
+    }
+    let change = AccountChange {
+        user_id: user.id,
+        email,
+        password_hash,
+    };
+    let changed = change.email.is_some() || change.password_hash.is_some();
+    // A new email is a new `uid`: the answer must carry a token, or a client that keeps
+    // its headers only from responses with a token (all of devise's clients) would go on
+    // sending the old uid. Inside the batch window that takes a forced rotation.
+    let force = force || change.email.is_some();
+    authenticate(state, request_headers, force, Commit::Account(&change))
+        .await
+        .map(|authed| (authed, changed))
+        .map_err(|e| (Response::default(), Some(e)))
 }
 
 /// `PUT /auth/password` (devise_token_auth's password update, with
@@ -875,57 +1631,169 @@ async fn change_password<S: Store>(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     // The body first: a malformed request changes nothing, not even the token.
-    let body = match parse_body(body) {
+    let mut body: AccountBody = match parse_body(&request_headers, body) {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let authed = match authenticate(&state, &request_headers, unbatch(query.as_deref())).await {
-        Ok(authed) => authed,
-        Err(e) => return e.into_response(errors(StatusCode::UNAUTHORIZED, "Unauthorized")),
-    };
-    let password = string_field(&body, "password");
-    let confirmation = string_field(&body, "password_confirmation");
-    let current = string_field(&body, "current_password").unwrap_or("");
-    let mut field_errors = password_errors(password, confirmation);
-    let found = match state.store().user_by_email(authed.user.email.clone()).await {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return with_headers(
-                errors(StatusCode::UNAUTHORIZED, "Unauthorized"),
-                authed.headers,
-            );
-        }
-        Err(e) => return unavailable(&e),
-    };
-    if !verify_blocking(found.password_hash, current.to_owned()).await {
-        field_errors.push(("current_password", "is invalid".to_owned()));
-    }
-    let Some(password) = password.filter(|_| field_errors.is_empty()) else {
-        return with_headers(
-            validation_failed(&authed.user.email, &field_errors, "password"),
-            authed.headers,
-        );
-    };
-    let hash = match hash_blocking(state.0.settings.argon2.clone(), password.to_owned()).await {
-        Ok(hash) => hash,
-        Err(e) => return internal(format!("password hashing failed: {e}")),
-    };
-    match state
-        .store()
-        .change_password(authed.user.id, hash, authed.client)
-        .await
+    // This route always sets a password: a missing one is devise's "can't be blank".
+    body.password
+        .get_or_insert_with(|| Zeroizing::new(String::new()));
+    let unauthorized = || errors(StatusCode::UNAUTHORIZED, "Unauthorized");
+    match account_change(
+        &state,
+        &request_headers,
+        unbatch(query.as_deref()),
+        &body,
+        "password",
+    )
+    .await
     {
-        Ok(signed_out) => {
+        Ok((authed, _)) => {
             let body = json!({
                 "success": true,
                 "data": user_json(&authed.user),
                 "message": "Your password has been successfully updated.",
-                "signed_out_sessions": signed_out,
+                "signed_out_sessions": authed.signed_out,
             });
             authed_response(authed, StatusCode::OK, &body)
         }
+        Err((_, Some(e))) => e.into_response(unauthorized()),
+        Err((response, None)) => response,
+    }
+}
+
+/// `PUT /auth` (devise_token_auth's registration update): a new email (the new `uid`)
+/// and/or a new password, which needs `current_password` and signs out every other
+/// session. 200 `{"status":"success","data":{user}}` with the auth headers; 422 in
+/// devise's `{"status":"error","errors":{...}}`; 404 `User not found.` without valid
+/// credentials.
+async fn update_account<S: Store>(
+    State(state): State<AppState<S>>,
+    RawQuery(query): RawQuery,
+    request_headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body: AccountBody = match parse_body(&request_headers, body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let not_found = || {
+        json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"status": "error", "errors": ["User not found."]}),
+        )
+    };
+    if body.email.is_none()
+        && body.password.is_none()
+        && body.password_confirmation.is_none()
+        && body.current_password.is_none()
+    {
+        return note(
+            json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({"status": "error",
+                        "errors": ["Please submit proper account update data in request body."]}),
+            ),
+            "invalid",
+            None,
+        );
+    }
+    let mut body = body;
+    // devise drops a blank password (and a blank confirmation with it): no password change.
+    if body.password.as_ref().is_some_and(|p| p.is_empty()) {
+        body.password = None;
+        if body
+            .password_confirmation
+            .as_ref()
+            .is_some_and(|p| p.is_empty())
+        {
+            body.password_confirmation = None;
+        }
+    }
+    match account_change(
+        &state,
+        &request_headers,
+        unbatch(query.as_deref()),
+        &body,
+        "account",
+    )
+    .await
+    {
+        Ok((authed, changed)) => {
+            let body = json!({"status": "success", "data": user_json(&authed.user)});
+            let mut response = authed_response(authed, StatusCode::OK, &body);
+            if changed {
+                if let Some(n) = response.extensions_mut().get_mut::<LogNote>() {
+                    n.detail = Some("account updated".to_owned());
+                }
+            }
+            response
+        }
+        Err((_, Some(e))) => e.into_response(not_found()),
+        Err((response, None)) => response,
+    }
+}
+
+/// `DELETE /auth` (devise_token_auth's registration destroy): deletes the user and every
+/// session of theirs. Any accepted token will do, as for sign-out; the answer carries no
+/// token (there is no session left to hold one).
+async fn delete_account<S: Store>(
+    State(state): State<AppState<S>>,
+    request_headers: HeaderMap,
+) -> Response {
+    let not_found = || {
+        json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"status": "error", "errors": ["Unable to locate account for destruction."]}),
+        )
+    };
+    let authed = match authenticate(&state, &request_headers, false, Commit::Nothing).await {
+        Ok(authed) => authed,
+        Err(e) => return e.into_response(not_found()),
+    };
+    match state.store().delete_user(authed.user.id).await {
+        Ok(true) => note(
+            json_response(
+                StatusCode::OK,
+                &json!({"status": "success", "message":
+                    format!("Account with UID '{}' has been destroyed.", authed.user.email)}),
+            ),
+            "account_deleted",
+            None,
+        ),
+        Ok(false) => note(
+            not_found(),
+            "reject",
+            Some("account already gone".to_owned()),
+        ),
         Err(e) => unavailable(&e),
     }
+}
+
+/// The demo page, embedded in the binary: one HTML file with its script and styles, no
+/// build step.
+const PAGE: &str = include_str!("page.html");
+
+/// `GET /`: the page that shows rotation happen, with this server's batch window filled in.
+/// Its script is inline, so the policy allows inline script and style and nothing from
+/// anywhere else; it talks to this origin only.
+async fn page<S: Store>(State(state): State<AppState<S>>) -> Response {
+    let window = state.rotator().config().batch_window().as_millis();
+    let html = PAGE.replace("__BATCH_WINDOW_MS__", &window.to_string());
+    let mut response = (StatusCode::OK, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    note(response, "page", None)
 }
 
 /// `GET /metrics` (with `--metrics`): counters in Prometheus' text format, for load tools
@@ -941,64 +1809,6 @@ async fn metrics<S: Store>(State(state): State<AppState<S>>) -> Response {
 
 // ---------------------------------------------------------------------------------------
 // Middleware
-
-const EXPOSED: &str = "access-token, client, uid, expiry, token-type, authorization";
-const ALLOWED_HEADERS: &str =
-    "access-token, client, uid, expiry, token-type, authorization, content-type";
-
-/// CORS for `--cors-origin`: browsers on that origin may send and read the auth headers.
-async fn cors<S: Store>(
-    State(state): State<AppState<S>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(allowed) = state.0.settings.cors_origin.clone() else {
-        return next.run(request).await;
-    };
-    let origin = request.headers().get(header::ORIGIN).cloned();
-    let matches = origin
-        .as_ref()
-        .is_some_and(|o| allowed.as_bytes() == b"*" || o == allowed);
-    if !matches {
-        return next.run(request).await;
-    }
-    let allow_origin = if allowed.as_bytes() == b"*" {
-        allowed
-    } else {
-        origin.unwrap_or(allowed)
-    };
-    let preflight = request.method() == Method::OPTIONS
-        && request
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut response = if preflight {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        let h = response.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static(ALLOWED_HEADERS),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
-        note(response, "preflight", None)
-    } else {
-        next.run(request).await
-    };
-    let h = response.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(EXPOSED),
-    );
-    h.insert(header::VARY, HeaderValue::from_static("Origin"));
-    response
-}
 
 /// One line per request: method, path (never the query, which may carry credentials),
 /// status, decision kind, latency. Never a token: handlers only note the kind and a reason.
@@ -1023,4 +1833,38 @@ async fn log<S: Store>(State(state): State<AppState<S>>, request: Request, next:
         latency = elapsed.as_secs_f64() * 1000.0,
     ));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+
+    use super::{Argon2, hash_password, verify_password};
+
+    /// The reused work areas produce and accept the same PHC strings as argon2's own
+    /// hasher, so hashes stored before and after the change keep working both ways.
+    #[test]
+    fn hashes_interoperate_with_argon2s_own_phc_strings() {
+        let params = argon2::Params::new(1024, 1, 1, None).unwrap();
+        let mut area = Vec::new();
+        let ours = hash_password(&params, b"correct horse", &mut area).unwrap();
+        assert!(ours.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{ours}");
+        Argon2::from(&params)
+            .verify_password(b"correct horse", ours.as_str())
+            .unwrap();
+        let theirs = Argon2::from(&params)
+            .hash_password_with_salt(b"correct horse", b"0123456789abcdef")
+            .unwrap()
+            .to_string();
+        assert!(verify_password(&theirs, b"correct horse", &mut area));
+        assert!(!verify_password(&theirs, b"correct horsf", &mut area));
+        assert!(!verify_password("not a phc string", b"x", &mut area));
+        // A stored hash with a larger memory cost grows the area.
+        let big = argon2::Params::new(4096, 1, 1, None).unwrap();
+        let stored = hash_password(&big, b"pw", &mut Vec::new()).unwrap();
+        assert!(verify_password(&stored, b"pw", &mut area));
+        assert_eq!(area.len(), 4096);
+    }
 }

@@ -5,96 +5,168 @@ use core::time::Duration;
 use rotauth::rand_core::TryRng;
 use rotauth::{Config, KeyId, Keyring, Mode, ReplayPolicy};
 
-use crate::app::{BatchToken, LogSink, Settings};
+use crate::app::{BatchToken, Limits, LogSink, Settings};
 
-/// `--help`.
-pub const USAGE: &str = "\
-devise_server: a devise_token_auth-compatible auth server on rotauth
-
-USAGE: cargo run --example devise_server -- [FLAGS]
-
-FLAGS (defaults in brackets):
-  --addr HOST:PORT           listen address [127.0.0.1:3000]; port 0 picks a free one
-  --db PATH                  SQLite database file, or :memory: [rotauth-demo.sqlite3]
-  --database-url URL         PostgreSQL instead of SQLite: postgres://USER[:PASS]@HOST:PORT/DB;
-                             several instances may share it
-  --pool-size N              PostgreSQL connections per instance [16]
-  --batch-window-ms MS       batch window W [5000]
-  --lifespan-secs SECS       sliding token lifespan [1209600 = 14 days]
-  --mode strict|recover      what T(n-1) may do after the window [strict]
-  --replay reject|revoke     what a replayed token does to its session [reject]
-  --no-rotation              keep one token per session (change_headers_on_each_request = false)
-  --batch-token blank|current  access-token of batch responses: \" \" or T(n) [blank]
-  --cors-origin ORIGIN       allow this browser origin (or *) and expose the auth headers
-  --quiet                    no per-request log lines
-  --metrics                  serve GET /metrics (decision and compare-and-swap counters)
-  --clock-offset-ms MS       TESTS ONLY: shift this server's clock by MS (signed) [0]
-  --insecure-fast-hashing    TESTS ONLY: argon2 with 1 MiB and one pass, so test suites can
-                             sign up hundreds of users quickly; never in production
-  -h, --help                 this text
-
-ENVIRONMENT:
-  ROTAUTH_KEY   signing key, hex, at least 32 bytes (64 hex digits). Without it a random
-                key is generated and sessions do not survive a restart.
-
-The first line on stdout is `... listening on http://ADDR`; logs go to stderr.
-";
-
-/// The parsed flags.
-#[derive(Clone, Debug)]
+/// The flags, parsed by clap; `ROTAUTH_KEY` and `DATABASE_URL` may come from the
+/// environment.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "devise_server",
+    args_override_self = true,
+    about = "A devise_token_auth-compatible auth server on rotauth",
+    after_help = "Environment: ROTAUTH_KEY, the signing key in hex, at least 32 bytes (64 hex digits);\n\
+                  without it a random key is generated and sessions do not survive a restart.\n\
+                  DATABASE_URL, as --database-url.\n\n\
+                  The first line on stdout is `... listening on http://ADDR`; logs go to stderr.\n\
+                  Open http://ADDR/ in a browser for the page that shows rotation live."
+)]
 pub struct Cli {
-    /// `--addr`: where to listen.
+    /// Listen address; port 0 picks a free one.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
     pub addr: String,
-    /// `--db`: the SQLite file (`:memory:` for none).
+    /// SQLite database file, or :memory:.
+    #[arg(long, value_name = "PATH", default_value = "rotauth-demo.sqlite3")]
     pub db: String,
-    /// `--batch-window-ms`.
+    /// The batch window W, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5_000)]
     pub batch_window_ms: u64,
-    /// `--lifespan-secs`.
+    /// Sliding token lifespan, in seconds (14 days).
+    #[arg(long, value_name = "SECS", default_value_t = 14 * 24 * 60 * 60)]
     pub lifespan_secs: u64,
-    /// `--mode`.
+    /// What T(n-1) may do after the window: strict or recover.
+    #[arg(long, value_name = "strict|recover", default_value = "strict", value_parser = parse_mode)]
     pub mode: Mode,
-    /// `--replay`.
+    /// What a replayed token does to its session: reject or revoke.
+    #[arg(long, value_name = "reject|revoke", default_value = "reject", value_parser = parse_replay)]
     pub replay: ReplayPolicy,
-    /// Off with `--no-rotation`.
+    /// Keep one token per session (devise's change_headers_on_each_request = false).
+    #[arg(long = "no-rotation", action = clap::ArgAction::SetFalse)]
     pub rotate: bool,
-    /// `--batch-token`.
+    /// access-token of batch responses: " " (blank) or T(n) (current).
+    #[arg(long, value_name = "blank|current", default_value = "blank", value_parser = parse_batch_token)]
     pub batch_token: BatchToken,
-    /// `--cors-origin`.
-    pub cors_origin: Option<String>,
-    /// `--quiet`: no request log.
+    /// Allow this browser origin (or *) and expose the auth headers; repeat the flag or
+    /// separate origins by commas for several.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// No per-request log lines.
+    #[arg(long)]
     pub quiet: bool,
-    /// `--database-url`: PostgreSQL instead of the SQLite file of `db`.
+    /// PostgreSQL instead of SQLite: postgres://USER[:PASS]@HOST:PORT/DB; several instances
+    /// may share it.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL", value_parser = parse_database_url)]
     pub database_url: Option<String>,
-    /// `--pool-size`: PostgreSQL connections.
-    pub pool_size: usize,
-    /// `--metrics`: serve `GET /metrics`.
+    /// PostgreSQL connections per instance.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pool_size: u64,
+    /// Serve GET /metrics (decision and compare-and-swap counters, Prometheus text).
+    #[arg(long)]
     pub metrics: bool,
-    /// `--clock-offset-ms`: added to the wall clock, to test instances whose clocks
-    /// disagree.
+    /// Password hashes at once [default: the number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrent_hashes: Option<u64>,
+    /// Sign-ins + sign-ups per minute per client address; 0 = off.
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    pub throttle_per_address: u32,
+    /// Sign-ins + sign-ups per minute per email; 0 = off.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub throttle_per_account: u32,
+    /// Open connections at most (capped below the open-file limit).
+    #[arg(long, value_name = "N", default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Time to send a request head, and idle time between requests, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+    /// TESTS ONLY: shift this server's clock by MS (signed).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub clock_offset_ms: i64,
-    /// `--insecure-fast-hashing`: cheap argon2 parameters for test suites.
+    /// TESTS ONLY: argon2 with 1 MiB and one pass, so test suites can sign up hundreds of
+    /// users quickly; never in production.
+    #[arg(long = "insecure-fast-hashing")]
     pub fast_hashing: bool,
+    /// The signing key, hex, at least 32 bytes (64 hex digits). Without it a random key is
+    /// generated and sessions do not survive a restart. Only from the environment in
+    /// practice (a flag would show the key in the process list), so the flag is hidden.
+    #[arg(
+        long,
+        env = "ROTAUTH_KEY",
+        hide_env_values = true,
+        value_name = "HEX",
+        hide = true
+    )]
+    pub key: Option<HexKey>,
 }
 
-impl Default for Cli {
-    fn default() -> Self {
-        Self {
-            addr: "127.0.0.1:3000".to_owned(),
-            db: "rotauth-demo.sqlite3".to_owned(),
-            batch_window_ms: 5_000,
-            lifespan_secs: 14 * 24 * 60 * 60,
-            mode: Mode::Strict,
-            replay: ReplayPolicy::Reject,
-            rotate: true,
-            batch_token: BatchToken::Blank,
-            cors_origin: None,
-            quiet: false,
-            database_url: None,
-            pool_size: 16,
-            metrics: false,
-            clock_offset_ms: 0,
-            fast_hashing: false,
+/// `ROTAUTH_KEY` as given: never printed, wiped when dropped.
+#[derive(Clone)]
+pub struct HexKey(pub zeroize::Zeroizing<String>);
+
+impl core::fmt::Debug for HexKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("HexKey { ... }")
+    }
+}
+
+impl core::str::FromStr for HexKey {
+    type Err = core::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(zeroize::Zeroizing::new(s.to_owned())))
+    }
+}
+
+impl Cli {
+    /// The abuse limits these flags set.
+    pub fn limits(&self) -> Limits {
+        let defaults = Limits::default();
+        Limits {
+            concurrent_hashes: self
+                .concurrent_hashes
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(defaults.concurrent_hashes),
+            per_address_per_minute: self.throttle_per_address,
+            per_account_per_minute: self.throttle_per_account,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            ..defaults
         }
+    }
+}
+
+fn parse_mode(text: &str) -> Result<Mode, String> {
+    match text {
+        "strict" => Ok(Mode::Strict),
+        "recover" => Ok(Mode::Recover),
+        other => Err(format!("expected strict or recover, got {other:?}")),
+    }
+}
+
+fn parse_replay(text: &str) -> Result<ReplayPolicy, String> {
+    match text {
+        "reject" => Ok(ReplayPolicy::Reject),
+        "revoke" => Ok(ReplayPolicy::RevokeSession),
+        other => Err(format!("expected reject or revoke, got {other:?}")),
+    }
+}
+
+fn parse_batch_token(text: &str) -> Result<BatchToken, String> {
+    match text {
+        "blank" => Ok(BatchToken::Blank),
+        "current" => Ok(BatchToken::Current),
+        other => Err(format!("expected blank or current, got {other:?}")),
+    }
+}
+
+/// The URL itself is never echoed: it may hold a password.
+fn parse_database_url(url: &str) -> Result<String, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_owned())
+    } else {
+        Err("expected postgres://USER@HOST:PORT/DB".to_owned())
     }
 }
 
@@ -102,98 +174,46 @@ impl Default for Cli {
 #[derive(Debug)]
 pub enum Command {
     /// Start the server.
-    Run(Cli),
+    Run(Box<Cli>),
     /// Print the usage.
     Help,
 }
 
-/// Parses the flags (without the program name). Accepts `--flag value` and `--flag=value`.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
-    let mut cli = Cli::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "--addr" => cli.addr = value()?,
-            "--db" => cli.db = value()?,
-            "--batch-window-ms" => cli.batch_window_ms = number(&flag, &value()?)?,
-            "--lifespan-secs" => cli.lifespan_secs = number(&flag, &value()?)?,
-            "--mode" => {
-                cli.mode = match value()?.as_str() {
-                    "strict" => Mode::Strict,
-                    "recover" => Mode::Recover,
-                    other => {
-                        return Err(format!("--mode: expected strict or recover, got {other:?}"));
-                    }
-                }
-            }
-            "--replay" => {
-                cli.replay = match value()?.as_str() {
-                    "reject" => ReplayPolicy::Reject,
-                    "revoke" => ReplayPolicy::RevokeSession,
-                    other => {
-                        return Err(format!(
-                            "--replay: expected reject or revoke, got {other:?}"
-                        ));
-                    }
-                }
-            }
-            "--batch-token" => {
-                cli.batch_token = match value()?.as_str() {
-                    "blank" => BatchToken::Blank,
-                    "current" => BatchToken::Current,
-                    other => {
-                        return Err(format!(
-                            "--batch-token: expected blank or current, got {other:?}"
-                        ));
-                    }
-                }
-            }
-            "--cors-origin" => cli.cors_origin = Some(value()?),
-            "--database-url" => {
-                let url = value()?;
-                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                    return Err("--database-url: expected postgres://USER@HOST:PORT/DB".to_owned());
-                }
-                cli.database_url = Some(url);
-            }
-            "--pool-size" => {
-                cli.pool_size = usize::try_from(number(&flag, &value()?)?)
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("--pool-size: expected at least 1")?;
-            }
-            "--clock-offset-ms" => {
-                let text = value()?;
-                cli.clock_offset_ms = text.parse().map_err(|_| {
-                    format!("--clock-offset-ms: expected a whole number of ms, got {text:?}")
-                })?;
-            }
-            "--metrics" if inline.is_none() => cli.metrics = true,
-            "--insecure-fast-hashing" if inline.is_none() => cli.fast_hashing = true,
-            "--no-rotation" if inline.is_none() => cli.rotate = false,
-            "--quiet" if inline.is_none() => cli.quiet = true,
-            other => return Err(format!("unknown flag {other:?} (see --help)")),
-        }
-    }
-    Ok(Command::Run(cli))
+/// The usage text (`--help`).
+pub fn usage() -> String {
+    use clap::CommandFactory as _;
+    Cli::command().render_help().to_string()
 }
 
-fn number(flag: &str, text: &str) -> Result<u64, String> {
-    text.parse()
-        .map_err(|_| format!("{flag}: expected a whole number, got {text:?}"))
+/// Parses the flags (without the program name). Accepts `--flag value` and `--flag=value`.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    use clap::Parser as _;
+    let args = std::iter::once("devise_server".to_owned()).chain(args);
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(Command::Run(Box::new(cli))),
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => Ok(Command::Help),
+        // A refused value is not repeated: it may hold a secret (a database URL's password).
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+            ) =>
+        {
+            let arg = match e.get(clap::error::ContextKind::InvalidArg) {
+                Some(clap::error::ContextValue::String(arg)) => arg.clone(),
+                _ => "a flag".to_owned(),
+            };
+            let reason = std::error::Error::source(&e)
+                .map_or_else(|| "invalid value".to_owned(), ToString::to_string);
+            Err(format!("{arg}: {reason}"))
+        }
+        Err(e) => Err(e
+            .render()
+            .to_string()
+            .trim_start_matches("error: ")
+            .trim_end()
+            .to_owned()),
+    }
 }
 
 /// The rotation policy the flags describe, validated by rotauth.
@@ -229,37 +249,29 @@ pub fn keyring(hex: Option<&str>) -> Result<(Keyring, bool), String> {
     Ok((keyring, generated))
 }
 
+/// The key from hex, upper or lower case, in constant time (no branch or table lookup
+/// on the digits, so timing does not leak the key).
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16);
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| match pair {
-            [hi, lo] => {
-                let byte = digit(*hi)?.checked_mul(16)?.checked_add(digit(*lo)?)?;
-                u8::try_from(byte).ok()
-            }
-            _ => None,
-        })
-        .collect()
+    base16ct::mixed::decode_vec(text).ok()
 }
 
 /// The server's settings for these flags and keys: the one place `main` and the tests
 /// build them, so the tests run what `main` runs.
 pub fn settings(cli: &Cli, keyring: Keyring, log: LogSink) -> Result<Settings, String> {
-    let cors_origin = cli
-        .cors_origin
-        .as_deref()
+    let cors_origins = cli
+        .cors_origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
         .map(axum::http::HeaderValue::from_str)
-        .transpose()
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|_| "--cors-origin is not a valid header value".to_owned())?;
     Ok(Settings {
         rotator: rotauth::Rotator::new(keyring, config(cli)?),
         batch_token: cli.batch_token,
         log: if cli.quiet { LogSink::Off } else { log },
-        cors_origin,
+        cors_origins,
+        limits: cli.limits(),
         argon2: if cli.fast_hashing {
             argon2::Params::new(1024, 1, 1, None).map_err(|e| format!("argon2 parameters: {e}"))?
         } else {

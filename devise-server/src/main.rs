@@ -23,19 +23,26 @@ use devise_server::{app, cli, pg_store, store};
 fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
 
+    // Request lines and the server's own messages go to stderr through tracing.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .init();
+
     let command = match cli::parse(std::env::args().skip(1)) {
         Ok(command) => command,
         Err(e) => {
-            eprintln!("error: {e}\n\n{}", cli::USAGE);
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
     let cli = match command {
         cli::Command::Help => {
-            print!("{}", cli::USAGE);
+            print!("{}", cli::usage());
             return ExitCode::SUCCESS;
         }
-        cli::Command::Run(cli) => cli,
+        cli::Command::Run(cli) => *cli,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,30 +63,43 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: cli::Cli) -> Result<(), String> {
-    let key = std::env::var("ROTAUTH_KEY").ok();
-    let (keyring, generated) = cli::keyring(key.as_deref())?;
+async fn run(mut cli: cli::Cli) -> Result<(), String> {
+    // Every connection is a descriptor: raise the soft limit to the hard one, and keep the
+    // connection limit below it with room for the database and the listener.
+    const RESERVED_FDS: u64 = 256;
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let fit = nofile.saturating_sub(RESERVED_FDS).max(16);
+    if cli.max_connections > fit {
+        if cli.max_connections != 25_000 {
+            tracing::warn!(
+                "--max-connections {} lowered to {fit} (open-file limit {nofile})",
+                cli.max_connections
+            );
+        }
+        cli.max_connections = fit;
+    }
+    let key = cli.key.take();
+    let (keyring, generated) = cli::keyring(key.as_ref().map(|k| k.0.as_str()))?;
     let settings = cli::settings(&cli, keyring, app::LogSink::Stderr)?;
     if generated {
-        eprintln!(
-            "warning: ROTAUTH_KEY is not set; using a random key, so sessions will not survive a restart"
+        tracing::warn!(
+            "ROTAUTH_KEY is not set; using a random key, so sessions will not survive a restart"
         );
     }
     if cli.fast_hashing {
-        eprintln!(
-            "warning: --insecure-fast-hashing: password hashes are cheap to crack (tests only)"
-        );
+        tracing::warn!("--insecure-fast-hashing: password hashes are cheap to crack (tests only)");
     }
     if cli.clock_offset_ms != 0 {
-        eprintln!(
-            "warning: --clock-offset-ms {}: this server's clock is shifted (tests only)",
+        tracing::warn!(
+            "--clock-offset-ms {}: this server's clock is shifted (tests only)",
             cli.clock_offset_ms
         );
     }
     // The request handling is generic over the store: one monomorphic server per database.
     match cli.database_url.as_deref() {
         Some(url) => {
-            let store = pg_store::PgStore::open(url, cli.pool_size)
+            let pool_size = usize::try_from(cli.pool_size).unwrap_or(usize::MAX);
+            let store = pg_store::PgStore::open(url, pool_size)
                 .await
                 .map_err(|e| format!("database: {e}"))?;
             let db = store.describe();
@@ -110,15 +130,20 @@ async fn serve<S: store::Store>(
     // The first stdout line is the protocol for scripts and tests that pass port 0.
     println!("rotauth devise_server listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    eprintln!(
+    tracing::info!(
         "db={db} batch_window={}ms lifespan={}s mode={:?} replay={:?} rotation={} batch_token={:?}",
-        cli.batch_window_ms, cli.lifespan_secs, cli.mode, cli.replay, cli.rotate, cli.batch_token,
+        cli.batch_window_ms,
+        cli.lifespan_secs,
+        cli.mode,
+        cli.replay,
+        cli.rotate,
+        cli.batch_token,
     );
     let result = app::serve(listener, state.clone(), shutdown_signal())
         .await
         .map_err(|e| format!("server failed: {e}"));
     let metrics = state.metrics();
-    eprintln!(
+    tracing::info!(
         "stopped: {} compare-and-swap conflicts decided again, {} gave up",
         metrics
             .cas_conflicts
@@ -150,5 +175,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
-    eprintln!("shutting down");
+    tracing::info!("shutting down");
 }

@@ -21,8 +21,8 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 use zeroize::Zeroizing;
 
 use crate::store::{
-    SessionRow, Store, StoreError, StoredSession, User, UserWithHash, cap_to_sql, from_sql,
-    now_millis, to_sql,
+    AccountChange, AccountUpdate, SessionRow, Store, StoreError, StoredSession, User, UserWithHash,
+    cap_to_sql, from_sql, now_millis, to_sql,
 };
 
 /// How long a request waits for a free connection before answering 503.
@@ -79,6 +79,11 @@ const SWAP: &str = "UPDATE sessions SET record = $1, version = $2, expires_at = 
      WHERE client_id = $4 AND version = $5";
 const DELETE_SESSION: &str = "DELETE FROM sessions WHERE client_id = $1";
 const SET_PASSWORD: &str = "UPDATE users SET password_hash = $1 WHERE id = $2";
+/// The unique index decides between two racers; the `NOT EXISTS` spares the usual case an
+/// aborted transaction.
+const SET_EMAIL: &str = "UPDATE users SET email = $1 WHERE id = $2
+     AND NOT EXISTS (SELECT 1 FROM users WHERE email = $1 AND id <> $2)";
+const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
 const DELETE_OTHERS: &str = "DELETE FROM sessions WHERE user_id = $1 AND client_id <> $2";
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -363,22 +368,64 @@ impl Store for PgStore {
         Ok(conn.client.execute(&statement, &[&key]).await? == 1)
     }
 
-    async fn change_password(
+    async fn update_account(
         &self,
-        user_id: i64,
-        password_hash: String,
-        keep: ClientId,
-    ) -> Result<usize, StoreError> {
-        let keep = keep.to_string();
+        expected_version: u64,
+        session: &Session,
+        change: &AccountChange,
+    ) -> Result<AccountUpdate, StoreError> {
+        let row = SessionRow::new(session);
+        let expected = to_sql(expected_version);
         let mut lease = self.lease().await?;
         let conn = lease.conn()?;
+        let swap = conn.statement(SWAP).await?;
+        let set_email = conn.statement(SET_EMAIL).await?;
         let set_password = conn.statement(SET_PASSWORD).await?;
         let delete_others = conn.statement(DELETE_OTHERS).await?;
+        // Dropped without commit, the transaction rolls back.
         let tx = conn.client.transaction().await?;
-        tx.execute(&set_password, &[&password_hash, &user_id])
+        let swapped = tx
+            .execute(
+                &swap,
+                &[
+                    &&row.record[..],
+                    &row.version,
+                    &row.expires_at,
+                    &row.key,
+                    &expected,
+                ],
+            )
             .await?;
-        let deleted = tx.execute(&delete_others, &[&user_id, &keep]).await?;
+        if swapped != 1 {
+            return Ok(AccountUpdate::Conflict);
+        }
+        if let Some(email) = &change.email {
+            match tx.execute(&set_email, &[email, &change.user_id]).await {
+                Ok(1) => {}
+                Ok(_) => return Ok(AccountUpdate::EmailTaken),
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                    return Ok(AccountUpdate::EmailTaken);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut signed_out = 0;
+        if let Some(hash) = &change.password_hash {
+            tx.execute(&set_password, &[&hash.as_str(), &change.user_id])
+                .await?;
+            let deleted = tx
+                .execute(&delete_others, &[&change.user_id, &row.key])
+                .await?;
+            signed_out = usize::try_from(deleted).unwrap_or(usize::MAX);
+        }
         tx.commit().await?;
-        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+        Ok(AccountUpdate::Done { signed_out })
+    }
+
+    async fn delete_user(&self, user_id: i64) -> Result<bool, StoreError> {
+        let mut lease = self.lease().await?;
+        let conn = lease.conn()?;
+        let statement = conn.statement(DELETE_USER).await?;
+        Ok(conn.client.execute(&statement, &[&user_id]).await? == 1)
     }
 }

@@ -101,14 +101,47 @@ pub trait Store: Clone + Send + Sync + 'static {
         client_id: ClientId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Sets a new password hash and deletes every other session of the user, in one
-    /// transaction. Returns how many sessions were deleted.
-    fn change_password(
+    /// Commits an account update together with the request's session record, in one
+    /// transaction: the compare-and-swap of `session` on `expected_version` (the record may
+    /// be unchanged, which still checks that no other request moved the session on), then
+    /// the new email and/or password hash of `change`; a new password deletes every other
+    /// session of the user. Nothing is written unless all of it is.
+    fn update_account(
         &self,
-        user_id: i64,
-        password_hash: String,
-        keep: ClientId,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+        expected_version: u64,
+        session: &Session,
+        change: &AccountChange,
+    ) -> impl Future<Output = Result<AccountUpdate, StoreError>> + Send;
+
+    /// Deletes the user and, by the foreign key, every session of theirs; `false` if the
+    /// user was not there.
+    fn delete_user(&self, user_id: i64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// What `PUT /auth` and `PUT /auth/password` change, committed with the rotation.
+#[derive(Clone)]
+pub struct AccountChange {
+    /// Whose account.
+    pub user_id: i64,
+    /// A new (lowercased, validated) email, which is also the new `uid`.
+    pub email: Option<String>,
+    /// A new argon2 PHC string; every session but the request's own is signed out.
+    pub password_hash: Option<Zeroizing<String>>,
+}
+
+/// How [`Store::update_account`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountUpdate {
+    /// Committed; this many other sessions were signed out.
+    Done {
+        /// Sessions deleted by a password change.
+        signed_out: usize,
+    },
+    /// The session's version moved on (or the session is gone): nothing written; re-read
+    /// and decide again.
+    Conflict,
+    /// The new email belongs to another user: nothing written.
+    EmailTaken,
 }
 
 /// SQLite through rusqlite. One connection behind a mutex, used from tokio's blocking pool:
@@ -195,6 +228,7 @@ impl SqliteStore {
         let conn = if path == ":memory:" {
             Connection::open_in_memory()?
         } else {
+            create_private(Path::new(path))?;
             let conn = Connection::open(Path::new(path))?;
             // WAL: readers don't block the writer; NORMAL: no fsync per commit in WAL mode
             // (a power cut may lose the last commits, never corrupt the file).
@@ -205,6 +239,9 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        if path != ":memory:" {
+            restrict_companions(Path::new(path))?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -369,23 +406,110 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn change_password(
+    async fn update_account(
         &self,
-        user_id: i64,
-        password_hash: String,
-        keep: ClientId,
-    ) -> Result<usize, StoreError> {
-        let keep = keep.to_string();
+        expected_version: u64,
+        session: &Session,
+        change: &AccountChange,
+    ) -> Result<AccountUpdate, StoreError> {
+        let row = SessionRow::new(session);
+        let expected = to_sql(expected_version);
+        let change = change.clone();
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
-            tx.prepare_cached("UPDATE users SET password_hash = ?1 WHERE id = ?2")?
-                .execute(params![password_hash, user_id])?;
-            let deleted = tx
-                .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND client_id <> ?2")?
-                .execute(params![user_id, keep])?;
+            // IMMEDIATE: take the write lock first, so a busy database fails (or waits out
+            // its busy timeout) before anything is decided inside the transaction.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let swapped = tx
+                .prepare_cached(
+                    "UPDATE sessions SET record = ?1, version = ?2, expires_at = ?3
+                     WHERE client_id = ?4 AND version = ?5",
+                )?
+                .execute(params![
+                    &row.record[..],
+                    row.version,
+                    row.expires_at,
+                    row.key,
+                    expected
+                ])?;
+            if swapped != 1 {
+                return Ok(AccountUpdate::Conflict);
+            }
+            if let Some(email) = &change.email {
+                let updated = tx
+                    .prepare_cached(
+                        "UPDATE users SET email = ?1 WHERE id = ?2
+                         AND NOT EXISTS (SELECT 1 FROM users WHERE email = ?1 AND id <> ?2)",
+                    )?
+                    .execute(params![email, change.user_id])?;
+                if updated != 1 {
+                    return Ok(AccountUpdate::EmailTaken);
+                }
+            }
+            let mut signed_out = 0;
+            if let Some(hash) = &change.password_hash {
+                tx.prepare_cached("UPDATE users SET password_hash = ?1 WHERE id = ?2")?
+                    .execute(params![hash.as_str(), change.user_id])?;
+                signed_out = tx
+                    .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND client_id <> ?2")?
+                    .execute(params![change.user_id, row.key])?;
+            }
             tx.commit()?;
-            Ok(deleted)
+            Ok(AccountUpdate::Done { signed_out })
         })
         .await
     }
+
+    async fn delete_user(&self, user_id: i64) -> Result<bool, StoreError> {
+        self.with_conn(move |conn| {
+            let deleted = conn
+                .prepare_cached("DELETE FROM users WHERE id = ?1")?
+                .execute(params![user_id])?;
+            Ok(deleted == 1)
+        })
+        .await
+    }
+}
+
+/// Creates the database file readable and writable by its owner only (it holds password
+/// hashes and session seeds), whatever the umask, and tightens an existing one. SQLite
+/// creates `-wal` and `-shm` with the database file's mode; [`restrict_companions`] makes
+/// sure of it.
+#[cfg(unix)]
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)
+}
+
+#[cfg(not(unix))]
+fn create_private(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// `0600` on the `-wal` and `-shm` files next to `path`, where they exist.
+#[cfg(unix)]
+fn restrict_companions(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let companion = std::path::PathBuf::from(name);
+        if companion.exists() {
+            std::fs::set_permissions(&companion, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| StoreError(format!("{}: {e}", companion.display())))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_companions(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
 }

@@ -28,7 +28,8 @@ mod cluster;
 
 use std::time::Duration;
 
-use client::{Http, TempDir};
+use axum::http::Method;
+use client::{Auth, Http, TempDir};
 use cluster::{Instance, PASSWORD, Plan, TestDb, assert_all_ok, assert_records, run_load};
 use rotauth::Session;
 
@@ -296,7 +297,7 @@ fn bad_database_flags_are_refused_without_echoing_the_password() {
         ),
         (&["--clock-offset-ms", "soon"], "--clock-offset-ms"),
         (&["--pool-size", "0"], "--pool-size"),
-        (&["--metrics=yes"], "unknown flag"),
+        (&["--metrics=yes"], "--metrics"),
     ] {
         let out = Command::new(&bin).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -323,4 +324,70 @@ fn bad_database_flags_are_refused_without_echoing_the_password() {
         "password in the log: {stderr}"
     );
     assert!(out.stdout.is_empty(), "listening without a database");
+}
+
+/// `PUT /auth` and `DELETE /auth` on PostgreSQL: the account change is committed with the
+/// rotation in one transaction, an email taken on another instance is refused, and the
+/// deletion takes every session of the user with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_update_and_deletion_on_postgres() {
+    let db = TestDb::create().await;
+    let dir = TempDir::new();
+    let flags: &[&str] = &["--batch-window-ms", "0"];
+    let instances = start_all(&db, &dir, &[flags, flags]);
+    let a = Http::new(instances[0].addr);
+    let b = a.at(instances[1].addr);
+    let mut auth = a.sign_up("pg@example.com", PASSWORD).await;
+    let other = b.sign_in("pg@example.com", PASSWORD).await;
+    b.sign_up("taken@example.com", PASSWORD).await;
+
+    let put = |http: &Http, auth: &Auth, body: serde_json::Value| {
+        let (http, headers) = (http.clone(), auth.headers());
+        async move {
+            http.send(Method::PUT, "/auth", &headers, Some(&body.to_string()))
+                .await
+        }
+    };
+    let resp = put(&a, &auth, serde_json::json!({"email": "taken@example.com"})).await;
+    assert_eq!(resp.status, 422, "{}", resp.text);
+    assert!(auth.follow(&resp));
+    let resp = put(
+        &b,
+        &auth,
+        serde_json::json!({"email": "pg2@example.com", "password": "another password",
+                           "password_confirmation": "another password",
+                           "current_password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(resp.header("uid"), Some("pg2@example.com"));
+    assert!(auth.follow(&resp));
+    auth.uid = "pg2@example.com".to_owned();
+    let mut other = other;
+    other.uid = "pg2@example.com".to_owned();
+    assert_eq!(
+        a.get("/auth/validate_token", &other).await.status,
+        401,
+        "signed out"
+    );
+    let resp = a.get("/auth/validate_token", &auth).await;
+    assert_eq!(resp.status, 200);
+    assert!(auth.follow(&resp));
+    let second = a.sign_in("pg2@example.com", "another password").await;
+
+    let resp = b.send(Method::DELETE, "/auth", &auth.headers(), None).await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(
+        resp.json()["message"],
+        "Account with UID 'pg2@example.com' has been destroyed."
+    );
+    let rows = db.sessions().await;
+    assert!(
+        !rows
+            .iter()
+            .any(|(client, _, _)| client == &auth.client || client == &second.client),
+        "a session of the deleted user is left"
+    );
+    let resp = a.send(Method::DELETE, "/auth", &auth.headers(), None).await;
+    assert_eq!(resp.status, 404);
 }

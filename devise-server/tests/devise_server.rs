@@ -719,7 +719,7 @@ async fn cors_preflight_and_exposed_headers() {
             None,
         )
         .await;
-    assert_eq!(resp.status, 204);
+    assert!(matches!(resp.status, 200 | 204), "{}", resp.status);
     assert_eq!(resp.header("access-control-allow-origin"), Some(origin));
     assert!(
         resp.header("access-control-allow-headers")
@@ -1129,29 +1129,17 @@ fn flags_parse_and_bad_ones_are_refused() {
     assert!(cli::keyring(None).is_ok_and(|(_, generated)| generated));
 }
 
-/// The built example itself: first stdout line, a sign-up, a rotation, logs on stderr
-/// without tokens, SIGTERM. Runs when `cargo test` has built the example (it does, for
-/// every example, before running tests); skipped with a note otherwise.
+/// The built binary itself (cargo builds it for the package's tests): first stdout line, a
+/// sign-up, a rotation, logs on stderr without tokens, SIGTERM.
 #[test]
 fn the_example_binary_serves_and_logs_no_token() {
     use std::io::{BufRead, BufReader, Read};
     use std::process::{Command, Stdio};
 
-    let exe = std::env::current_exe().unwrap();
-    let Some(bin) = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join("devise_server"))
-        .filter(|bin| bin.exists())
-    else {
-        eprintln!(
-            "skipped: examples/devise_server not built (run `cargo test` or `cargo build --example devise_server`)"
-        );
-        return;
-    };
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_devise_server"));
     let bad = Command::new(&bin).arg("--bogus").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown flag"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unexpected argument"));
 
     let dir = TempDir::new();
     let mut child = Command::new(&bin)
@@ -1206,7 +1194,7 @@ fn the_example_binary_serves_and_logs_no_token() {
         stderr.contains("GET /demo/members_only 200 rotate"),
         "{stderr}"
     );
-    assert!(!stderr.contains("warning: ROTAUTH_KEY"), "{stderr}");
+    assert!(!stderr.contains("ROTAUTH_KEY is not set"), "{stderr}");
     for token in tokens {
         assert!(!stderr.contains(&token[..20]), "token in the log");
     }

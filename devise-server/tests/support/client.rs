@@ -163,7 +163,11 @@ impl Http {
         let mut builder = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr));
-        if body.is_some() {
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
             builder = builder.header("content-type", "application/json");
         }
         for (name, value) in headers {

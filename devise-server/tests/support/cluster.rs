@@ -153,7 +153,7 @@ pub struct Instance {
 
 impl Instance {
     /// Starts the binary with `args` (and the shared key, cheap hashing, `--metrics`,
-    /// `--quiet`, port 0); returns before it has printed its address: see [`Self::ready`].
+    /// `--quiet`, no sign-in throttling, port 0); returns before it has printed its address: see [`Self::ready`].
     pub fn start(args: &[&str], dir: &Path, name: &str) -> (Child, PathBuf) {
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(server_binary())
@@ -163,6 +163,10 @@ impl Instance {
                 "--quiet",
                 "--metrics",
                 "--insecure-fast-hashing",
+                "--throttle-per-address",
+                "0",
+                "--throttle-per-account",
+                "0",
             ])
             .args(args)
             .env("ROTAUTH_KEY", KEY_HEX)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# CI stage for devise-server beyond `cargo test`: the demo page and devise_token_auth's
+# JavaScript clients (cross-origin) in headless Chromium (Debian's chromium driven by
+# playwright-core from npm; no browser download), and the abuse measurements (sign-in
+# flood, 20 000 slow connections) with their figures.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+start=$SECONDS
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt-get -o DPkg::Lock::Timeout=900 update -q
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q \
+        chromium nodejs npm
+fi
+echo "chromium: $(chromium --version 2>/dev/null || echo missing)"
+
+cargo build -q -p devise-server --bin devise_server
+(cd devise-server/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+echo "== demo page in headless Chromium"
+DEVISE_SERVER_BIN="$root/target/debug/devise_server" node devise-server/e2e/page.test.mjs
+echo "== devise_token_auth JavaScript clients, cross-origin, in headless Chromium"
+DEVISE_SERVER_BIN="$root/target/debug/devise_server" node devise-server/e2e/clients.test.mjs
+
+echo "== abuse measurements"
+bash devise-server/scripts/flood.sh
+echo ".ci/devise.sh: done in $((SECONDS - start)) s"

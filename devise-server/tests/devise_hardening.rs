@@ -1,0 +1,717 @@
+//! The server as browsers and attackers meet it: CORS for devise's JavaScript clients,
+//! form-encoded bodies, account update and deletion, `Cache-Control`, the order of a
+//! password change against a locked database, `--batch-token current` against stale
+//! tokens, the database file's mode, and sign-in throttling.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    unreachable_pub
+)]
+
+#[allow(dead_code)]
+#[path = "support/client.rs"]
+mod client;
+#[allow(dead_code)]
+#[path = "support/support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use axum::http::Method;
+use client::{Auth, Resp, TempDir};
+use rotauth::Token;
+use serde_json::{Value, json};
+use support::{KEY, TestServer};
+
+const PASSWORD: &str = "correct horse battery";
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+async fn server(flags: &[&str]) -> (TempDir, TestServer) {
+    let dir = TempDir::new();
+    let server = TestServer::start_on(&dir.db(), &KEY, flags).await;
+    (dir, server)
+}
+
+fn with(auth: &Auth, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut headers = auth.headers();
+    headers.extend(
+        extra
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+    );
+    headers
+}
+
+fn form_headers() -> Vec<(String, String)> {
+    vec![(FORM.0.to_owned(), FORM.1.to_owned())]
+}
+
+fn user(id: i64, email: &str) -> Value {
+    json!({"id": id, "email": email, "uid": email, "provider": "email"})
+}
+
+fn generation(resp: &Resp) -> Option<u64> {
+    resp.token()
+        .map(|t| Token::from_text(&t).unwrap().generation())
+}
+
+// ---------------------------------------------------------------------------------------
+// CORS
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflight_allows_the_headers_devise_clients_send() {
+    let (_dir, server) = server(&[
+        "--cors-origin",
+        "https://a.example, https://b.example",
+        "--cors-origin",
+        "http://localhost:8080",
+    ])
+    .await;
+    let http = server.http();
+    let asked = "if-modified-since, access-token, client, uid, expiry, token-type";
+    for origin in [
+        "https://a.example",
+        "https://b.example",
+        "http://localhost:8080",
+    ] {
+        for (method, path) in [
+            ("GET", "/auth/validate_token"),
+            ("PUT", "/auth"),
+            ("DELETE", "/auth/sign_out"),
+        ] {
+            let resp = http
+                .send(
+                    Method::OPTIONS,
+                    path,
+                    &[
+                        ("origin".into(), origin.into()),
+                        ("access-control-request-method".into(), method.into()),
+                        ("access-control-request-headers".into(), asked.into()),
+                    ],
+                    None,
+                )
+                .await;
+            assert!(matches!(resp.status, 200 | 204), "{}", resp.status);
+            assert_eq!(resp.header("access-control-allow-origin"), Some(origin));
+            let allowed = resp
+                .header("access-control-allow-headers")
+                .unwrap()
+                .to_ascii_lowercase();
+            for name in asked.split(", ") {
+                assert!(allowed.contains(name), "{name} not allowed: {allowed}");
+            }
+            let methods = resp.header("access-control-allow-methods").unwrap();
+            assert!(methods.contains(method), "{methods}");
+            assert_eq!(resp.header("access-control-max-age"), Some("600"));
+            let vary: Vec<String> = resp
+                .headers
+                .get_all("vary")
+                .iter()
+                .flat_map(|v| v.to_str().unwrap().split(','))
+                .map(|v| v.trim().to_ascii_lowercase())
+                .collect();
+            for name in [
+                "origin",
+                "access-control-request-method",
+                "access-control-request-headers",
+            ] {
+                assert!(
+                    vary.iter().any(|v| v == name),
+                    "Vary lacks {name}: {vary:?}"
+                );
+            }
+        }
+    }
+    // Another origin gets no grant, preflight or not.
+    let resp = http
+        .send(
+            Method::OPTIONS,
+            "/auth/validate_token",
+            &[
+                ("origin".into(), "https://evil.example".into()),
+                ("access-control-request-method".into(), "GET".into()),
+                ("access-control-request-headers".into(), asked.into()),
+            ],
+            None,
+        )
+        .await;
+    assert!(resp.header("access-control-allow-origin").is_none());
+    // A real cross-origin request exposes the auth headers.
+    let auth = http.sign_up("cors@example.com", PASSWORD).await;
+    let resp = http
+        .send(
+            Method::GET,
+            "/auth/validate_token",
+            &with(&auth, &[("origin", "https://b.example")]),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.header("access-control-allow-origin"),
+        Some("https://b.example")
+    );
+    let exposed = resp
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in [
+        "access-token",
+        "client",
+        "uid",
+        "expiry",
+        "token-type",
+        "authorization",
+    ] {
+        assert!(exposed.contains(name), "{name} not exposed: {exposed}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_any_origin() {
+    let (_dir, server) = server(&["--cors-origin", "*"]).await;
+    let resp = server
+        .http()
+        .send(
+            Method::OPTIONS,
+            "/auth/sign_in",
+            &[
+                ("origin".into(), "https://anywhere.example".into()),
+                ("access-control-request-method".into(), "POST".into()),
+                (
+                    "access-control-request-headers".into(),
+                    "content-type, if-modified-since".into(),
+                ),
+            ],
+            None,
+        )
+        .await;
+    assert!(matches!(resp.status, 200 | 204));
+    assert_eq!(resp.header("access-control-allow-origin"), Some("*"));
+    assert!(
+        resp.header("access-control-allow-headers")
+            .unwrap()
+            .contains("if-modified-since")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Bodies: JSON or form
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_encoded_bodies_work_on_every_endpoint_with_a_body() {
+    let (_dir, server) = server(&["--batch-window-ms", "0"]).await;
+    let http = server.http();
+    // j-toker's sign-up: jQuery's form encoding, extra fields ignored.
+    let resp = http
+        .send(
+            Method::POST,
+            "/auth",
+            &form_headers(),
+            Some("email=Jo%40Example.com&password=correct+horse+battery&password_confirmation=correct+horse+battery&confirm_success_url=http%3A%2F%2Fx%2F"),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(
+        resp.json(),
+        json!({"status": "success", "data": user(1, "jo@example.com")})
+    );
+    // Form validation errors are devise's 422, as for JSON.
+    let resp = http
+        .send(
+            Method::POST,
+            "/auth",
+            &form_headers(),
+            Some("email=x&password=short&password_confirmation=short"),
+        )
+        .await;
+    assert_eq!(resp.status, 422);
+    assert_eq!(
+        resp.json()["errors"]["full_messages"],
+        json!([
+            "Email is not an email",
+            "Password is too short (minimum is 8 characters)"
+        ])
+    );
+    let resp = http
+        .send(
+            Method::POST,
+            "/auth/sign_in",
+            &form_headers(),
+            Some("email=jo%40example.com&password=correct+horse+battery"),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let mut auth = Auth::from_response(&resp);
+    let resp = http
+        .send(
+            Method::POST,
+            "/auth/sign_in",
+            &form_headers(),
+            Some("email=jo%40example.com&password=wrong+password"),
+        )
+        .await;
+    assert_eq!(resp.status, 401);
+    let resp = http
+        .send(
+            Method::PUT,
+            "/auth/password",
+            &with(&auth, &[FORM]),
+            Some("current_password=correct+horse+battery&password=a+new+password&password_confirmation=a+new+password"),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert!(auth.follow(&resp));
+    let resp = http
+        .send(
+            Method::PUT,
+            "/auth",
+            &with(&auth, &[FORM]),
+            Some("email=jo2%40example.com"),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(resp.json()["data"]["uid"], "jo2@example.com");
+    http.sign_in("jo2@example.com", "a new password").await;
+    // One error shape for both encodings.
+    for (headers, body) in [
+        (form_headers(), "email=a&email=b&password=x"),
+        (form_headers(), "password=x&password=y"),
+        (Vec::new(), "{not json"),
+    ] {
+        let resp = http
+            .send(Method::POST, "/auth/sign_in", &headers, Some(body))
+            .await;
+        assert_eq!(resp.status, 400, "{body}: {}", resp.text);
+        let json = resp.json();
+        assert_eq!(json["success"], false);
+        assert!(json["errors"][0].as_str().unwrap().starts_with("Malformed"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// PUT /auth, DELETE /auth
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_account_changes_email_and_password_as_devise_does() {
+    let (_dir, server) = server(&["--batch-window-ms", "0"]).await;
+    let http = server.http();
+    let mut auth = http.sign_up("kim@example.com", PASSWORD).await;
+    let other = http.sign_in("kim@example.com", PASSWORD).await;
+    http.sign_up("taken@example.com", PASSWORD).await;
+
+    // Nothing to update.
+    let resp = http
+        .send(
+            Method::PUT,
+            "/auth",
+            &auth.headers(),
+            Some(r#"{"name":"x"}"#),
+        )
+        .await;
+    assert_eq!(resp.status, 422);
+    assert_eq!(
+        resp.json(),
+        json!({"status": "error", "errors": ["Please submit proper account update data in request body."]})
+    );
+    // Not signed in: 404, devise's wording.
+    let mut stale = auth.clone();
+    stale.token = "garbage".into();
+    let resp = http
+        .send(
+            Method::PUT,
+            "/auth",
+            &stale.headers(),
+            Some(r#"{"email":"a@b.c"}"#),
+        )
+        .await;
+    assert_eq!(resp.status, 404);
+    assert_eq!(
+        resp.json(),
+        json!({"status": "error", "errors": ["User not found."]})
+    );
+
+    // Validation: 422 in the registrations shape, with the auth headers (a rotation).
+    let before = server.snapshot();
+    let cases = [
+        (
+            json!({"email": "taken@example.com"}),
+            json!({"email": ["has already been taken"], "full_messages": ["Email has already been taken"]}),
+        ),
+        (
+            json!({"email": "nope"}),
+            json!({"email": ["is not an email"], "full_messages": ["Email is not an email"]}),
+        ),
+        (
+            json!({"password": "a new password", "password_confirmation": "a new password"}),
+            json!({"current_password": ["can't be blank"], "full_messages": ["Current password can't be blank"]}),
+        ),
+        (
+            json!({"password": "a new password", "password_confirmation": "a new password", "current_password": "wrong one"}),
+            json!({"current_password": ["is invalid"], "full_messages": ["Current password is invalid"]}),
+        ),
+        (
+            json!({"password": "a new password", "password_confirmation": "different", "current_password": PASSWORD}),
+            json!({"password_confirmation": ["doesn't match Password"], "full_messages": ["Password confirmation doesn't match Password"]}),
+        ),
+    ];
+    for (body, errors) in cases {
+        let resp = http
+            .send(
+                Method::PUT,
+                "/auth",
+                &auth.headers(),
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(resp.status, 422, "{body}");
+        assert_eq!(
+            resp.json(),
+            json!({"status": "error", "errors": errors}),
+            "{body}"
+        );
+        assert!(auth.follow(&resp), "a 422 still carries the new token");
+    }
+    // Only the token moved.
+    let after = server.snapshot();
+    assert_eq!(before.len(), after.len());
+    assert_eq!(before[..2], after[..2], "users unchanged");
+
+    // An email change inside the batch window still hands out a token: the uid changed,
+    // and clients take new headers only from responses with a token.
+    {
+        let (_dir2, windowed) = self::server(&["--batch-window-ms", "60000"]).await;
+        let http = windowed.http();
+        let mut auth = http.sign_up("win@example.com", PASSWORD).await;
+        let resp = http
+            .send(
+                Method::PUT,
+                "/auth",
+                &auth.headers(),
+                Some(r#"{"email":"win2@example.com"}"#),
+            )
+            .await;
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        assert_eq!(resp.header("uid"), Some("win2@example.com"));
+        assert!(
+            auth.follow(&resp),
+            "an email change inside the window sent no token"
+        );
+        auth.uid = "win2@example.com".into();
+        assert_eq!(http.get("/auth/validate_token", &auth).await.status, 200);
+    }
+
+    // Email change: the new uid in the body and the headers; the old email is free.
+    let resp = http
+        .send(
+            Method::PUT,
+            "/auth",
+            &auth.headers(),
+            Some(r#"{"email":" Kim2@Example.com "}"#),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(
+        resp.json(),
+        json!({"status": "success", "data": user(1, "kim2@example.com")})
+    );
+    assert_eq!(resp.header("uid"), Some("kim2@example.com"));
+    assert_eq!(resp.header("cache-control"), Some("no-store"));
+    assert!(auth.follow(&resp));
+    auth.uid = "kim2@example.com".into();
+    let resp = http.get("/auth/validate_token", &auth).await;
+    assert_eq!(resp.status, 200);
+    assert!(auth.follow(&resp));
+
+    // Password change: current password required; every other session signed out.
+    let body = json!({"password": "a new password", "password_confirmation": "a new password",
+                      "current_password": PASSWORD});
+    let resp = http
+        .send(
+            Method::PUT,
+            "/auth",
+            &auth.headers(),
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert!(auth.follow(&resp));
+    assert_eq!(http.get("/auth/validate_token", &auth).await.status, 200);
+    let mut other = other;
+    other.uid = "kim2@example.com".into();
+    assert_eq!(http.get("/auth/validate_token", &other).await.status, 401);
+    http.sign_in("kim2@example.com", "a new password").await;
+    let resp = http
+        .post(
+            "/auth/sign_in",
+            &json!({"email": "kim2@example.com", "password": PASSWORD}).to_string(),
+        )
+        .await;
+    assert_eq!(resp.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_account_removes_the_user_and_every_session() {
+    let (_dir, server) = server(&[]).await;
+    let http = server.http();
+    let auth = http.sign_up("lee@example.com", PASSWORD).await;
+    let second = http.sign_in("lee@example.com", PASSWORD).await;
+    let keep = http.sign_up("stay@example.com", PASSWORD).await;
+    let mut bad = auth.clone();
+    bad.token = "garbage".into();
+    let not_found =
+        json!({"status": "error", "errors": ["Unable to locate account for destruction."]});
+    let resp = http
+        .send(Method::DELETE, "/auth", &bad.headers(), None)
+        .await;
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.json(), not_found);
+    assert_eq!(server.count("users"), 2);
+
+    let resp = http
+        .send(Method::DELETE, "/auth", &auth.headers(), None)
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(
+        resp.json(),
+        json!({"status": "success", "message": "Account with UID 'lee@example.com' has been destroyed."})
+    );
+    assert!(resp.header("access-token").is_none());
+    assert_eq!(server.count("users"), 1);
+    assert_eq!(
+        server.count("sessions"),
+        1,
+        "both of lee's sessions are gone"
+    );
+    for gone in [&auth, &second] {
+        assert_eq!(http.get("/auth/validate_token", gone).await.status, 401);
+    }
+    let resp = http
+        .send(Method::DELETE, "/auth", &auth.headers(), None)
+        .await;
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.json(), not_found);
+    assert_eq!(http.get("/auth/validate_token", &keep).await.status, 200);
+    // The email can sign up again.
+    http.sign_up("lee@example.com", PASSWORD).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Caching
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_with_tokens_are_no_store() {
+    let (_dir, server) = server(&["--cors-origin", "https://a.example"]).await;
+    let http = server.http();
+    let body = json!({"email": "nia@example.com", "password": PASSWORD,
+                      "password_confirmation": PASSWORD});
+    let sign_up = http.post("/auth", &body.to_string()).await;
+    let auth = Auth::from_response(&sign_up);
+    let sign_in = http
+        .post(
+            "/auth/sign_in",
+            &json!({"email": "nia@example.com", "password": PASSWORD}).to_string(),
+        )
+        .await;
+    let batch = http.get("/demo/members_only", &auth).await;
+    let rotated = http.get("/auth/validate_token?unbatch=true", &auth).await;
+    let refused = http
+        .send(
+            Method::GET,
+            "/demo/members_only",
+            &[("origin".into(), "https://a.example".into())],
+            None,
+        )
+        .await;
+    for resp in [&sign_up, &sign_in, &batch, &rotated, &refused] {
+        assert_eq!(resp.header("cache-control"), Some("no-store"), "{resp:?}");
+        let vary: String = resp
+            .headers
+            .get_all("vary")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(
+            vary.contains("access-token") && vary.contains("origin"),
+            "{vary}"
+        );
+    }
+    assert!(rotated.token().is_some() && sign_in.token().is_some());
+}
+
+// ---------------------------------------------------------------------------------------
+// Password change against a locked database
+
+/// The database's write lock held by another connection (`BEGIN IMMEDIATE`) while a
+/// password change runs. Whatever happens, a response without a token must mean that no
+/// rotation was committed (the client's token still works), and a committed rotation
+/// must come with its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_never_commits_a_rotation_it_does_not_send() {
+    let (_dir, server) = server(&["--batch-window-ms", "0"]).await;
+    let http = server.http();
+    let mut auth = http.sign_up("ola@example.com", PASSWORD).await;
+    let mut password = PASSWORD.to_owned();
+    // Lock held from before the request until after the store's busy timeout (5 s): 503,
+    // nothing committed. Then locked the moment the session row moves, for as long: the
+    // rotation was committed with the last write, so the answer carries the token.
+    for lock_on_first_commit in [false, true] {
+        let before = server.session(&auth.client).unwrap().0.generation();
+        let new_password = format!("{password}!");
+        let body = json!({"current_password": password, "password": new_password,
+                          "password_confirmation": new_password})
+        .to_string();
+        let db = server.db.clone();
+        let client_id = auth.client.clone();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
+        let locker = std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            let version = |conn: &rusqlite::Connection| -> i64 {
+                conn.query_row(
+                    "SELECT version FROM sessions WHERE client_id = ?1",
+                    [&client_id],
+                    |r| r.get(0),
+                )
+                .unwrap()
+            };
+            if lock_on_first_commit {
+                let start = version(&conn);
+                locked_tx.send(()).unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while version(&conn) == start && std::time::Instant::now() < deadline {
+                    std::hint::spin_loop();
+                }
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                // Longer than the store's busy timeout: a write still pending after the
+                // rotation would fail now, and its answer would lack the token.
+                std::thread::sleep(Duration::from_millis(5_500));
+            } else {
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                locked_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(5_500));
+            }
+            conn.execute_batch("ROLLBACK").unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let resp = http
+            .send(Method::PUT, "/auth/password", &auth.headers(), Some(&body))
+            .await;
+        locker.join().unwrap();
+        let after = server.session(&auth.client).unwrap().0.generation();
+        if after > before {
+            assert_eq!(resp.status, 200, "{}", resp.text);
+            assert_eq!(
+                generation(&resp),
+                Some(after),
+                "committed rotation without its token"
+            );
+            assert!(auth.follow(&resp));
+            password = new_password;
+        } else {
+            assert!(resp.token().is_none());
+            assert_eq!(resp.status, 503, "{}", resp.text);
+            let resp = http.get("/auth/validate_token", &auth).await;
+            assert_eq!(resp.status, 200, "the token the client holds still works");
+            assert!(auth.follow(&resp));
+        }
+        assert_eq!(resp.status == 200, lock_on_first_commit, "{}", resp.text);
+    }
+    http.sign_in("ola@example.com", &password).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// --batch-token current
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_token_current_never_upgrades_a_token_two_generations_old() {
+    let (_dir, server) = server(&["--batch-token", "current", "--batch-window-ms", "5000"]).await;
+    let http = server.http();
+    let t0 = http.sign_up("pat@example.com", PASSWORD).await;
+    let mut t1 = t0.clone();
+    assert!(t1.follow(&http.get("/demo/members_only?unbatch=true", &t0).await));
+    let mut t2 = t1.clone();
+    assert!(t2.follow(&http.get("/demo/members_only?unbatch=true", &t1).await));
+    assert_eq!(
+        generation(&http.get("/demo/members_only", &t2).await),
+        Some(2)
+    );
+    // T(1) = T(n-1) inside the window: T(n).
+    let resp = http.get("/demo/members_only", &t1).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.token().as_deref(), Some(t2.token.as_str()));
+    // T(0) = T(n-2) inside the window: served, but blank, never T(n).
+    let resp = http.get("/demo/members_only", &t0).await;
+    assert_eq!(resp.status, 200);
+    assert!(resp.token().is_none(), "T(n-2) was upgraded to T(n)");
+    assert_eq!(resp.header("access-token").map(str::trim), Some(""));
+}
+
+// ---------------------------------------------------------------------------------------
+// The database file
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    // A world-readable file left by an older version is tightened too.
+    let old = dir.0.join("old.sqlite3");
+    std::fs::write(&old, b"").unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for db in [dir.db(), old] {
+        let server = TestServer::start_on(&db, &KEY, &[]).await;
+        server.http().sign_up("pam@example.com", PASSWORD).await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            let mode = std::fs::metadata(&name).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name:?} is {mode:o}");
+        }
+        server.stop().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Throttling
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_is_throttled_per_account_and_per_address_with_retry_after() {
+    let (_dir, server) =
+        server(&["--throttle-per-account", "3", "--throttle-per-address", "6"]).await;
+    let http = server.http();
+    let attempt = |email: &'static str| {
+        let http = http.clone();
+        async move {
+            http.post(
+                "/auth/sign_in",
+                &json!({"email": email, "password": "wrong password"}).to_string(),
+            )
+            .await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("victim@example.com").await.status, 401);
+    }
+    let resp = attempt("VICTIM@example.com").await;
+    assert_eq!(resp.status, 429, "the same account, however spelt");
+    let retry: u64 = resp.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert_eq!(resp.json()["success"], false);
+    // Other accounts from the same address, up to the address's quota (3 used so far,
+    // the refused one counted too).
+    assert_eq!(attempt("a@example.com").await.status, 401);
+    assert_eq!(attempt("b@example.com").await.status, 401);
+    let resp = attempt("c@example.com").await;
+    assert_eq!(resp.status, 429, "{}", resp.text);
+    assert!(resp.header("retry-after").is_some());
+    let lines = server.log_lines();
+    assert!(
+        lines.iter().any(|l| l.contains(" 429 throttled")),
+        "{lines:#?}"
+    );
+}
