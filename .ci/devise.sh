@@ -23,5 +23,9 @@ echo "== devise_token_auth JavaScript clients, cross-origin, in headless Chromiu
 DEVISE_SERVER_BIN="$root/target/debug/devise_server" node devise-server/e2e/clients.test.mjs
 
 echo "== abuse measurements"
-bash devise-server/scripts/flood.sh
+# A debug build with cheap hashing: CI checks what the limits guarantee (the signed-in
+# client is served through the flood, a real request is answered within 1 s among 20 000
+# slow connections); the memory and latency figures in devise-server/README.md come from
+# `bash devise-server/scripts/flood.sh` on a release build.
+PROFILE=debug FLOOD_SERVER_FLAGS=--insecure-fast-hashing bash devise-server/scripts/flood.sh
 echo ".ci/devise.sh: done in $((SECONDS - start)) s"

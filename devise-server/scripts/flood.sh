@@ -44,7 +44,10 @@ trap cleanup EXIT
 # start_server FLAGS...: sets server_pid and addr.
 start_server() {
     rm -f "$work/out"
-    "$bin/devise_server" --addr 127.0.0.1:0 --db :memory: --quiet "$@" \
+    # FLOOD_SERVER_FLAGS: extra flags for every server started here (CI passes
+    # --insecure-fast-hashing with a debug build; the figures come from release runs).
+    # shellcheck disable=SC2086
+    "$bin/devise_server" --addr 127.0.0.1:0 --db :memory: --quiet ${FLOOD_SERVER_FLAGS:-} "$@" \
         >"$work/out" 2>"$work/err" &
     server_pid=$!
     for _ in $(seq 1 100); do
