@@ -241,6 +241,29 @@ impl Session {
     ///
     /// The result holds the seed, so it is an [`EncodedSession`], which wipes itself when
     /// dropped: store its bytes as a secret and let it go.
+    ///
+    /// ```
+    /// use rotauth::{Config, KeyId, Keyring, Rotator, Session, Timestamp};
+    ///
+    /// let rotator = Rotator::new(Keyring::new(KeyId(1), &[7; 32])?, Config::default());
+    /// let now = Timestamp::from_unix_millis(1_796_083_200_000);
+    /// let (session, _t0) = rotator.sign_in(&mut rand::rng(), now);
+    ///
+    /// // A row keyed by the client id's text, holding the 75 bytes and the version to
+    /// // compare-and-swap on (`INSERT INTO sessions VALUES (?, ?, ?)`).
+    /// let encoded = session.encode();
+    /// let row = (session.client_id().to_string(), encoded.to_vec(), session.version());
+    /// drop(encoded); // wiped here; the row's copy is the store's to protect
+    ///
+    /// // Loading it back decides exactly as the original would.
+    /// let loaded = Session::decode(&row.1)?;
+    /// assert_eq!(loaded, session);
+    /// assert_eq!(loaded.version(), row.2);
+    ///
+    /// // Anything else is a typed error, never a panic.
+    /// assert!(Session::decode(&row.1[..74]).is_err());
+    /// # Ok::<(), Box<dyn core::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn encode(&self) -> EncodedSession {
         let mut out = [0u8; Self::ENCODED_LEN];
