@@ -127,7 +127,7 @@ impl Case {
     }
 }
 
-/// Each decision path of the issue, with the kind and reason it must produce.
+/// Each decision path, with the kind and reason it must produce.
 fn cases() -> Vec<(&'static str, Case, DecisionKind, Option<RejectReason>)> {
     let strict = rotator(Config::default());
     let c = chain(&strict);

@@ -45,7 +45,7 @@ pub const MAX_SESSIONS_PER_USER: usize = 10;
 /// same session committed in between, so a few are plenty; the bound keeps a pathological
 /// storm from spinning.
 const MAX_ATTEMPTS: usize = 8;
-/// devise's `password_length` lower bound as the issue asks; the upper is devise's.
+/// devise's `password_length` bounds: 8 to 128 characters.
 const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 128;
 const MAX_EMAIL: usize = 254;
