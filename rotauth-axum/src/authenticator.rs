@@ -442,6 +442,7 @@ impl<S: SessionStore> Authenticator<S> {
         unbatch: bool,
     ) -> Outcome {
         let client_id = credentials.client_id;
+        let mut first_generation = None;
         for attempt in 0..self.max_attempts {
             let stored = match self.store.load(client_id).await {
                 Ok(Some(stored)) => stored,
@@ -460,7 +461,11 @@ impl<S: SessionStore> Authenticator<S> {
                 Err(e) => return self.store_failed(client_id, StoreError::Corrupt(e)),
             };
             let mut request = rotauth::Request::new(credentials.token.as_str(), now);
-            if unbatch {
+            // A forced request that lost its swap to a rotation has had its rotation: the
+            // winner moved the session on and sent the new token. Forcing again would
+            // rotate a second time and hand the burst two new tokens.
+            let first = *first_generation.get_or_insert(session.generation());
+            if unbatch && session.generation() == first {
                 request = request.force_rotation();
             }
             let decision = self.rotator.decide(&session, request);
