@@ -181,11 +181,17 @@ export async function authenticate({ rotator, store, clock = Date.now, echoCurre
   const presented = credentials(request.headers);
   if (presented === undefined) return { ok: false, status: 401, reason: 'no_credentials' };
   const force = rotate && unbatch(request.url);
+  let firstGeneration;
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt += 1) {
     const stored = await store.get(presented.client);
     // devise finds the user by `uid`, then the token among that user's clients.
     const record = stored !== undefined && stored.uid === presented.uid ? stored.record : null;
-    const decision = rotator.decide(record, presented.token, clock(), { unbatch: force });
+    // A forced request that lost its swap to a rotation has had its rotation: the winner
+    // moved the session on and sent the new token. Forcing again would rotate twice.
+    const generation = record === null ? undefined : rotator.inspect(record).generation;
+    firstGeneration ??= generation;
+    const forceNow = force && generation === firstGeneration;
+    const decision = rotator.decide(record, presented.token, clock(), { unbatch: forceNow });
     if (!decision.accepted) {
       if (decision.revoke) await store.delete(presented.client);
       decision.record?.fill(0);
