@@ -1,6 +1,6 @@
 //! The HTTP side: devise_token_auth's routes on axum, over any [`Store`].
 //!
-//! Every authenticated request goes through [`authenticate`]: read the session row, let
+//! Every authenticated request goes through `authenticate`: read the session row, let
 //! rotauth decide, persist with compare-and-swap before answering, and on a lost swap
 //! re-read and decide again (the retry is then part of the batch).
 
@@ -200,7 +200,7 @@ pub struct Metrics {
     /// Compare-and-swaps lost to another request of the same session (each one re-read and
     /// decided again).
     pub cas_conflicts: AtomicU64,
-    /// Requests that lost [`MAX_ATTEMPTS`] swaps in a row and answered 503.
+    /// Requests that lost `MAX_ATTEMPTS` swaps in a row and answered 503.
     pub cas_exhausted: AtomicU64,
 }
 

@@ -52,7 +52,7 @@ pub struct Cli {
     /// No per-request log lines.
     #[arg(long)]
     pub quiet: bool,
-    /// PostgreSQL instead of SQLite: postgres://USER[:PASS]@HOST:PORT/DB; several instances
+    /// PostgreSQL instead of SQLite: `postgres://USER[:PASS]@HOST:PORT/DB`; several instances
     /// may share it.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL", value_parser = parse_database_url)]
     pub database_url: Option<String>,

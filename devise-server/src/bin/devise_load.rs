@@ -8,11 +8,12 @@
 //! cargo run --release -p devise-server --bin devise_load -- --addr 127.0.0.1:3000 --clients 50 --requests 400
 //! ```
 //!
-//! Flags: `--addr HOST:PORT[,HOST:PORT...]` [127.0.0.1:3000]: with several, every request goes
-//! to a randomly chosen one (a load balancer without affinity), `--clients N` [50],
-//! `--requests M` per client [200], `--burst K` parallel requests per step with the same
-//! token [1], `--path P` [/demo/members_only], `--unbatch` (every request asks to rotate; with `--burst` above 1 each
-//! request of a burst then rotates, so keep bursts at 1 with it).
+//! Flags (defaults in parentheses): `--addr HOST:PORT[,HOST:PORT...]` (127.0.0.1:3000):
+//! with several, every request goes to a randomly chosen one (a load balancer without
+//! affinity); `--clients N` (50); `--requests M` per client (200); `--burst K` parallel
+//! requests per step with the same token (1); `--path P` (/demo/members_only); `--unbatch`
+//! (every request asks to rotate; with `--burst` above 1 each request of a burst then
+//! rotates, so keep bursts at 1 with it).
 //! Prints requests per second, statuses, rotations and latency percentiles, and, from
 //! servers started with `--metrics`, how many compare-and-swaps the load made them lose and
 //! decide again. Loopback only: it is a test tool.
