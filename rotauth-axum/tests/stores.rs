@@ -615,52 +615,6 @@ mod memory {
     contract!("memory", MemoryStore::new());
 }
 
-/// A store whose first two loads wait for each other, so that two requests surely read the
-/// same record before either writes.
-#[derive(Clone)]
-struct LoadTogether<S> {
-    inner: S,
-    loads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    barrier: std::sync::Arc<tokio::sync::Barrier>,
-}
-
-impl<S: SessionStore> SessionStore for LoadTogether<S> {
-    async fn load(
-        &self,
-        client_id: rotauth::ClientId,
-    ) -> Result<Option<rotauth_axum::StoredSession>, StoreError> {
-        let loaded = self.inner.load(client_id).await;
-        if self.loads.fetch_add(1, Ordering::SeqCst) < 2 {
-            self.barrier.wait().await;
-        }
-        loaded
-    }
-
-    async fn insert(&self, user_id: &str, record: &Record) -> Result<(), StoreError> {
-        self.inner.insert(user_id, record).await
-    }
-
-    async fn compare_and_swap(&self, version: u64, record: &Record) -> Result<Swap, StoreError> {
-        self.inner.compare_and_swap(version, record).await
-    }
-
-    async fn delete(&self, client_id: rotauth::ClientId) -> Result<bool, StoreError> {
-        self.inner.delete(client_id).await
-    }
-
-    async fn list(&self, user_id: &str) -> Result<Vec<rotauth_axum::SessionSummary>, StoreError> {
-        self.inner.list(user_id).await
-    }
-
-    async fn delete_user_sessions(
-        &self,
-        user_id: &str,
-        keep: Option<rotauth::ClientId>,
-    ) -> Result<usize, StoreError> {
-        self.inner.delete_user_sessions(user_id, keep).await
-    }
-}
-
 /// A forced request (`unbatch`) and a plain one race after the window: both read
 /// generation n and decide Rotate, one swap wins. The loser decides again and is a batch
 /// member, even when it is the forced one: the winner's rotation did what it asked, and
@@ -668,18 +622,14 @@ impl<S: SessionStore> SessionStore for LoadTogether<S> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_request_that_lost_its_race_is_not_forced_again() {
     for round in 0..20 {
-        let store = LoadTogether {
-            inner: rotauth_axum::MemoryStore::new(),
-            loads: std::sync::Arc::default(),
-            barrier: std::sync::Arc::new(tokio::sync::Barrier::new(2)),
-        };
+        let store = Wrapped::new(rotauth_axum::MemoryStore::new());
         let auth = Authenticator::new(default_rotator(), store.clone());
         let t0 = Timestamp::now();
         let signed_in = auth
             .sign_in_with(&unique("forced"), &mut getrandom::SysRng, t0)
             .await
             .unwrap();
-        store.loads.store(0, Ordering::SeqCst);
+        *store.meet.lock().unwrap() = Some((2, std::sync::Arc::new(tokio::sync::Barrier::new(2))));
         let now = after(t0, common::WINDOW.as_millis() as u64 + 1);
         let creds = credentials(signed_in.client_id, &signed_in.token);
         let (forced, plain) = tokio::join!(

@@ -65,7 +65,13 @@ pub struct Wrapped<S> {
     pub fail_writes: Arc<AtomicBool>,
     pub swapped: Arc<AtomicUsize>,
     pub lost: Arc<AtomicUsize>,
+    /// Set to `(n, barrier)`: the next `n` loads wait at `barrier` for each other, so that
+    /// `n` requests surely read the same record before any of them writes.
+    pub meet: Arc<Mutex<Option<Meeting>>>,
 }
+
+/// How many loads are still to meet, and where.
+pub type Meeting = (usize, Arc<tokio::sync::Barrier>);
 
 impl<S> Wrapped<S> {
     pub fn new(inner: S) -> Self {
@@ -75,6 +81,7 @@ impl<S> Wrapped<S> {
             fail_writes: Arc::default(),
             swapped: Arc::default(),
             lost: Arc::default(),
+            meet: Arc::default(),
         }
     }
 
@@ -91,9 +98,21 @@ impl<S: SessionStore> SessionStore for Wrapped<S> {
     async fn load(&self, client_id: ClientId) -> Result<Option<StoredSession>, StoreError> {
         self.check(&self.fail_load)?;
         let loaded = self.inner.load(client_id).await;
-        // Let other tasks run between a load and the swap that follows it, even on a store
-        // whose futures never wait (the in-memory one): races must really race.
-        tokio::task::yield_now().await;
+        let barrier = match self.meet.lock().unwrap().as_mut() {
+            Some((left, barrier)) if *left > 0 => {
+                *left -= 1;
+                Some(Arc::clone(barrier))
+            }
+            _ => None,
+        };
+        match barrier {
+            Some(barrier) => {
+                barrier.wait().await;
+            }
+            // Let other tasks run between a load and the swap that follows it, even on a
+            // store whose futures never wait (the in-memory one): races must really race.
+            None => tokio::task::yield_now().await,
+        }
         loaded
     }
 
