@@ -188,7 +188,7 @@ export async function authenticate({ rotator, store, clock = Date.now, echoCurre
     const record = stored !== undefined && stored.uid === presented.uid ? stored.record : null;
     // A forced request that lost its swap to a rotation has had its rotation: the winner
     // moved the session on and sent the new token. Forcing again would rotate twice.
-    const generation = record === null ? undefined : rotator.inspect(record).generation;
+    const generation = force && record !== null ? rotator.inspect(record).generation : undefined;
     firstGeneration ??= generation;
     const forceNow = force && generation === firstGeneration;
     const decision = rotator.decide(record, presented.token, clock(), { unbatch: forceNow });
