@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use rotauth::rand_core::TryCryptoRng;
-use rotauth::{ClientId, Decision, RejectReason, Rotator, Session, Timestamp, Token};
+use rotauth::{ClientId, Decision, DecisionKind, RejectReason, Rotator, Session, Timestamp, Token};
 use zeroize::Zeroizing;
 
 use crate::store::{Record, SessionStore, StoreError, Swap};
@@ -70,6 +70,14 @@ pub enum Reply {
         /// When the session expires unless it rotates first.
         expires_at: Timestamp,
     },
+    /// A batch member under [`BatchToken::Current`]: the session's current token `T(n)`,
+    /// which the client may already hold. Sent only to a holder of `T(n)` or `T(n-1)`.
+    Current {
+        /// `T(n)`.
+        token: Token,
+        /// When the session expires unless it rotates first.
+        expires_at: Timestamp,
+    },
     /// Rotation is switched off: the presented token stays valid and is sent back.
     SameToken {
         /// The presented token.
@@ -84,7 +92,9 @@ impl Reply {
     #[must_use]
     pub fn token(&self) -> Option<&Token> {
         match self {
-            Self::NewToken { token, .. } | Self::SameToken { token, .. } => Some(token),
+            Self::NewToken { token, .. }
+            | Self::Current { token, .. }
+            | Self::SameToken { token, .. } => Some(token),
             Self::Batch { .. } => None,
         }
     }
@@ -95,9 +105,30 @@ impl Reply {
         match self {
             Self::NewToken { expires_at, .. }
             | Self::Batch { expires_at }
+            | Self::Current { expires_at, .. }
             | Self::SameToken { expires_at, .. } => *expires_at,
         }
     }
+}
+
+/// What the response to a batch member carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchToken {
+    /// No token ([`Reply::Batch`]; devise sends `access-token: " "`): a response that
+    /// arrives after a newer one can never hand the client an older token. For clients
+    /// that keep their token when a response carries none (ng-token-auth, vue-auth,
+    /// devise-token-auth-client).
+    #[default]
+    Blank,
+    /// The session's current token `T(n)` ([`Reply::Current`]), for clients that take the
+    /// token of every response, blank or not (j-toker). Only a holder of `T(n)` or
+    /// `T(n-1)` gets it: handing `T(n)` to an in-window `T(n-2)` would upgrade a token
+    /// two rotations old to one that outlives the window. Others get [`Reply::Batch`].
+    /// The trade-off: a response that overtakes a newer one carries a token one
+    /// generation older than the client's, which a strict client then sends (and which
+    /// the batch window still accepts for the rest of the window).
+    Current,
 }
 
 /// Why a request was refused with 401. For logs and metrics; the response body never says
@@ -166,10 +197,33 @@ pub enum Outcome {
         who: Authenticated,
         /// What the response carries.
         reply: Reply,
+        /// What rotauth decided, for logs and metrics.
+        decision: DecisionKind,
+        /// Compare-and-swaps this request lost to other requests of the same session
+        /// before its decision held, for logs and metrics.
+        lost_swaps: usize,
     },
     /// Answer 401, send no token. Nothing of the handler runs.
     Refused(Refusal),
     /// Answer 503, send no token. Nothing of the handler runs.
+    Unavailable(Unavailable),
+}
+
+/// The outcome of [`Authenticator::check`].
+#[derive(Debug)]
+#[must_use]
+pub enum Checked {
+    /// The credentials are accepted now; nothing was stored and no token is to be sent.
+    Accepted {
+        /// Who the request belongs to.
+        who: Authenticated,
+        /// What rotauth decided, for logs and metrics (what
+        /// [`authenticate`](Authenticator::authenticate) would store is not stored).
+        decision: DecisionKind,
+    },
+    /// Answer 401, send no token.
+    Refused(Refusal),
+    /// Answer 503, send no token.
     Unavailable(Unavailable),
 }
 
@@ -282,6 +336,7 @@ pub struct Authenticator<S> {
     store: Arc<S>,
     max_sessions_per_user: usize,
     max_attempts: usize,
+    batch_token: BatchToken,
 }
 
 impl<S> Clone for Authenticator<S> {
@@ -291,6 +346,7 @@ impl<S> Clone for Authenticator<S> {
             store: Arc::clone(&self.store),
             max_sessions_per_user: self.max_sessions_per_user,
             max_attempts: self.max_attempts,
+            batch_token: self.batch_token,
         }
     }
 }
@@ -300,6 +356,7 @@ impl<S> fmt::Debug for Authenticator<S> {
         f.debug_struct("Authenticator")
             .field("max_sessions_per_user", &self.max_sessions_per_user)
             .field("max_attempts", &self.max_attempts)
+            .field("batch_token", &self.batch_token)
             .finish_non_exhaustive()
     }
 }
@@ -321,6 +378,7 @@ impl<S: SessionStore> Authenticator<S> {
             store: Arc::new(store),
             max_sessions_per_user: Self::MAX_SESSIONS_PER_USER,
             max_attempts: Self::MAX_ATTEMPTS,
+            batch_token: BatchToken::Blank,
         }
     }
 
@@ -336,6 +394,13 @@ impl<S: SessionStore> Authenticator<S> {
     #[must_use]
     pub fn max_attempts(mut self, max: usize) -> Self {
         self.max_attempts = max.max(1);
+        self
+    }
+
+    /// Sets what a batch member's response carries ([`BatchToken::Blank`] unless set).
+    #[must_use]
+    pub fn batch_token(mut self, batch_token: BatchToken) -> Self {
+        self.batch_token = batch_token;
         self
     }
 
@@ -443,22 +508,10 @@ impl<S: SessionStore> Authenticator<S> {
     ) -> Outcome {
         let client_id = credentials.client_id;
         let mut first_generation = None;
-        for attempt in 0..self.max_attempts {
-            let stored = match self.store.load(client_id).await {
-                Ok(Some(stored)) => stored,
-                Ok(None) => return Outcome::Refused(Refusal::UnknownSession),
-                Err(e) => return self.store_failed(client_id, e),
-            };
-            if credentials
-                .uid
-                .as_deref()
-                .is_some_and(|uid| uid != stored.user_id)
-            {
-                return Outcome::Refused(Refusal::UserMismatch);
-            }
-            let session = match stored.record.session() {
-                Ok(session) => session,
-                Err(e) => return self.store_failed(client_id, StoreError::Corrupt(e)),
+        for lost_swaps in 0..self.max_attempts {
+            let (user_id, version, session) = match self.load(credentials).await {
+                Ok(loaded) => loaded,
+                Err(denied) => return denied.into(),
             };
             let mut request = rotauth::Request::new(credentials.token.as_str(), now);
             // A forced request that lost its swap to a rotation has had its rotation: the
@@ -470,36 +523,23 @@ impl<S: SessionStore> Authenticator<S> {
             }
             let decision = self.rotator.decide(&session, request);
             let kind = decision.kind();
-            let step = match Step::of(decision, credentials) {
-                Step::Refuse(reason) => {
-                    tracing::debug!(%client_id, %reason, "rotauth: refused");
-                    return Outcome::Refused(Refusal::Rejected(reason));
-                }
-                Step::Revoke(reason) => {
-                    return match self.store.delete(client_id).await {
-                        Ok(_) => {
-                            tracing::info!(%client_id, %reason, "rotauth: session revoked");
-                            Outcome::Refused(Refusal::Revoked(reason))
-                        }
-                        Err(e) => self.store_failed(client_id, e),
-                    };
-                }
-                Step::Serve { store, send } => (store, send),
+            let (to_store, send) = match self.duties(decision, credentials).await {
+                Ok(duties) => duties,
+                Err(denied) => return denied.into(),
             };
-            let (to_store, send) = step;
             let kept: &Session = match &to_store {
                 Some(next) => {
                     match self
                         .store
-                        .compare_and_swap(stored.record.version(), &Record::from_session(next))
+                        .compare_and_swap(version, &Record::from_session(next))
                         .await
                     {
                         Ok(Swap::Swapped) => next,
                         Ok(Swap::Lost) => {
-                            tracing::debug!(%client_id, attempt, "rotauth: lost a compare-and-swap; deciding again");
+                            tracing::debug!(%client_id, lost_swaps, "rotauth: lost a compare-and-swap; deciding again");
                             continue;
                         }
-                        Err(e) => return self.store_failed(client_id, e),
+                        Err(e) => return self.store_failed(client_id, e).into(),
                     }
                 }
                 None => &session,
@@ -508,31 +548,137 @@ impl<S: SessionStore> Authenticator<S> {
             let reply = match send {
                 Send::New(token) => Reply::NewToken { token, expires_at },
                 Send::Same(token) => Reply::SameToken { token, expires_at },
-                Send::Nothing => Reply::Batch { expires_at },
+                Send::Nothing => self.batch_reply(credentials, kept),
             };
-            tracing::debug!(%client_id, decision = kind.as_str(), attempt, "rotauth: served");
+            tracing::debug!(%client_id, decision = kind.as_str(), lost_swaps, "rotauth: served");
             return Outcome::Served {
-                who: Authenticated {
-                    client_id,
-                    user_id: stored.user_id,
-                },
+                who: Authenticated { client_id, user_id },
                 reply,
+                decision: kind,
+                lost_swaps,
             };
         }
         tracing::warn!(%client_id, attempts = self.max_attempts, "rotauth: too many lost compare-and-swaps; 503");
         Outcome::Unavailable(Unavailable::Contention)
     }
 
-    fn store_failed(&self, client_id: ClientId, error: StoreError) -> Outcome {
+    /// Decides whether `credentials` are accepted at `now`, without storing the decision
+    /// or sending a token: for requests that end the session or the account (sign-out,
+    /// account deletion), where a rotation would only be thrown away, and for checking a
+    /// request before slow work whose result is committed later with
+    /// [`authenticate`](Self::authenticate). A replay that the policy revokes still
+    /// deletes its session.
+    pub async fn check(&self, credentials: &Credentials, now: Timestamp) -> Checked {
+        let (user_id, _, session) = match self.load(credentials).await {
+            Ok(loaded) => loaded,
+            Err(Denied::Refused(refusal)) => return Checked::Refused(refusal),
+            Err(Denied::Unavailable(why)) => return Checked::Unavailable(why),
+        };
+        let decision = self.rotator.decide(
+            &session,
+            rotauth::Request::new(credentials.token.as_str(), now),
+        );
+        let kind = decision.kind();
+        match self.duties(decision, credentials).await {
+            Ok(_) => Checked::Accepted {
+                who: Authenticated {
+                    client_id: credentials.client_id,
+                    user_id,
+                },
+                decision: kind,
+            },
+            Err(Denied::Refused(refusal)) => Checked::Refused(refusal),
+            Err(Denied::Unavailable(why)) => Checked::Unavailable(why),
+        }
+    }
+
+    /// The session of `credentials` with its user and stored version, if the claimed user
+    /// (if any) is its owner.
+    async fn load(&self, credentials: &Credentials) -> Result<(String, u64, Session), Denied> {
+        let client_id = credentials.client_id;
+        let stored = match self.store.load(client_id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Err(Denied::Refused(Refusal::UnknownSession)),
+            Err(e) => return Err(self.store_failed(client_id, e)),
+        };
+        if credentials
+            .uid
+            .as_deref()
+            .is_some_and(|uid| uid != stored.user_id)
+        {
+            return Err(Denied::Refused(Refusal::UserMismatch));
+        }
+        match stored.record.session() {
+            Ok(session) => Ok((stored.user_id, stored.record.version(), session)),
+            Err(e) => Err(self.store_failed(client_id, StoreError::Corrupt(e))),
+        }
+    }
+
+    /// A decision's duties: refuse, or revoke (delete the session) and refuse, or the
+    /// record to store and what to send once it is stored.
+    async fn duties(
+        &self,
+        decision: Decision,
+        credentials: &Credentials,
+    ) -> Result<(Option<Session>, Send), Denied> {
+        let client_id = credentials.client_id;
+        match Step::of(decision, credentials) {
+            Step::Refuse(reason) => {
+                tracing::debug!(%client_id, %reason, "rotauth: refused");
+                Err(Denied::Refused(Refusal::Rejected(reason)))
+            }
+            Step::Revoke(reason) => match self.store.delete(client_id).await {
+                Ok(_) => {
+                    tracing::info!(%client_id, %reason, "rotauth: session revoked");
+                    Err(Denied::Refused(Refusal::Revoked(reason)))
+                }
+                Err(e) => Err(self.store_failed(client_id, e)),
+            },
+            Step::Serve { store, send } => Ok((store, send)),
+        }
+    }
+
+    /// A batch member's reply under the [`BatchToken`] policy, from the session as kept.
+    fn batch_reply(&self, credentials: &Credentials, kept: &Session) -> Reply {
+        let expires_at = kept.expires_at();
+        let current = match self.batch_token {
+            BatchToken::Blank => None,
+            BatchToken::Current => Token::from_text(credentials.token.as_str())
+                .ok()
+                .filter(|presented| presented.generation().saturating_add(1) >= kept.generation())
+                .and_then(|_| self.rotator.current_token(kept)),
+        };
+        match current {
+            Some(token) => Reply::Current { token, expires_at },
+            None => Reply::Batch { expires_at },
+        }
+    }
+
+    fn store_failed(&self, client_id: ClientId, error: StoreError) -> Denied {
         match error {
             StoreError::Corrupt(e) => {
                 tracing::error!(%client_id, error = %e, "rotauth: stored session record is corrupt; 401");
-                Outcome::Refused(Refusal::CorruptRecord)
+                Denied::Refused(Refusal::CorruptRecord)
             }
             other => {
                 tracing::warn!(%client_id, error = %other, "rotauth: session store failed; 503");
-                Outcome::Unavailable(Unavailable::Store(other))
+                Denied::Unavailable(Unavailable::Store(other))
             }
+        }
+    }
+}
+
+/// Why a request is not served: the two answers without a token.
+enum Denied {
+    Refused(Refusal),
+    Unavailable(Unavailable),
+}
+
+impl From<Denied> for Outcome {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Refused(refusal) => Self::Refused(refusal),
+            Denied::Unavailable(why) => Self::Unavailable(why),
         }
     }
 }

@@ -155,7 +155,7 @@ where
                 .authenticate(&credentials, Timestamp::now(), unbatch)
                 .await
             {
-                Outcome::Served { who, reply } => {
+                Outcome::Served { who, reply, .. } => {
                     parts.extensions.insert(who.clone());
                     let response = inner.call(Request::from_parts(parts, body)).await?;
                     let mut response = response.map(Body::new);

@@ -94,8 +94,8 @@ mod protocol;
 mod store;
 
 pub use authenticator::{
-    Authenticated, Authenticator, Credentials, Error, Outcome, Refusal, Reply, SignedIn,
-    Unavailable,
+    Authenticated, Authenticator, BatchToken, Checked, Credentials, Error, Outcome, Refusal, Reply,
+    SignedIn, Unavailable,
 };
 pub use layer::{AuthLayer, AuthService, MissingAuthLayer};
 pub use protocol::{BearerProtocol, DeviseProtocol, Protocol};

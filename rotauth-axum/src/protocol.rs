@@ -35,7 +35,8 @@ pub trait Protocol: Clone + Send + Sync + 'static {
     fn credentials(&self, parts: &Parts) -> Result<Credentials, Refusal>;
 
     /// Whether the request asks for rotation inside the batch window. By default: the
-    /// query parameter `unbatch=true`, as devise_token_auth.
+    /// query parameter `unbatch` with any value but `false` or `0` (devise_token_auth
+    /// forces on any `params[:unbatch]`; those two are read as the "no" they spell).
     fn force_rotation(&self, parts: &Parts) -> bool {
         parts.uri.query().is_some_and(unbatch_requested)
     }
@@ -72,9 +73,12 @@ pub trait Protocol: Clone + Send + Sync + 'static {
     }
 }
 
-/// Whether a query string holds `unbatch=true`.
+/// Whether a query string asks to unbatch (see [`Protocol::force_rotation`]).
 fn unbatch_requested(query: &str) -> bool {
-    query.split('&').any(|pair| pair == "unbatch=true")
+    query.split('&').any(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        key == "unbatch" && value != "false" && value != "0"
+    })
 }
 
 pub(crate) fn json_response(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -132,10 +136,13 @@ mod tests {
     use super::unbatch_requested;
 
     #[test]
-    fn unbatch_is_one_exact_pair() {
+    fn unbatch_is_any_value_but_false_or_zero() {
         assert!(unbatch_requested("unbatch=true"));
         assert!(unbatch_requested("a=1&unbatch=true"));
+        assert!(unbatch_requested("x=1&unbatch=1"));
+        assert!(unbatch_requested("unbatch"));
         assert!(!unbatch_requested("unbatch=false"));
+        assert!(!unbatch_requested("unbatch=0"));
         assert!(!unbatch_requested("xunbatch=true"));
         assert!(!unbatch_requested(""));
     }

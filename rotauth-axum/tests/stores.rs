@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use common::{Schedule, Wrapped, default_rotator, rotator, serve, unique};
 use http::Method;
-use rotauth::{Config, RejectReason, ReplayPolicy, Timestamp};
+use rotauth::{Config, DecisionKind, RejectReason, ReplayPolicy, Timestamp};
 use rotauth_axum::{
-    Authenticator, Credentials, DeviseProtocol, Outcome, Record, Refusal, Reply, SessionStore,
-    StoreError, Swap,
+    Authenticator, BatchToken, Checked, Credentials, DeviseProtocol, Outcome, Record, Refusal,
+    Reply, SessionStore, StoreError, Swap,
 };
 
 fn credentials(client_id: rotauth::ClientId, token: &rotauth::Token) -> Credentials {
@@ -356,6 +356,129 @@ async fn revocation<S: SessionStore + Clone>(store: S) {
     ));
 }
 
+/// `check` decides without storing: the record's version stays, the token stays the
+/// current one, a forged token is refused, and a revoking replay still deletes.
+async fn check_stores_nothing<S: SessionStore + Clone>(store: S) {
+    let config = Config::builder()
+        .batch_window(common::WINDOW)
+        .replay_policy(ReplayPolicy::RevokeSession)
+        .build()
+        .unwrap();
+    let auth = Authenticator::new(rotator(config), store.clone());
+    let t0 = Timestamp::now();
+    let user = unique("check");
+    let signed_in = auth
+        .sign_in_with(&user, &mut getrandom::SysRng, t0)
+        .await
+        .unwrap();
+    let client_id = signed_in.client_id;
+    let first = credentials(client_id, &signed_in.token);
+    let version = store
+        .load(client_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+        .version();
+    // Outside the window, where authenticate would rotate.
+    match auth.check(&first, after(t0, 6_000)).await {
+        Checked::Accepted { who, decision } => {
+            assert_eq!(who.user_id, user);
+            assert_eq!(decision, DecisionKind::Rotate);
+        }
+        other => panic!("{other:?}"),
+    }
+    let stored = store.load(client_id).await.unwrap().unwrap();
+    assert_eq!(stored.record.version(), version, "check stored nothing");
+    let forged = Credentials {
+        token: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+            .to_owned()
+            .into(),
+        ..credentials(client_id, &signed_in.token)
+    };
+    assert!(matches!(
+        auth.check(&forged, after(t0, 6_000)).await,
+        Checked::Refused(_)
+    ));
+    let claimed = Credentials {
+        uid: Some("someone else".to_owned()),
+        ..credentials(client_id, &signed_in.token)
+    };
+    assert!(matches!(
+        auth.check(&claimed, after(t0, 6_000)).await,
+        Checked::Refused(Refusal::UserMismatch)
+    ));
+    // Two real rotations, then the first token again: a replay, revoked by check too.
+    let mut token = signed_in.token.clone();
+    for step in 1..=2u64 {
+        match auth
+            .authenticate(
+                &credentials(client_id, &token),
+                after(t0, step * 6_000),
+                false,
+            )
+            .await
+        {
+            Outcome::Served {
+                reply: Reply::NewToken { token: next, .. },
+                ..
+            } => token = next,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(
+        auth.check(&first, after(t0, 18_000)).await,
+        Checked::Refused(Refusal::Revoked(_))
+    ));
+    assert!(store.load(client_id).await.unwrap().is_none(), "revoked");
+}
+
+/// Under `BatchToken::Current` a batch member holding `T(n)` or `T(n-1)` gets `T(n)`; one
+/// holding `T(n-2)` inside the window is served without a token.
+async fn batch_token_current<S: SessionStore + Clone>(store: S) {
+    let auth = Authenticator::new(default_rotator(), store).batch_token(BatchToken::Current);
+    let t0 = Timestamp::now();
+    let signed_in = auth
+        .sign_in_with(&unique("current"), &mut getrandom::SysRng, t0)
+        .await
+        .unwrap();
+    let client_id = signed_in.client_id;
+    let t = |ms| after(t0, ms);
+    let mut tokens = vec![signed_in.token.clone()];
+    for step in 1..=2u64 {
+        let last = tokens.last().unwrap().clone();
+        match auth
+            .authenticate(&credentials(client_id, &last), t(step), true)
+            .await
+        {
+            Outcome::Served {
+                reply: Reply::NewToken { token, .. },
+                ..
+            } => tokens.push(token),
+            other => panic!("{other:?}"),
+        }
+    }
+    let current = tokens[2].clone();
+    for (held, expected) in [(2, Some(&current)), (1, Some(&current)), (0, None)] {
+        match auth
+            .authenticate(&credentials(client_id, &tokens[held]), t(10), false)
+            .await
+        {
+            Outcome::Served {
+                reply: Reply::Current { token, .. },
+                decision: DecisionKind::BatchReuse,
+                ..
+            } => assert_eq!(Some(&token), expected, "T({held})"),
+            Outcome::Served {
+                reply: Reply::Batch { .. },
+                decision: DecisionKind::BatchReuse,
+                ..
+            } => assert_eq!(None, expected, "T({held}) got no token"),
+            other => panic!("T({held}): {other:?}"),
+        }
+    }
+}
+
 /// A store failure in the middle of a request: 503, no token, the record unchanged; also
 /// through the layer over HTTP, and at sign-in.
 async fn store_failure<S: SessionStore + Clone>(store: S) {
@@ -597,6 +720,14 @@ macro_rules! contract {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn revocation() {
             super::revocation($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn check_stores_nothing() {
+            super::check_stores_nothing($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn batch_token_current() {
+            super::batch_token_current($make).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn store_failure() {

@@ -19,6 +19,9 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS rotauth_sessions (
 const CREATE_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS rotauth_sessions_user_id ON rotauth_sessions (user_id)";
 
+/// Held until the migration's transaction ends; the key is arbitrary, private to this table.
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7311179421)";
+
 /// Sessions in PostgreSQL, on the app's [`PgPool`], in the table `rotauth_sessions`
 /// (created by [`migrate`](Self::migrate)).
 ///
@@ -55,21 +58,22 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// Creates the table and its index if they do not exist.
+    /// Creates the table and its index if they do not exist. Safe to run from several
+    /// replicas starting at once: the statements run in one transaction under an advisory
+    /// lock, since PostgreSQL's `IF NOT EXISTS` alone can still fail on a concurrent create.
     ///
     /// # Errors
     ///
     /// [`StoreError::Backend`] when PostgreSQL fails.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::query(CREATE_TABLE)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
-        sqlx::query(CREATE_INDEX)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
-        Ok(())
+        let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
+        for statement in [MIGRATION_LOCK, CREATE_TABLE, CREATE_INDEX] {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+        }
+        tx.commit().await.map_err(StoreError::backend)
     }
 }
 
