@@ -12,20 +12,25 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use governor::clock::Clock as _;
 use rotauth::rand_core::TryRng;
-use rotauth::{ClientId, Decision, DecisionKind, Rotator, Session, Timestamp, Token};
+use rotauth::{ClientId, DecisionKind, Rotator, Timestamp};
+use rotauth_axum::{
+    Authenticated, Authenticator, BatchToken, Checked, DeviseProtocol, Outcome, Protocol as _,
+    Refusal, Reply, SignedIn, StoreError, Unavailable,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -34,31 +39,23 @@ use tokio::sync::Semaphore;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 use zeroize::Zeroizing;
 
-use crate::headers::{self, Credentials};
-use crate::store::{AccountChange, AccountUpdate, Store, StoreError, User};
+use crate::db::{Database, User};
+
+/// devise's auth headers, exposed to scripts of other origins.
+const ACCESS_TOKEN: HeaderName = HeaderName::from_static("access-token");
+const CLIENT: HeaderName = HeaderName::from_static("client");
+const UID: HeaderName = HeaderName::from_static("uid");
+const EXPIRY: HeaderName = HeaderName::from_static("expiry");
+const TOKEN_TYPE: HeaderName = HeaderName::from_static("token-type");
 
 /// Largest request body accepted: sign-up and password bodies are a few hundred bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
 /// devise_token_auth's `max_number_of_devices`.
 pub const MAX_SESSIONS_PER_USER: usize = 10;
-/// Lost compare-and-swaps before giving up with 503. Each loss means another request of the
-/// same session committed in between, so a few are plenty; the bound keeps a pathological
-/// storm from spinning.
-const MAX_ATTEMPTS: usize = 8;
 /// devise's `password_length` bounds: 8 to 128 characters.
 const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 128;
 const MAX_EMAIL: usize = 254;
-
-/// What a batch response carries in `access-token` and `expiry`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BatchToken {
-    /// `" "`, as devise_token_auth: a response that may arrive after a newer one never
-    /// carries a token at all.
-    Blank,
-    /// The session's current token `T(n)` (as stored when this request was decided).
-    Current,
-}
 
 /// Where the one-line-per-request log goes.
 #[derive(Clone)]
@@ -200,7 +197,7 @@ pub struct Metrics {
     /// Compare-and-swaps lost to another request of the same session (each one re-read and
     /// decided again).
     pub cas_conflicts: AtomicU64,
-    /// Requests that lost `MAX_ATTEMPTS` swaps in a row and answered 503.
+    /// Requests that lost every compare-and-swap they were allowed and answered 503.
     pub cas_exhausted: AtomicU64,
 }
 
@@ -248,9 +245,13 @@ impl Metrics {
         self.record(|| metrics::counter!(DECISIONS, "kind" => kind.as_str()).increment(1));
     }
 
-    fn conflict(&self) {
-        self.cas_conflicts.fetch_add(1, Ordering::Relaxed);
-        self.record(|| metrics::counter!(CAS_CONFLICTS).increment(1));
+    fn conflicts(&self, lost_swaps: usize) {
+        if lost_swaps == 0 {
+            return;
+        }
+        let n = u64::try_from(lost_swaps).unwrap_or(u64::MAX);
+        self.cas_conflicts.fetch_add(n, Ordering::Relaxed);
+        self.record(|| metrics::counter!(CAS_CONFLICTS).increment(n));
     }
 
     fn exhausted(&self) {
@@ -264,9 +265,17 @@ impl Metrics {
     }
 }
 
-struct Inner<S> {
-    store: S,
-    settings: Settings,
+struct Inner<D: Database> {
+    db: D,
+    /// rotauth-axum's request loop over the database's session store.
+    auth: Authenticator<D::Sessions>,
+    protocol: DeviseProtocol,
+    log: LogSink,
+    cors_origins: Vec<HeaderValue>,
+    limits: Limits,
+    argon2: argon2::Params,
+    clock_offset_ms: i64,
+    serve_metrics: bool,
     metrics: Metrics,
     /// A hash of a random password: unknown emails are checked against it, so that sign-in
     /// takes as long for them as for known ones.
@@ -277,17 +286,17 @@ struct Inner<S> {
 }
 
 /// The shared state of the server.
-pub struct AppState<S>(Arc<Inner<S>>);
+pub struct AppState<D: Database>(Arc<Inner<D>>);
 
-impl<S> Clone for AppState<S> {
+impl<D: Database> Clone for AppState<D> {
     fn clone(&self) -> Self {
         Self(Arc::clone(&self.0))
     }
 }
 
-impl<S: Store> AppState<S> {
+impl<D: Database> AppState<D> {
     /// Builds the state; hashes one random password for the unknown-email path.
-    pub fn new(store: S, settings: Settings) -> Result<Self, String> {
+    pub fn new(db: D, settings: Settings) -> Result<Self, String> {
         let mut password = [0u8; 32];
         rand::rngs::SysRng
             .try_fill_bytes(&mut password)
@@ -296,9 +305,19 @@ impl<S: Store> AppState<S> {
             .map_err(|e| format!("password hashing failed: {e}"))?;
         let hashing = Hasher::new(settings.limits.concurrent_hashes);
         let throttle = Throttle::new(&settings.limits);
+        let auth = Authenticator::new(settings.rotator, db.sessions())
+            .max_sessions_per_user(MAX_SESSIONS_PER_USER)
+            .batch_token(settings.batch_token);
         Ok(Self(Arc::new(Inner {
-            store,
-            settings,
+            db,
+            auth,
+            protocol: DeviseProtocol::new(),
+            log: settings.log,
+            cors_origins: settings.cors_origins,
+            limits: settings.limits,
+            argon2: settings.argon2,
+            clock_offset_ms: settings.clock_offset_ms,
+            serve_metrics: settings.metrics,
             metrics: Metrics::default(),
             dummy_hash,
             hashing,
@@ -311,10 +330,15 @@ impl<S: Store> AppState<S> {
         &self.0.metrics
     }
 
+    /// The database.
+    pub fn db(&self) -> &D {
+        &self.0.db
+    }
+
     /// This server's clock: the wall clock shifted by `--clock-offset-ms`.
     pub fn now(&self) -> Timestamp {
-        let wall = now().unix_millis();
-        let offset = self.0.settings.clock_offset_ms;
+        let wall = Timestamp::now().unix_millis();
+        let offset = self.0.clock_offset_ms;
         let shifted = if offset >= 0 {
             wall.saturating_add(offset.unsigned_abs())
         } else {
@@ -322,38 +346,30 @@ impl<S: Store> AppState<S> {
         };
         Timestamp::from_unix_millis(shifted)
     }
-
-    fn store(&self) -> &S {
-        &self.0.store
-    }
-
-    fn rotator(&self) -> &Rotator {
-        &self.0.settings.rotator
-    }
 }
 
 /// devise_token_auth's routes plus `PUT /auth/password`, with the body limit, CORS,
 /// `Cache-Control` and the log.
-pub fn router<S: Store>(state: AppState<S>) -> Router {
+pub fn router<D: Database>(state: AppState<D>) -> Router {
     let router = Router::new()
-        .route("/", get(page::<S>))
+        .route("/", get(page::<D>))
         .route(
             "/auth",
-            post(sign_up::<S>)
-                .put(update_account::<S>)
-                .patch(update_account::<S>)
-                .delete(delete_account::<S>),
+            post(sign_up::<D>)
+                .put(update_account::<D>)
+                .patch(update_account::<D>)
+                .delete(delete_account::<D>),
         )
-        .route("/auth/sign_in", post(sign_in::<S>))
-        .route("/auth/validate_token", get(validate_token::<S>))
-        .route("/auth/sign_out", delete(sign_out::<S>))
+        .route("/auth/sign_in", post(sign_in::<D>))
+        .route("/auth/validate_token", get(validate_token::<D>))
+        .route("/auth/sign_out", delete(sign_out::<D>))
         .route(
             "/auth/password",
-            axum::routing::put(change_password::<S>).patch(change_password::<S>),
+            axum::routing::put(change_password::<D>).patch(change_password::<D>),
         )
-        .route("/demo/members_only", get(members_only::<S>));
-    let router = if state.0.settings.metrics {
-        router.route("/metrics", get(metrics::<S>))
+        .route("/demo/members_only", get(members_only::<D>));
+    let router = if state.0.serve_metrics {
+        router.route("/metrics", get(metrics::<D>))
     } else {
         router
     };
@@ -362,7 +378,7 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(no_store));
-    let router = match cors_layer(&state.0.settings.cors_origins) {
+    let router = match cors_layer(&state.0.cors_origins) {
         Some(cors) => router.layer(cors),
         None => router,
     };
@@ -379,7 +395,7 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
         .on_eos(())
         .on_failure(());
     router
-        .layer(middleware::from_fn_with_state(state.clone(), log::<S>))
+        .layer(middleware::from_fn_with_state(state.clone(), log::<D>))
         .layer(trace)
         .with_state(state)
 }
@@ -391,15 +407,15 @@ pub fn router<S: Store>(state: AppState<S>) -> Router {
 /// reached, the connection that has waited longest for a request head is closed to make
 /// room), a header-read timeout that also ends idle kept-alive connections, a per-request
 /// timeout, and the peer address for throttling.
-pub async fn serve<S: Store>(
+pub async fn serve<D: Database>(
     listener: TcpListener,
-    state: AppState<S>,
+    state: AppState<D>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt as _;
 
-    let limits = state.0.settings.limits.clone();
+    let limits = state.0.limits.clone();
     let connections = Arc::new(Semaphore::new(
         limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
@@ -580,11 +596,11 @@ fn cors_layer(origins: &[HeaderValue]) -> Option<CorsLayer> {
             ])
             .allow_headers(AllowHeaders::mirror_request())
             .expose_headers(ExposeHeaders::list([
-                headers::ACCESS_TOKEN,
-                headers::CLIENT,
-                headers::UID,
-                headers::EXPIRY,
-                headers::TOKEN_TYPE,
+                ACCESS_TOKEN,
+                CLIENT,
+                UID,
+                EXPIRY,
+                TOKEN_TYPE,
                 header::AUTHORIZATION,
             ]))
             .max_age(Duration::from_secs(600)),
@@ -603,15 +619,6 @@ async fn no_store(request: Request, next: Next) -> Response {
         HeaderValue::from_static("access-token, client, uid, authorization"),
     );
     response
-}
-
-/// The host's clock, in rotauth's terms.
-pub fn now() -> Timestamp {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
-    Timestamp::from_unix_millis(millis)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -642,7 +649,8 @@ fn errors(status: StatusCode, message: &str) -> Response {
     json_response(status, &json!({"success": false, "errors": [message]}))
 }
 
-fn unavailable(e: &StoreError) -> Response {
+/// 503 with `Retry-After`, no token; `detail` (a database error) goes to the log only.
+fn unavailable(detail: &dyn std::fmt::Display) -> Response {
     let mut response = errors(
         StatusCode::SERVICE_UNAVAILABLE,
         "Service unavailable, please try again later.",
@@ -650,7 +658,7 @@ fn unavailable(e: &StoreError) -> Response {
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    note(response, "store_error", Some(e.to_string()))
+    note(response, "store_error", Some(detail.to_string()))
 }
 
 fn internal(detail: String) -> Response {
@@ -953,10 +961,10 @@ fn password_errors(
         Some(_) => {}
     }
     // As devise: the confirmation is checked when it is sent.
-    if let Some(confirmation) = confirmation {
-        if Some(confirmation) != password {
-            errors.push(("password_confirmation", "doesn't match Password".to_owned()));
-        }
+    if let Some(confirmation) = confirmation
+        && Some(confirmation) != password
+    {
+        errors.push(("password_confirmation", "doesn't match Password".to_owned()));
     }
     errors
 }
@@ -1011,21 +1019,22 @@ fn validation_failed(email: &str, field_errors: &[(&'static str, String)], top: 
 // Sign up, sign in
 
 /// A new session for `user`, stored, with the headers carrying `T(0)`.
-async fn new_session<S: Store>(state: &AppState<S>, user: &User) -> Result<HeaderMap, Response> {
-    let (session, token) = state
-        .rotator()
-        .try_sign_in(&mut rand::rngs::SysRng, state.now())
-        .map_err(|e| internal(format!("system RNG failed: {e}")))?;
-    state
-        .store()
-        .insert_session(user.id, &session, MAX_SESSIONS_PER_USER)
+async fn new_session<D: Database>(state: &AppState<D>, user: &User) -> Result<HeaderMap, Response> {
+    let signed_in = state
+        .0
+        .auth
+        .sign_in_with(&user.session_owner(), &mut rand::rngs::SysRng, state.now())
         .await
-        .map_err(|e| unavailable(&e))?;
-    Ok(headers::auth_headers(
-        &session.client_id(),
-        &user.email,
-        Some((&token, session.expires_at())),
-    ))
+        .map_err(|e| match e {
+            rotauth_axum::Error::Store(e) => unavailable(&e),
+            other => internal(other.to_string()),
+        })?;
+    // The protocol writes the session's owner as `uid`: for devise that is the email.
+    let signed_in = SignedIn {
+        user_id: user.email.clone(),
+        ..signed_in
+    };
+    Ok(state.0.protocol.sign_in_headers(&signed_in))
 }
 
 /// 429 with `Retry-After` (whole seconds, at least one) for a throttled sign-in or sign-up.
@@ -1049,8 +1058,8 @@ fn client_ip(request_headers: &axum::http::Extensions) -> Option<IpAddr> {
 }
 
 /// `POST /auth`: devise_token_auth's registration.
-async fn sign_up<S: Store>(
-    State(state): State<AppState<S>>,
+async fn sign_up<D: Database>(
+    State(state): State<AppState<D>>,
     extensions: axum::http::Extensions,
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -1093,7 +1102,7 @@ async fn sign_up<S: Store>(
     }
     let hash = match hash_blocking(
         &state.0.hashing,
-        state.0.settings.argon2.clone(),
+        state.0.argon2.clone(),
         Zeroizing::new(password.to_owned()),
     )
     .await
@@ -1101,7 +1110,7 @@ async fn sign_up<S: Store>(
         Ok(hash) => hash,
         Err(e) => return internal(format!("password hashing failed: {e}")),
     };
-    let user = match state.store().create_user(email.clone(), hash).await {
+    let user = match state.0.db.create_user(&email, &hash).await {
         Ok(Some(user)) => user,
         Ok(None) => {
             let taken = [("email", "has already been taken".to_owned())];
@@ -1126,8 +1135,8 @@ async fn sign_up<S: Store>(
 }
 
 /// `POST /auth/sign_in`: a new session (device) for the user.
-async fn sign_in<S: Store>(
-    State(state): State<AppState<S>>,
+async fn sign_in<D: Database>(
+    State(state): State<AppState<D>>,
     extensions: axum::http::Extensions,
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -1153,7 +1162,7 @@ async fn sign_in<S: Store>(
     if let Err(wait) = state.0.throttle.check(client_ip(&extensions), &email) {
         return too_many(wait);
     }
-    let found = match state.store().user_by_email(email).await {
+    let found = match state.0.db.user_by_email(&email).await {
         Ok(found) => found,
         Err(e) => return unavailable(&e),
     };
@@ -1181,273 +1190,165 @@ async fn sign_in<S: Store>(
 // ---------------------------------------------------------------------------------------
 // Authenticated requests
 
-/// An authenticated request: who, and the headers its response must carry.
+/// An accepted request: its user, its session, and the headers its response carries.
 struct Authed {
     user: User,
-    client: ClientId,
+    client_id: ClientId,
     headers: HeaderMap,
-    kind: DecisionKind,
-    /// Compare-and-swaps lost before this decision held (for the log).
-    conflicts: usize,
-    /// Sessions an account update signed out.
-    signed_out: usize,
+    /// What rotauth decided (for the log).
+    decision: DecisionKind,
+    /// Compare-and-swaps lost before the decision held (for the log).
+    lost_swaps: usize,
 }
 
 enum AuthError {
     /// No usable credentials, or rotauth refused them (the reason, for the log).
-    Unauthorized(Option<String>),
-    /// The store failed: 503, no token.
-    Unavailable(StoreError),
-    /// A stored record does not decode: 500.
-    Internal(String),
-    /// An account update lost the new email to another user: 422, nothing written.
-    EmailTaken,
+    Unauthorized(String),
+    /// The database failed or the request lost too many swaps: 503, no token.
+    Unavailable(String),
 }
 
 impl AuthError {
     /// The response for an error; `unauthorized` is the route's own 401 body.
     fn into_response(self, unauthorized: Response) -> Response {
         match self {
-            Self::Unauthorized(reason) => note(unauthorized, "reject", reason),
-            Self::Unavailable(e) => unavailable(&e),
-            Self::Internal(detail) => internal(detail),
-            Self::EmailTaken => validation_failed(
-                "",
-                &[("email", "has already been taken".to_owned())],
-                "account",
-            ),
+            Self::Unauthorized(reason) => note(unauthorized, "reject", Some(reason)),
+            Self::Unavailable(detail) => unavailable(&detail),
         }
     }
 }
 
 impl From<StoreError> for AuthError {
     fn from(e: StoreError) -> Self {
-        Self::Unavailable(e)
+        Self::Unavailable(e.to_string())
     }
 }
 
-/// `unbatch` in the query forces rotation, as devise's `params[:unbatch]`: any value but
-/// `false` or `0`.
-fn unbatch(query: Option<&str>) -> bool {
-    query.is_some_and(|q| {
-        q.split('&').any(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            key == "unbatch" && value != "false" && value != "0"
-        })
-    })
-}
-
-/// Parses the credentials and reads the session; `Ok(None)` is any unauthenticated case.
-async fn load<S: Store>(
-    state: &AppState<S>,
-    credentials: &Credentials,
-    client: ClientId,
-) -> Result<Option<(User, Session, u64)>, AuthError> {
-    let Some(stored) = state.store().session(client).await? else {
-        return Ok(None);
-    };
-    // devise finds the user by `uid`, then the token among that user's clients.
-    if stored.user.email != credentials.uid {
-        return Ok(None);
-    }
-    let session = Session::decode(&stored.record)
-        .map_err(|e| AuthError::Internal(format!("stored session does not decode: {e}")))?;
-    Ok(Some((stored.user, session, stored.version)))
-}
-
-/// What an authenticated request commits with its decision.
-enum Commit<'a> {
-    /// The decision's record, as any request (rotation, first use, reissue).
-    Rotation,
-    /// The decision's record and an account update, in one transaction: either the new
-    /// token and the change are both committed, or neither is and the old token still
-    /// works. A request must never commit a rotation and then answer without its token.
-    Account(&'a AccountChange),
-    /// Nothing: only whether the credentials are accepted (sign-out, account deletion,
-    /// and the check before slow work that will commit later). A replay that the policy
-    /// revokes still deletes its session.
+/// Whether an authenticated request stores its decision.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Decide and store, as any request (rotation, first use, reissue); the response
+    /// carries what the decision sends.
+    Decision,
+    /// Only whether the credentials are accepted, storing nothing and sending no token:
+    /// sign-out, account deletion, and the check before slow work that commits later. A
+    /// replay that the policy revokes still deletes its session.
     Nothing,
 }
 
-/// The heart of the host, and the one place a request's credentials are decided: decide,
-/// persist first with compare-and-swap, retry on a lost swap, and build the five headers.
-async fn authenticate<S: Store>(
-    state: &AppState<S>,
-    request_headers: &HeaderMap,
-    force_rotation: bool,
-    commit: Commit<'_>,
+/// The one place a request's credentials are decided: devise's headers read by
+/// rotauth-axum's protocol, the `uid` resolved to its user (a session belongs to the
+/// user's id, so a `uid` naming anyone else is refused before anything is written), then
+/// rotauth-axum's loop: decide, store with compare-and-swap before answering, decide again
+/// on a lost swap.
+async fn authenticate<D: Database>(
+    state: &AppState<D>,
+    parts: &Parts,
+    force: bool,
+    commit: Commit,
 ) -> Result<Authed, AuthError> {
-    let credentials = headers::credentials(request_headers)
-        .ok_or_else(|| AuthError::Unauthorized(Some("no credentials".to_owned())))?;
-    let client: ClientId = credentials
-        .client
-        .parse()
-        .map_err(|_| AuthError::Unauthorized(Some("malformed client id".to_owned())))?;
-    let rotator = state.rotator();
-    let mut first_read: Option<u64> = None;
-    for conflicts in 0..MAX_ATTEMPTS {
-        let Some((mut user, session, version)) = load(state, &credentials, client).await? else {
-            return Err(AuthError::Unauthorized(Some("no such session".to_owned())));
-        };
-        let mut request = rotauth::Request::new(credentials.token.as_str(), state.now());
-        // A forced rotation that lost its race to a rotation is already done: the winner
-        // moved the session on and sent the new token. Forcing again would rotate once more
-        // and hand this burst a second new token.
-        let read = *first_read.get_or_insert(session.generation());
-        if force_rotation && session.generation() == read {
-            request = request.force_rotation();
+    let inner = &state.0;
+    let mut credentials = inner
+        .protocol
+        .credentials(parts)
+        .map_err(|refusal| AuthError::Unauthorized(refusal.to_string()))?;
+    let uid = credentials.uid.take().unwrap_or_default();
+    let user = inner
+        .db
+        .user_by_email(&uid)
+        .await?
+        .ok_or_else(|| AuthError::Unauthorized("no such user".to_owned()))?
+        .user;
+    credentials.uid = Some(user.session_owner());
+    let client_id = credentials.client_id;
+    let refused = |refusal: Refusal| {
+        if let Refusal::Rejected(_) | Refusal::Revoked(_) = refusal {
+            let kind = if matches!(refusal, Refusal::Revoked(_)) {
+                DecisionKind::Revoke
+            } else {
+                DecisionKind::Reject
+            };
+            inner.metrics.count(kind);
         }
-        let decision = rotator.decide(&session, request);
-        match decision {
-            Decision::Reject { reason } => {
-                state.metrics().count(DecisionKind::Reject);
-                return Err(AuthError::Unauthorized(Some(reason.to_string())));
-            }
-            Decision::Revoke { reason } => {
-                state.metrics().count(DecisionKind::Revoke);
-                state.store().delete_session(client).await?;
-                return Err(AuthError::Unauthorized(Some(format!(
-                    "{reason}, session revoked"
-                ))));
-            }
-            _ => {}
+        AuthError::Unauthorized(refusal.to_string())
+    };
+    let unavailable = |why: Unavailable| {
+        if let Unavailable::Contention = why {
+            inner.metrics.exhausted();
         }
-        let stored = decision.session_to_store().unwrap_or(&session);
-        match commit {
-            Commit::Nothing => {
-                return Ok(Authed {
+        AuthError::Unavailable(why.to_string())
+    };
+    let now = state.now();
+    match commit {
+        Commit::Nothing => match inner.auth.check(&credentials, now).await {
+            Checked::Accepted { decision, .. } => Ok(Authed {
+                user,
+                client_id,
+                headers: HeaderMap::new(),
+                decision,
+                lost_swaps: 0,
+            }),
+            Checked::Refused(refusal) => Err(refused(refusal)),
+            Checked::Unavailable(why) => Err(unavailable(why)),
+        },
+        Commit::Decision => match inner.auth.authenticate(&credentials, now, force).await {
+            Outcome::Served {
+                reply,
+                decision,
+                lost_swaps,
+                ..
+            } => {
+                inner.metrics.count(decision);
+                inner.metrics.conflicts(lost_swaps);
+                let headers = reply_headers(state, client_id, &user.email, &reply);
+                Ok(Authed {
                     user,
-                    client,
-                    headers: HeaderMap::new(),
-                    kind: decision.kind(),
-                    conflicts,
-                    signed_out: 0,
-                });
+                    client_id,
+                    headers,
+                    decision,
+                    lost_swaps,
+                })
             }
-            Commit::Rotation => {
-                if let Some(next) = decision.session_to_store() {
-                    if !state.store().swap_session(version, next).await? {
-                        state.metrics().conflict();
-                        continue;
-                    }
-                }
-            }
-            Commit::Account(change) => {
-                // Written even when the record is unchanged: the swap then only checks that
-                // no other request moved the session on since it was read.
-                match state
-                    .store()
-                    .update_account(version, stored, change)
-                    .await?
-                {
-                    AccountUpdate::Done { signed_out } => {
-                        if let Some(email) = &change.email {
-                            user.email.clone_from(email);
-                        }
-                        return Ok(finish(
-                            state,
-                            &credentials,
-                            client,
-                            user,
-                            &decision,
-                            stored,
-                            conflicts,
-                            signed_out,
-                        ));
-                    }
-                    AccountUpdate::Conflict => {
-                        state.metrics().conflict();
-                        continue;
-                    }
-                    AccountUpdate::EmailTaken => return Err(AuthError::EmailTaken),
-                }
-            }
-        }
-        return Ok(finish(
-            state,
-            &credentials,
-            client,
-            user,
-            &decision,
-            stored,
-            conflicts,
-            0,
-        ));
+            Outcome::Refused(refusal) => Err(refused(refusal)),
+            Outcome::Unavailable(why) => Err(unavailable(why)),
+        },
     }
-    state.metrics().exhausted();
-    Err(AuthError::Unavailable(StoreError(format!(
-        "{MAX_ATTEMPTS} compare-and-swap conflicts in a row"
-    ))))
 }
 
-/// The committed decision's headers: the token it sends, if any.
-#[allow(clippy::too_many_arguments)]
-fn finish<S: Store>(
-    state: &AppState<S>,
-    credentials: &Credentials,
-    client: ClientId,
-    user: User,
-    decision: &Decision,
-    stored: &Session,
-    conflicts: usize,
-    signed_out: usize,
-) -> Authed {
-    let kind = decision.kind();
-    state.metrics().count(kind);
-    let sent: Option<Token> = match decision {
-        Decision::Rotate { token, .. } | Decision::Reissue { token, .. } => Some(token.clone()),
-        // Rotation off: the presented token stays valid and is echoed back.
-        Decision::Accept { .. } => Token::from_text(&credentials.token).ok(),
-        Decision::BatchReuse { .. } => match state.0.settings.batch_token {
-            BatchToken::Blank => None,
-            // Only a holder of T(n) or T(n-1) gets T(n): handing it to an in-window T(n-2)
-            // would upgrade a token two rotations old to one that outlives the window.
-            BatchToken::Current => Token::from_text(&credentials.token)
-                .ok()
-                .filter(|presented| presented.generation().saturating_add(1) >= stored.generation())
-                .and_then(|_| state.rotator().current_token(stored)),
-        },
-        Decision::Reject { .. } | Decision::Revoke { .. } => None,
+/// The five devise headers of a reply, with `uid` = `email`.
+fn reply_headers<D: Database>(
+    state: &AppState<D>,
+    client_id: ClientId,
+    email: &str,
+    reply: &Reply,
+) -> HeaderMap {
+    let who = Authenticated {
+        client_id,
+        user_id: email.to_owned(),
     };
-    let headers = headers::auth_headers(
-        &client,
-        &user.email,
-        sent.as_ref().map(|t| (t, stored.expires_at())),
-    );
-    Authed {
-        user,
-        client,
-        headers,
-        kind,
-        conflicts,
-        signed_out,
-    }
+    let mut headers = HeaderMap::new();
+    state.0.protocol.write_reply(&who, reply, &mut headers);
+    headers
 }
 
 fn authed_response(authed: Authed, status: StatusCode, body: &Value) -> Response {
-    let detail = (authed.conflicts > 0)
-        .then(|| format!("decided again after CAS conflict x{}", authed.conflicts));
+    let detail = (authed.lost_swaps > 0)
+        .then(|| format!("decided again after CAS conflict x{}", authed.lost_swaps));
     note(
         with_headers(json_response(status, body), authed.headers),
-        authed.kind.as_str(),
+        authed.decision.as_str(),
         detail,
     )
 }
 
+/// Whether the request asks to rotate inside the batch window (`?unbatch=true`).
+fn force<D: Database>(state: &AppState<D>, parts: &Parts) -> bool {
+    state.0.protocol.force_rotation(parts)
+}
+
 /// `GET /auth/validate_token`.
-async fn validate_token<S: Store>(
-    State(state): State<AppState<S>>,
-    RawQuery(query): RawQuery,
-    request_headers: HeaderMap,
-) -> Response {
-    match authenticate(
-        &state,
-        &request_headers,
-        unbatch(query.as_deref()),
-        Commit::Rotation,
-    )
-    .await
-    {
+async fn validate_token<D: Database>(State(state): State<AppState<D>>, parts: Parts) -> Response {
+    match authenticate(&state, &parts, force(&state, &parts), Commit::Decision).await {
         Ok(authed) => {
             let body = json!({"success": true, "data": user_json(&authed.user)});
             authed_response(authed, StatusCode::OK, &body)
@@ -1460,19 +1361,8 @@ async fn validate_token<S: Store>(
 }
 
 /// `GET /demo/members_only`: devise_token_auth's demo protected route.
-async fn members_only<S: Store>(
-    State(state): State<AppState<S>>,
-    RawQuery(query): RawQuery,
-    request_headers: HeaderMap,
-) -> Response {
-    match authenticate(
-        &state,
-        &request_headers,
-        unbatch(query.as_deref()),
-        Commit::Rotation,
-    )
-    .await
-    {
+async fn members_only<D: Database>(State(state): State<AppState<D>>, parts: Parts) -> Response {
+    match authenticate(&state, &parts, force(&state, &parts), Commit::Decision).await {
         Ok(authed) => {
             let body = json!({"data": {
                 "message": format!("Welcome {}", authed.user.email),
@@ -1489,21 +1379,18 @@ async fn members_only<S: Store>(
 
 /// `DELETE /auth/sign_out`: any token the decision accepts (batch ones included) signs the
 /// session out; nothing is rotated, and the response carries no auth headers.
-async fn sign_out<S: Store>(
-    State(state): State<AppState<S>>,
-    request_headers: HeaderMap,
-) -> Response {
+async fn sign_out<D: Database>(State(state): State<AppState<D>>, parts: Parts) -> Response {
     let not_found = || {
         errors(
             StatusCode::NOT_FOUND,
             "User was not found or was not logged in.",
         )
     };
-    let authed = match authenticate(&state, &request_headers, false, Commit::Nothing).await {
+    let authed = match authenticate(&state, &parts, false, Commit::Nothing).await {
         Ok(authed) => authed,
         Err(e) => return e.into_response(not_found()),
     };
-    match state.store().delete_session(authed.client).await {
+    match state.0.auth.sign_out(authed.client_id).await {
         Ok(true) => note(
             json_response(StatusCode::OK, &json!({"success": true})),
             "sign_out",
@@ -1516,10 +1403,9 @@ async fn sign_out<S: Store>(
 
 /// The new password of an account update: devise's checks of the password, its
 /// confirmation and the current password (verified against the stored hash under a
-/// hashing permit), then the new hash. `Ok(None)`: no new password. `Err(errors)`: the
-/// 422's field errors.
-async fn new_password_hash<S: Store>(
-    state: &AppState<S>,
+/// hashing permit), then the new hash. `Ok(None)`: no new password, or field errors.
+async fn new_password_hash<D: Database>(
+    state: &AppState<D>,
     user: &User,
     body: &AccountBody,
     field_errors: &mut Vec<(&'static str, String)>,
@@ -1534,7 +1420,7 @@ async fn new_password_hash<S: Store>(
     match body.current_password.clone().filter(|c| !c.is_empty()) {
         None => field_errors.push(("current_password", "can't be blank".to_owned())),
         Some(current) => {
-            let found = match state.store().user_by_email(user.email.clone()).await {
+            let found = match state.0.db.user_by_email(&user.email).await {
                 Ok(Some(found)) if found.user.id == user.id => found,
                 Ok(_) => return Err(errors(StatusCode::UNAUTHORIZED, "Unauthorized")),
                 Err(e) => return Err(unavailable(&e)),
@@ -1549,7 +1435,7 @@ async fn new_password_hash<S: Store>(
     }
     hash_blocking(
         &state.0.hashing,
-        state.0.settings.argon2.clone(),
+        state.0.argon2.clone(),
         Zeroizing::new(password.to_owned()),
     )
     .await
@@ -1557,108 +1443,142 @@ async fn new_password_hash<S: Store>(
     .map_err(|e| internal(format!("password hashing failed: {e}")))
 }
 
+/// What `PUT /auth` and `PUT /auth/password` committed.
+struct AccountChanged {
+    authed: Authed,
+    /// Whether the email or the password changed.
+    changed: bool,
+    /// Sessions a new password signed out.
+    signed_out: usize,
+}
+
 /// The shared work of `PUT /auth` and `PUT /auth/password`, ordered so that no answer
-/// after a committed rotation lacks its token: check the credentials without committing,
-/// do every slow and fallible step (password checks, argon2), and only then commit the
-/// rotation and the change together. A failure before the commit answers without a token
-/// and changes nothing, so the token the client holds still works; a validation error
-/// commits the rotation alone and answers 422 with the headers, as devise does.
-async fn account_change<S: Store>(
-    state: &AppState<S>,
-    request_headers: &HeaderMap,
-    force: bool,
+/// after a committed rotation lacks its token:
+///
+/// 1. check the credentials without storing anything;
+/// 2. do every slow and fallible check (the current password, argon2 for the new one);
+///    a failure here answers without a token and changes nothing, so the client's token
+///    still works;
+/// 3. decide and store the request's rotation;
+/// 4. only then write the change: on a validation error, a taken email or a database
+///    failure the answer (422, 422, 503) still carries the token the rotation sent. A new
+///    password signs every other session out before it is stored, so a failure between
+///    the two leaves sessions signed out, never the old sessions alive beside a new
+///    password.
+async fn account_change<D: Database>(
+    state: &AppState<D>,
+    parts: &Parts,
     body: &AccountBody,
     shape: &'static str,
-) -> Result<(Authed, bool), (Response, Option<AuthError>)> {
+) -> Result<AccountChanged, Result<Response, AuthError>> {
     // `PUT /auth/password` sets the password only; `PUT /auth` may change the email too.
     let email_change = shape == "account";
-    let peek = authenticate(state, request_headers, force, Commit::Nothing)
+    let peek = authenticate(state, parts, false, Commit::Nothing)
         .await
-        .map_err(|e| (Response::default(), Some(e)))?;
+        .map_err(Err)?;
     let user = peek.user;
     let mut field_errors = Vec::new();
     let mut email = None;
-    if email_change {
-        if let Some(new) = body.email.as_deref() {
-            let new = new.trim().to_ascii_lowercase();
-            if let Some(message) = email_error(&new) {
-                field_errors.push(("email", message.to_owned()));
-            } else if new != user.email {
-                match state.store().user_by_email(new.clone()).await {
-                    Ok(Some(_)) => {
-                        field_errors.push(("email", "has already been taken".to_owned()))
-                    }
-                    Ok(None) => email = Some(new),
-                    Err(e) => return Err((unavailable(&e), None)),
-                }
+    if email_change && let Some(new) = body.email.as_deref() {
+        let new = new.trim().to_ascii_lowercase();
+        if let Some(message) = email_error(&new) {
+            field_errors.push(("email", message.to_owned()));
+        } else if new != user.email {
+            match state.0.db.user_by_email(&new).await {
+                Ok(Some(_)) => field_errors.push(("email", "has already been taken".to_owned())),
+                Ok(None) => email = Some(new),
+                Err(e) => return Err(Ok(unavailable(&e))),
             }
         }
     }
     let password_hash = new_password_hash(state, &user, body, &mut field_errors)
         .await
-        .map_err(|response| (response, None))?;
-    if !field_errors.is_empty() {
-        let authed = authenticate(state, request_headers, force, Commit::Rotation)
-            .await
-            .map_err(|e| (Response::default(), Some(e)))?;
-        let response = validation_failed(&authed.user.email, &field_errors, shape);
-        return Err((with_headers(response, authed.headers), None));
-    }
-    let change = AccountChange {
-        user_id: user.id,
-        email,
-        password_hash,
-    };
-    let changed = change.email.is_some() || change.password_hash.is_some();
+        .map_err(Ok)?;
     // A new email is a new `uid`: the answer must carry a token, or a client that keeps
     // its headers only from responses with a token (all of devise's clients) would go on
     // sending the old uid. Inside the batch window that takes a forced rotation.
-    let force = force || change.email.is_some();
-    authenticate(state, request_headers, force, Commit::Account(&change))
+    let forced = force(state, parts) || (field_errors.is_empty() && email.is_some());
+    let mut authed = authenticate(state, parts, forced, Commit::Decision)
         .await
-        .map(|authed| (authed, changed))
-        .map_err(|e| (Response::default(), Some(e)))
+        .map_err(Err)?;
+    if !field_errors.is_empty() {
+        let response = validation_failed(&authed.user.email, &field_errors, shape);
+        return Err(Ok(with_headers(response, authed.headers)));
+    }
+    // From here on the rotation is stored: every answer carries its headers.
+    let failed =
+        |authed: Authed, response: Response| Err(Ok(with_headers(response, authed.headers)));
+    let db = &state.0.db;
+    let mut signed_out = 0;
+    if let Some(hash) = &password_hash {
+        signed_out = match state
+            .0
+            .auth
+            .sign_out_others(&user.session_owner(), Some(authed.client_id))
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => return failed(authed, unavailable(&e)),
+        };
+        if let Err(e) = db.set_password_hash(user.id, hash).await {
+            return failed(authed, unavailable(&e));
+        }
+    }
+    if let Some(new) = &email {
+        match db.set_email(user.id, new).await {
+            Ok(true) => {
+                authed.user.email.clone_from(new);
+                // The rotation's headers name the old uid; the client must take the new one.
+                if let Some(value) = authed.headers.get_mut(UID)
+                    && let Ok(uid) = HeaderValue::from_str(new)
+                {
+                    *value = uid;
+                }
+            }
+            Ok(false) => {
+                let taken = [("email", "has already been taken".to_owned())];
+                let response = validation_failed(&authed.user.email, &taken, shape);
+                return failed(authed, response);
+            }
+            Err(e) => return failed(authed, unavailable(&e)),
+        }
+    }
+    Ok(AccountChanged {
+        authed,
+        changed: email.is_some() || password_hash.is_some(),
+        signed_out,
+    })
 }
 
 /// `PUT /auth/password` (devise_token_auth's password update, with
 /// `check_current_password_before_update = :password`): sets a new password and signs out
 /// every other session of the user, keeping this one. The request itself rotates like any
 /// other, and every answer after authentication carries the auth headers.
-async fn change_password<S: Store>(
-    State(state): State<AppState<S>>,
-    RawQuery(query): RawQuery,
-    request_headers: HeaderMap,
+async fn change_password<D: Database>(
+    State(state): State<AppState<D>>,
+    parts: Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     // The body first: a malformed request changes nothing, not even the token.
-    let mut body: AccountBody = match parse_body(&request_headers, body) {
+    let mut body: AccountBody = match parse_body(&parts.headers, body) {
         Ok(body) => body,
         Err(response) => return response,
     };
     // This route always sets a password: a missing one is devise's "can't be blank".
     body.password
         .get_or_insert_with(|| Zeroizing::new(String::new()));
-    let unauthorized = || errors(StatusCode::UNAUTHORIZED, "Unauthorized");
-    match account_change(
-        &state,
-        &request_headers,
-        unbatch(query.as_deref()),
-        &body,
-        "password",
-    )
-    .await
-    {
-        Ok((authed, _)) => {
+    match account_change(&state, &parts, &body, "password").await {
+        Ok(done) => {
             let body = json!({
                 "success": true,
-                "data": user_json(&authed.user),
+                "data": user_json(&done.authed.user),
                 "message": "Your password has been successfully updated.",
-                "signed_out_sessions": authed.signed_out,
+                "signed_out_sessions": done.signed_out,
             });
-            authed_response(authed, StatusCode::OK, &body)
+            authed_response(done.authed, StatusCode::OK, &body)
         }
-        Err((_, Some(e))) => e.into_response(unauthorized()),
-        Err((response, None)) => response,
+        Err(Ok(response)) => response,
+        Err(Err(e)) => e.into_response(errors(StatusCode::UNAUTHORIZED, "Unauthorized")),
     }
 }
 
@@ -1667,21 +1587,14 @@ async fn change_password<S: Store>(
 /// session. 200 `{"status":"success","data":{user}}` with the auth headers; 422 in
 /// devise's `{"status":"error","errors":{...}}`; 404 `User not found.` without valid
 /// credentials.
-async fn update_account<S: Store>(
-    State(state): State<AppState<S>>,
-    RawQuery(query): RawQuery,
-    request_headers: HeaderMap,
+async fn update_account<D: Database>(
+    State(state): State<AppState<D>>,
+    parts: Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body: AccountBody = match parse_body(&request_headers, body) {
+    let mut body: AccountBody = match parse_body(&parts.headers, body) {
         Ok(body) => body,
         Err(response) => return response,
-    };
-    let not_found = || {
-        json_response(
-            StatusCode::NOT_FOUND,
-            &json!({"status": "error", "errors": ["User not found."]}),
-        )
     };
     if body.email.is_none()
         && body.password.is_none()
@@ -1698,7 +1611,6 @@ async fn update_account<S: Store>(
             None,
         );
     }
-    let mut body = body;
     // devise drops a blank password (and a blank confirmation with it): no password change.
     if body.password.as_ref().is_some_and(|p| p.is_empty()) {
         body.password = None;
@@ -1710,53 +1622,54 @@ async fn update_account<S: Store>(
             body.password_confirmation = None;
         }
     }
-    match account_change(
-        &state,
-        &request_headers,
-        unbatch(query.as_deref()),
-        &body,
-        "account",
-    )
-    .await
-    {
-        Ok((authed, changed)) => {
-            let body = json!({"status": "success", "data": user_json(&authed.user)});
-            let mut response = authed_response(authed, StatusCode::OK, &body);
-            if changed {
-                if let Some(n) = response.extensions_mut().get_mut::<LogNote>() {
-                    n.detail = Some("account updated".to_owned());
-                }
+    match account_change(&state, &parts, &body, "account").await {
+        Ok(done) => {
+            let body = json!({"status": "success", "data": user_json(&done.authed.user)});
+            let mut response = authed_response(done.authed, StatusCode::OK, &body);
+            if done.changed
+                && let Some(n) = response.extensions_mut().get_mut::<LogNote>()
+            {
+                n.detail = Some("account updated".to_owned());
             }
             response
         }
-        Err((_, Some(e))) => e.into_response(not_found()),
-        Err((response, None)) => response,
+        Err(Ok(response)) => response,
+        Err(Err(e)) => e.into_response(json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"status": "error", "errors": ["User not found."]}),
+        )),
     }
 }
 
-/// `DELETE /auth` (devise_token_auth's registration destroy): deletes the user and every
-/// session of theirs. Any accepted token will do, as for sign-out; the answer carries no
-/// token (there is no session left to hold one).
-async fn delete_account<S: Store>(
-    State(state): State<AppState<S>>,
-    request_headers: HeaderMap,
-) -> Response {
+/// `DELETE /auth` (devise_token_auth's registration destroy): deletes every session of
+/// the user, then the user. Any accepted token will do, as for sign-out; the answer
+/// carries no token (there is no session left to hold one).
+async fn delete_account<D: Database>(State(state): State<AppState<D>>, parts: Parts) -> Response {
     let not_found = || {
         json_response(
             StatusCode::NOT_FOUND,
             &json!({"status": "error", "errors": ["Unable to locate account for destruction."]}),
         )
     };
-    let authed = match authenticate(&state, &request_headers, false, Commit::Nothing).await {
+    let authed = match authenticate(&state, &parts, false, Commit::Nothing).await {
         Ok(authed) => authed,
         Err(e) => return e.into_response(not_found()),
     };
-    match state.store().delete_user(authed.user.id).await {
+    let user = &authed.user;
+    if let Err(e) = state
+        .0
+        .auth
+        .sign_out_others(&user.session_owner(), None)
+        .await
+    {
+        return unavailable(&e);
+    }
+    match state.0.db.delete_user(user.id).await {
         Ok(true) => note(
             json_response(
                 StatusCode::OK,
                 &json!({"status": "success", "message":
-                    format!("Account with UID '{}' has been destroyed.", authed.user.email)}),
+                    format!("Account with UID '{}' has been destroyed.", user.email)}),
             ),
             "account_deleted",
             None,
@@ -1777,8 +1690,8 @@ const PAGE: &str = include_str!("page.html");
 /// `GET /`: the page that shows rotation happen, with this server's batch window filled in.
 /// Its script is inline, so the policy allows inline script and style and nothing from
 /// anywhere else; it talks to this origin only.
-async fn page<S: Store>(State(state): State<AppState<S>>) -> Response {
-    let window = state.rotator().config().batch_window().as_millis();
+async fn page<D: Database>(State(state): State<AppState<D>>) -> Response {
+    let window = state.0.auth.rotator().config().batch_window().as_millis();
     let html = PAGE.replace("__BATCH_WINDOW_MS__", &window.to_string());
     let mut response = (StatusCode::OK, html).into_response();
     let headers = response.headers_mut();
@@ -1798,7 +1711,7 @@ async fn page<S: Store>(State(state): State<AppState<S>>) -> Response {
 
 /// `GET /metrics` (with `--metrics`): counters in Prometheus' text format, for load tools
 /// and dashboards. Nothing in it identifies a user or a session.
-async fn metrics<S: Store>(State(state): State<AppState<S>>) -> Response {
+async fn metrics<D: Database>(State(state): State<AppState<D>>) -> Response {
     let mut response = (StatusCode::OK, state.metrics().render()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -1812,8 +1725,12 @@ async fn metrics<S: Store>(State(state): State<AppState<S>>) -> Response {
 
 /// One line per request: method, path (never the query, which may carry credentials),
 /// status, decision kind, latency. Never a token: handlers only note the kind and a reason.
-async fn log<S: Store>(State(state): State<AppState<S>>, request: Request, next: Next) -> Response {
-    let sink = &state.0.settings.log;
+async fn log<D: Database>(
+    State(state): State<AppState<D>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let sink = &state.0.log;
     if matches!(sink, LogSink::Off) {
         return next.run(request).await;
     }

@@ -5,7 +5,9 @@ use core::time::Duration;
 use rotauth::rand_core::TryRng;
 use rotauth::{Config, KeyId, Keyring, Mode, ReplayPolicy};
 
-use crate::app::{BatchToken, Limits, LogSink, Settings};
+use rotauth_axum::BatchToken;
+
+use crate::app::{Limits, LogSink, Settings};
 
 /// The flags, parsed by clap; `ROTAUTH_KEY` and `DATABASE_URL` may come from the
 /// environment.
@@ -56,7 +58,7 @@ pub struct Cli {
     /// may share it.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL", value_parser = parse_database_url)]
     pub database_url: Option<String>,
-    /// PostgreSQL connections per instance.
+    /// Database connections per instance (with SQLite: readers beside its one writer).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     pub pool_size: u64,
     /// Serve GET /metrics (decision and compare-and-swap counters, Prometheus text).

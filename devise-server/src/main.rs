@@ -18,7 +18,8 @@
 //! The server itself is the `devise_server` library of this package, which the tests run
 //! on an ephemeral port and talk to over HTTP.
 
-use devise_server::{app, cli, pg_store, store};
+use devise_server::db::{self, Database};
+use devise_server::{app, cli};
 
 fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -95,30 +96,25 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
             cli.clock_offset_ms
         );
     }
-    // The request handling is generic over the store: one monomorphic server per database.
+    // The request handling is generic over the database: one monomorphic server each.
+    let connections = u32::try_from(cli.pool_size).unwrap_or(u32::MAX);
     match cli.database_url.as_deref() {
         Some(url) => {
-            let pool_size = usize::try_from(cli.pool_size).unwrap_or(usize::MAX);
-            let store = pg_store::PgStore::open(url, pool_size)
+            let db = db::Postgres::open(url, connections)
                 .await
                 .map_err(|e| format!("database: {e}"))?;
-            let db = store.describe();
-            serve(&cli, app::AppState::new(store, settings)?, &db).await
+            serve(&cli, app::AppState::new(db, settings)?).await
         }
         None => {
-            let store = store::SqliteStore::open(&cli.db)
+            let db = db::Sqlite::open(&cli.db, connections)
+                .await
                 .map_err(|e| format!("database {}: {e}", cli.db))?;
-            let db = cli.db.clone();
-            serve(&cli, app::AppState::new(store, settings)?, &db).await
+            serve(&cli, app::AppState::new(db, settings)?).await
         }
     }
 }
 
-async fn serve<S: store::Store>(
-    cli: &cli::Cli,
-    state: app::AppState<S>,
-    db: &str,
-) -> Result<(), String> {
+async fn serve<D: Database>(cli: &cli::Cli, state: app::AppState<D>) -> Result<(), String> {
     use std::io::Write as _;
 
     let listener = tokio::net::TcpListener::bind(&cli.addr)
@@ -131,7 +127,8 @@ async fn serve<S: store::Store>(
     println!("rotauth devise_server listening on http://{addr}");
     let _ = std::io::stdout().flush();
     tracing::info!(
-        "db={db} batch_window={}ms lifespan={}s mode={:?} replay={:?} rotation={} batch_token={:?}",
+        "db={} batch_window={}ms lifespan={}s mode={:?} replay={:?} rotation={} batch_token={:?}",
+        state.db().describe(),
         cli.batch_window_ms,
         cli.lifespan_secs,
         cli.mode,

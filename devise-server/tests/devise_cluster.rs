@@ -78,8 +78,8 @@ async fn stored_session(db: &TestDb, client: &str) -> Session {
         .client()
         .await
         .query_one(
-            "SELECT record FROM sessions WHERE client_id = $1",
-            &[&client],
+            "SELECT record FROM rotauth_sessions WHERE client_id = $1",
+            &[&client::client_bytes(client)],
         )
         .await
         .unwrap();
@@ -265,10 +265,16 @@ async fn one_instance_on_sqlite_passes_the_same_load() {
     assert_all_ok(&totals, &plan);
     let conn = rusqlite::Connection::open(&file).unwrap();
     let mut stmt = conn
-        .prepare("SELECT client_id, record, version FROM sessions")
+        .prepare("SELECT client_id, record, version FROM rotauth_sessions")
         .unwrap();
     let rows: Vec<(String, Vec<u8>, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([], |r| {
+            Ok((
+                client::client_text(&r.get::<_, Vec<u8>>(0)?),
+                r.get(1)?,
+                r.get(2)?,
+            ))
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect();

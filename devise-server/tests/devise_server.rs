@@ -26,7 +26,7 @@ use std::time::Duration;
 use axum::http::Method;
 use base64ct::{Base64, Encoding};
 use client::{Auth, Http, Resp, TempDir, assert_record};
-use devise_server::{app, cli};
+use devise_server::cli;
 use rotauth::Token;
 use serde_json::{Value, json};
 use support::{KEY, TestServer};
@@ -54,7 +54,10 @@ fn assert_auth_headers(resp: &Resp, uid: &str) {
     assert_eq!(resp.header("client").map(str::len), Some(22));
     assert_eq!(resp.header("uid"), Some(uid));
     let expiry: u64 = resp.header("expiry").unwrap().parse().unwrap();
-    assert!(expiry > app::now().unix_secs(), "expiry in the past");
+    assert!(
+        expiry > rotauth::Timestamp::now().unix_secs(),
+        "expiry in the past"
+    );
 }
 
 fn assert_batch_headers(resp: &Resp, auth: &Auth) {
@@ -114,7 +117,7 @@ async fn sign_up_returns_the_user_and_the_five_headers() {
     assert_eq!(fields["uid"], "alice@example.com");
     assert_eq!(fields["expiry"], resp.header("expiry").unwrap());
     assert_eq!(server.count("users"), 1);
-    assert_eq!(server.count("sessions"), 1);
+    assert_eq!(server.count("rotauth_sessions"), 1);
     // The password is stored as an argon2 PHC string only.
     let hash: String = server
         .sql()
@@ -193,7 +196,7 @@ async fn sign_in_opens_a_new_session_or_answers_401() {
         Some(first.client.as_str()),
         "a new session"
     );
-    assert_eq!(server.count("sessions"), 2);
+    assert_eq!(server.count("rotauth_sessions"), 2);
 
     let before = server.snapshot();
     let invalid = r#"{"success":false,"errors":["Invalid login credentials. Please try again."]}"#;
@@ -363,7 +366,7 @@ async fn sign_in_keeps_at_most_ten_sessions_per_user() {
     for _ in 0..10 {
         later.push(http.sign_in("hal@example.com", PASSWORD).await);
     }
-    assert_eq!(server.count("sessions"), 10);
+    assert_eq!(server.count("rotauth_sessions"), 10);
     // The one expiring first (the oldest) was evicted.
     assert!(server.session(&first.client).is_none());
     assert_eq!(http.get("/auth/validate_token", &first).await.status, 401);
@@ -613,7 +616,7 @@ async fn a_password_change_signs_out_every_other_session() {
     assert_eq!(resp.status, 422);
     assert!(phone.follow(&resp));
     assert_eq!(
-        server.count("sessions"),
+        server.count("rotauth_sessions"),
         3,
         "failed changes sign no one out"
     );
@@ -628,7 +631,7 @@ async fn a_password_change_signs_out_every_other_session() {
     assert_eq!(resp.json()["success"], true);
     assert_eq!(resp.json()["signed_out_sessions"], 2);
     assert!(phone.follow(&resp));
-    assert_eq!(server.count("sessions"), 1);
+    assert_eq!(server.count("rotauth_sessions"), 1);
     assert_eq!(http.get("/demo/members_only", &laptop).await.status, 401);
     assert_eq!(http.get("/demo/members_only", &tablet).await.status, 401);
     assert_eq!(http.get("/demo/members_only", &phone).await.status, 200);
@@ -831,7 +834,10 @@ async fn a_database_error_is_503_without_a_token() {
     let (_dir, server) = server(&["--batch-window-ms", "0"]).await;
     let http = server.http();
     let auth = http.sign_up("uma@example.com", PASSWORD).await;
-    server.sql().execute_batch("DROP TABLE sessions").unwrap();
+    server
+        .sql()
+        .execute_batch("DROP TABLE rotauth_sessions")
+        .unwrap();
     let unavailable =
         r#"{"success":false,"errors":["Service unavailable, please try again later."]}"#;
     let resp = http.get("/demo/members_only", &auth).await;
@@ -1036,7 +1042,10 @@ async fn fifty_clients_in_bursts_following_their_tokens() {
     assert_eq!(server_errors, 0, "5xx under load");
     assert_eq!(ok, total);
 
-    assert_eq!(server.count("sessions"), i64::try_from(CLIENTS).unwrap());
+    assert_eq!(
+        server.count("rotauth_sessions"),
+        i64::try_from(CLIENTS).unwrap()
+    );
     let mut rotations = 0;
     for (auth, _, unbatched) in &results {
         let (session, version) = server.session(&auth.client).unwrap();
@@ -1075,7 +1084,7 @@ fn flags_parse_and_bad_ones_are_refused() {
     assert_eq!(cli.batch_window_ms, 5000);
     assert_eq!(cli.lifespan_secs, 1_209_600);
     assert!(cli.rotate);
-    assert_eq!(cli.batch_token, app::BatchToken::Blank);
+    assert_eq!(cli.batch_token, rotauth_axum::BatchToken::Blank);
     let cli::Command::Run(cli) = parse(&[
         "--addr=0.0.0.0:80",
         "--db",
@@ -1105,7 +1114,7 @@ fn flags_parse_and_bad_ones_are_refused() {
     assert_eq!(cli.mode, rotauth::Mode::Recover);
     assert_eq!(cli.replay, rotauth::ReplayPolicy::RevokeSession);
     assert!(!cli.rotate && cli.quiet);
-    assert_eq!(cli.batch_token, app::BatchToken::Current);
+    assert_eq!(cli.batch_token, rotauth_axum::BatchToken::Current);
     assert!(matches!(parse(&["-h"]), Ok(cli::Command::Help)));
     for bad in [
         &["--mode", "lax"][..],

@@ -222,11 +222,11 @@ mod load {
             for task in tasks {
                 match task.await {
                     Ok(Ok((reply, _))) => {
-                        if let Some(token) = reply.token {
-                            if token != auth.token {
-                                auth.token = token;
-                                out.rotations = out.rotations.saturating_add(1);
-                            }
+                        if let Some(token) = reply.token
+                            && token != auth.token
+                        {
+                            auth.token = token;
+                            out.rotations = out.rotations.saturating_add(1);
                         }
                         out.replies.push((reply.status, reply.latency));
                     }

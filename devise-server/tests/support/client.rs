@@ -286,6 +286,19 @@ impl Http {
     }
 }
 
+/// A client id's text (the `client` header) as the session table keys it: 16 bytes.
+pub fn client_bytes(text: &str) -> Vec<u8> {
+    text.parse::<rotauth::ClientId>()
+        .unwrap()
+        .as_bytes()
+        .to_vec()
+}
+
+/// The inverse of [`client_bytes`].
+pub fn client_text(bytes: &[u8]) -> String {
+    rotauth::ClientId::from_bytes(bytes.try_into().unwrap()).to_string()
+}
+
 /// The stored session of a client after a load (`session` decoded from the record,
 /// `version` its column) against what the client saw: the version column mirrors the
 /// record and the client holds the current token. `strict` (no response lost): the

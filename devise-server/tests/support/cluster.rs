@@ -109,11 +109,20 @@ impl TestDb {
     pub async fn sessions(&self) -> Vec<(String, Vec<u8>, i64)> {
         self.client()
             .await
-            .query("SELECT client_id, record, version FROM sessions", &[])
+            .query(
+                "SELECT client_id, record, version FROM rotauth_sessions",
+                &[],
+            )
             .await
             .unwrap()
             .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .map(|row| {
+                (
+                    crate::client::client_text(row.get(0)),
+                    row.get(1),
+                    row.get(2),
+                )
+            })
             .collect()
     }
 }
@@ -340,17 +349,18 @@ pub async fn run_load(http: &Http, addrs: &[SocketAddr], plan: &Plan) -> (Vec<Ou
                     burst.push(tokio::spawn(async move {
                         let resp = send_anywhere(&http, &addrs, first, path, &auth, &retries).await;
                         let done = answered.fetch_add(1, Ordering::Relaxed) + 1;
-                        if let Some((pid, after)) = kill {
-                            if done == after {
-                                kill_hard(pid);
-                            }
+                        if let Some((pid, after)) = kill
+                            && done == after
+                        {
+                            kill_hard(pid);
                         }
                         resp
                     }));
-                    if unbatch && j == 0 {
-                        if let Some(request) = burst.pop() {
-                            forced = Some(request.await.unwrap());
-                        }
+                    if unbatch
+                        && j == 0
+                        && let Some(request) = burst.pop()
+                    {
+                        forced = Some(request.await.unwrap());
                     }
                 }
                 let mut answers = Vec::new();

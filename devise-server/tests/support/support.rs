@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::client::Http;
-use devise_server::{app, cli, store};
+use devise_server::{app, cli, db};
 
 /// The signing key the tests use unless they say otherwise (not a secret: a test key).
 pub const KEY: [u8; 32] = [7; 32];
@@ -49,8 +49,8 @@ impl TestServer {
         let mut settings =
             cli::settings(&cli, keyring, app::LogSink::Memory(Arc::clone(&logs))).unwrap();
         settings.argon2 = argon2::Params::new(1024, 1, 1, None).unwrap();
-        let store = store::SqliteStore::open(&cli.db).unwrap();
-        let state = app::AppState::new(store, settings).unwrap();
+        let database = db::Sqlite::open(&cli.db, 4).await.unwrap();
+        let state = app::AppState::new(database, settings).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -119,7 +119,7 @@ impl TestServer {
         rows.extend(users.map(Result::unwrap));
         let mut stmt = conn
             .prepare(
-                "SELECT client_id, user_id, hex(record), version, expires_at FROM sessions ORDER BY client_id",
+                "SELECT hex(client_id), user_id, hex(record), version, expires_at FROM rotauth_sessions ORDER BY client_id",
             )
             .unwrap();
         let sessions = stmt
@@ -127,7 +127,7 @@ impl TestServer {
                 Ok(format!(
                     "{}|{}|{}|{}|{}",
                     r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, i64>(4)?
@@ -143,8 +143,8 @@ impl TestServer {
         let conn = self.sql();
         let row: Option<(Vec<u8>, i64)> = conn
             .query_row(
-                "SELECT record, version FROM sessions WHERE client_id = ?1",
-                [client],
+                "SELECT record, version FROM rotauth_sessions WHERE client_id = ?1",
+                [crate::client::client_bytes(client)],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .ok();
