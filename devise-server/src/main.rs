@@ -1,7 +1,8 @@
 //! A devise_token_auth-compatible auth server on rotauth: the headers, routes and bodies
 //! that ng-token-auth, vue-auth's devise driver, devise-token-auth-client and j-toker speak,
-//! with rotauth deciding every token, SQLite (or PostgreSQL, shared by several instances)
-//! storing one row per session, and argon2 hashing passwords.
+//! with rotauth-axum's request loop deciding every token, its SQLite (or PostgreSQL, shared
+//! by several instances) session store keeping one row per session, and argon2 hashing
+//! passwords.
 //!
 //! ```text
 //! cargo run -p devise-server                     # http://127.0.0.1:3000

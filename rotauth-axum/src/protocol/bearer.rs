@@ -16,7 +16,7 @@ pub(crate) const ROTAUTH_TOKEN: HeaderName = HeaderName::from_static("rotauth-to
 /// - Requests carry `Authorization: Rotauth <client id>.<token>` (the client id is 22
 ///   characters and the token 55, both base64url, so `.` cannot occur in either; the
 ///   scheme name is case-insensitive).
-/// - `?unbatch=true` forces rotation inside the batch window.
+/// - `?unbatch` (any value but `false` or `0`) forces rotation inside the batch window.
 /// - A response that carries a token has `Rotauth-Token: <client id>.<token>` (and
 ///   `Cache-Control: no-store`): the client replaces its credentials with that value,
 ///   verbatim. A batch response has no `Rotauth-Token`: the client keeps what it has.

@@ -31,13 +31,16 @@ const MAX_AUTHORIZATION_LEN: usize = 2048;
 /// - Requests carry `access-token`, `client` and `uid` (`token-type` and `expiry` are
 ///   ignored), each in its own header or, field by field as devise reads them, in
 ///   `Authorization: Bearer <base64 of the JSON of the five>`. Blank values count as
-///   absent. The `uid` must be the user id the session was signed in with.
-/// - `?unbatch=true` forces rotation inside the batch window.
+///   absent. The `uid` must be the user id the session was signed in with; an app whose
+///   `uid` can change (devise's email) resolves it to a stable id first and calls the
+///   [`Authenticator`](crate::Authenticator) itself, as the repository's devise server does.
+/// - `?unbatch` (any value but `false` or `0`) forces rotation inside the batch window.
 /// - Responses carry the five headers `access-token`, `token-type: Bearer`, `client`,
 ///   `expiry` (Unix seconds) and `uid`, plus `Authorization: Bearer <base64 JSON>` as
 ///   devise_token_auth ≥ 1.1 sends, and `Cache-Control: no-store`. A batch response
 ///   carries `access-token: " "` and `expiry: " "`, so that a response arriving after a
-///   newer one never carries an older token.
+///   newer one never carries an older token (unless the authenticator is set to
+///   [`BatchToken::Current`](crate::BatchToken::Current)).
 /// - A refused request gets 401
 ///   `{"errors":["You need to sign in or sign up before continuing."]}`.
 ///
