@@ -1,8 +1,10 @@
-//! The HTTP side: devise_token_auth's routes on axum, over any [`Store`].
+//! The HTTP side: devise_token_auth's routes on axum, over any [`Database`].
 //!
-//! Every authenticated request goes through `authenticate`: read the session row, let
-//! rotauth decide, persist with compare-and-swap before answering, and on a lost swap
-//! re-read and decide again (the retry is then part of the batch).
+//! Every authenticated request goes through `authenticate`: devise's headers read by
+//! rotauth-axum's `DeviseProtocol`, the `uid` resolved to its user, then rotauth-axum's
+//! `Authenticator`: read the session, let rotauth decide, persist with compare-and-swap
+//! before answering, and on a lost swap re-read and decide again (the retry is then part
+//! of the batch).
 
 // Handlers return the response to send as the error of their helpers; boxing it would only
 // add an allocation on the error path.
