@@ -1,10 +1,9 @@
 //! The HTTP side: devise_token_auth's routes on axum, over any [`Database`].
 //!
 //! Every authenticated request goes through `authenticate`: devise's headers read by
-//! rotauth-axum's `DeviseProtocol`, the `uid` resolved to its user, then rotauth-axum's
-//! `Authenticator`: read the session, let rotauth decide, persist with compare-and-swap
-//! before answering, and on a lost swap re-read and decide again (the retry is then part
-//! of the batch).
+//! rotauth-axum's `DeviseProtocol`, then rotauth-axum's `Authenticator`: read the session,
+//! check the `uid`, let rotauth decide, persist with compare-and-swap before answering,
+//! and on a lost swap re-read and decide again (the retry is then part of the batch).
 
 // Handlers return the response to send as the error of their helpers; boxing it would only
 // add an allocation on the error path.
@@ -41,7 +40,7 @@ use tokio::sync::Semaphore;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 use zeroize::Zeroizing;
 
-use crate::db::{Database, User};
+use crate::db::{self, Database, User};
 
 /// devise's auth headers, exposed to scripts of other origins.
 const ACCESS_TOKEN: HeaderName = HeaderName::from_static("access-token");
@@ -309,7 +308,8 @@ impl<D: Database> AppState<D> {
         let throttle = Throttle::new(&settings.limits);
         let auth = Authenticator::new(settings.rotator, db.sessions())
             .max_sessions_per_user(MAX_SESSIONS_PER_USER)
-            .batch_token(settings.batch_token);
+            .batch_token(settings.batch_token)
+            .uid_in_user_id(db::uid_in_session_owner);
         Ok(Self(Arc::new(Inner {
             db,
             auth,
@@ -1239,10 +1239,10 @@ enum Commit {
 }
 
 /// The one place a request's credentials are decided: devise's headers read by
-/// rotauth-axum's protocol, the `uid` resolved to its user (a session belongs to the
-/// user's id, so a `uid` naming anyone else is refused before anything is written), then
-/// rotauth-axum's loop: decide, store with compare-and-swap before answering, decide again
-/// on a lost swap.
+/// rotauth-axum's protocol, then rotauth-axum's loop: the session loaded (and refused if
+/// the `uid` is not its owner's email), rotauth's decision stored with compare-and-swap
+/// before answering, decided again on a lost swap. The user comes from the session's
+/// owner (`"{id} {email}"`), without a query.
 async fn authenticate<D: Database>(
     state: &AppState<D>,
     parts: &Parts,
@@ -1250,19 +1250,15 @@ async fn authenticate<D: Database>(
     commit: Commit,
 ) -> Result<Authed, AuthError> {
     let inner = &state.0;
-    let mut credentials = inner
+    let credentials = inner
         .protocol
         .credentials(parts)
         .map_err(|refusal| AuthError::Unauthorized(refusal.to_string()))?;
-    let uid = credentials.uid.take().unwrap_or_default();
-    let user = inner
-        .db
-        .user_by_email(&uid)
-        .await?
-        .ok_or_else(|| AuthError::Unauthorized("no such user".to_owned()))?
-        .user;
-    credentials.uid = Some(user.session_owner());
     let client_id = credentials.client_id;
+    let user_of = |who: &Authenticated| {
+        User::from_session_owner(&who.user_id)
+            .ok_or_else(|| AuthError::Unavailable("a session's owner is not a user".to_owned()))
+    };
     let refused = |refusal: Refusal| {
         if let Refusal::Rejected(_) | Refusal::Revoked(_) = refusal {
             let kind = if matches!(refusal, Refusal::Revoked(_)) {
@@ -1283,8 +1279,8 @@ async fn authenticate<D: Database>(
     let now = state.now();
     match commit {
         Commit::Nothing => match inner.auth.check(&credentials, now).await {
-            Checked::Accepted { decision, .. } => Ok(Authed {
-                user,
+            Checked::Accepted { who, decision } => Ok(Authed {
+                user: user_of(&who)?,
                 client_id,
                 headers: HeaderMap::new(),
                 decision,
@@ -1295,11 +1291,12 @@ async fn authenticate<D: Database>(
         },
         Commit::Decision => match inner.auth.authenticate(&credentials, now, force).await {
             Outcome::Served {
+                who,
                 reply,
                 decision,
                 lost_swaps,
-                ..
             } => {
+                let user = user_of(&who)?;
                 inner.metrics.count(decision);
                 inner.metrics.conflicts(lost_swaps);
                 let headers = reply_headers(state, client_id, &user.email, &reply);
@@ -1527,7 +1524,7 @@ async fn account_change<D: Database>(
         }
     }
     if let Some(new) = &email {
-        match db.set_email(user.id, new).await {
+        match db.set_email(&user, new).await {
             Ok(true) => {
                 authed.user.email.clone_from(new);
                 // The rotation's headers name the old uid; the client must take the new one.

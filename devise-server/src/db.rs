@@ -2,11 +2,13 @@
 //! own, sessions in rotauth-axum's `rotauth_sessions` table through its store, both on
 //! one sqlx pool, in SQLite or PostgreSQL.
 //!
-//! A session belongs to its user's numeric id, which never changes; the email (devise's
-//! `uid`) may. A request's `uid` is resolved to the id before its session is decided, so a
-//! request naming another user is refused before anything is written, and an email
-//! change touches the `users` row only (other devices, still sending the old `uid`, are
-//! refused as devise_token_auth refuses them).
+//! A session is stored under `"{id} {email}"` ([`User::session_owner`]): the numeric id,
+//! which never changes, and the email, devise's `uid`, which may. rotauth-axum checks a
+//! request's `uid` against the email part inside its loop, before anything is written, and
+//! the handlers read the user from the session without a query. An email change renames
+//! the user's sessions in the same transaction as the `users` row; other devices, still
+//! sending the old `uid`, are then refused, as devise_token_auth refuses them. The id keeps
+//! a deleted user's sessions from ever matching a new account with the same email.
 
 use std::future::Future;
 use std::path::Path;
@@ -28,10 +30,26 @@ pub struct User {
 }
 
 impl User {
-    /// The id as the session store keeps it.
+    /// The user id the session store keeps the user's sessions under: `"{id} {email}"`
+    /// (emails hold no spaces).
     pub fn session_owner(&self) -> String {
-        self.id.to_string()
+        format!("{} {}", self.id, self.email)
     }
+
+    /// The user a session is stored under; `None` if `owner` is not a
+    /// [`session_owner`](Self::session_owner).
+    pub fn from_session_owner(owner: &str) -> Option<Self> {
+        let (id, email) = owner.split_once(' ')?;
+        Some(Self {
+            id: id.parse().ok()?,
+            email: email.to_owned(),
+        })
+    }
+}
+
+/// The `uid` part of a [`User::session_owner`], what a request claims.
+pub fn uid_in_session_owner(owner: &str) -> &str {
+    owner.split_once(' ').map_or(owner, |(_, email)| email)
 }
 
 /// A user with the PHC string of their password hash.
@@ -64,10 +82,11 @@ pub trait Database: Clone + Send + Sync + 'static {
         email: &str,
     ) -> impl Future<Output = Result<Option<UserWithHash>, StoreError>> + Send;
 
-    /// Sets a user's email; `false` if another user has it.
+    /// Sets a user's email and renames their sessions to the new owner, in one
+    /// transaction; `false` if another user has the email (nothing changes).
     fn set_email(
         &self,
-        user_id: i64,
+        user: &User,
         email: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
@@ -140,17 +159,32 @@ macro_rules! sql_database {
                 .transpose()
             }
 
-            async fn set_email(&self, user_id: i64, email: &str) -> Result<bool, StoreError> {
+            async fn set_email(&self, user: &User, email: &str) -> Result<bool, StoreError> {
+                let renamed = User {
+                    id: user.id,
+                    email: email.to_owned(),
+                };
+                let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
                 let done = sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
                     .bind(email)
-                    .bind(user_id)
-                    .execute(&self.pool)
+                    .bind(user.id)
+                    .execute(&mut *tx)
                     .await;
                 match done {
-                    Ok(_) => Ok(true),
-                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
-                    Err(e) => Err(StoreError::backend(e)),
+                    Ok(_) => {}
+                    // Dropping the transaction rolls it back.
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
+                    Err(e) => return Err(StoreError::backend(e)),
                 }
+                // rotauth-axum's table, documented as the SQL stores' schema.
+                sqlx::query("UPDATE rotauth_sessions SET user_id = $1 WHERE user_id = $2")
+                    .bind(renamed.session_owner())
+                    .bind(user.session_owner())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+                tx.commit().await.map_err(StoreError::backend)?;
+                Ok(true)
             }
 
             async fn set_password_hash(

@@ -16,7 +16,8 @@ pub struct Credentials {
     /// The token as sent (text, trimmed). Checked by rotauth, wiped on drop, never printed.
     pub token: Zeroizing<String>,
     /// The user the client claims to be (devise's `uid`), if the protocol carries one: a
-    /// request whose claim differs from the session's user is refused.
+    /// request whose claim differs from the session's user is refused (see
+    /// [`Authenticator::uid_in_user_id`] for user ids that carry more than the claim).
     pub uid: Option<String>,
 }
 
@@ -337,6 +338,7 @@ pub struct Authenticator<S> {
     max_sessions_per_user: usize,
     max_attempts: usize,
     batch_token: BatchToken,
+    uid_in_user_id: fn(&str) -> &str,
 }
 
 impl<S> Clone for Authenticator<S> {
@@ -347,6 +349,7 @@ impl<S> Clone for Authenticator<S> {
             max_sessions_per_user: self.max_sessions_per_user,
             max_attempts: self.max_attempts,
             batch_token: self.batch_token,
+            uid_in_user_id: self.uid_in_user_id,
         }
     }
 }
@@ -379,6 +382,7 @@ impl<S: SessionStore> Authenticator<S> {
             max_sessions_per_user: Self::MAX_SESSIONS_PER_USER,
             max_attempts: Self::MAX_ATTEMPTS,
             batch_token: BatchToken::Blank,
+            uid_in_user_id: |user_id| user_id,
         }
     }
 
@@ -401,6 +405,29 @@ impl<S: SessionStore> Authenticator<S> {
     #[must_use]
     pub fn batch_token(mut self, batch_token: BatchToken) -> Self {
         self.batch_token = batch_token;
+        self
+    }
+
+    /// Sets where a request's claimed `uid` ([`Credentials::uid`]) is found in the user id
+    /// a session was signed in with: the whole user id unless set.
+    ///
+    /// For apps whose `uid` can change while the user stays (devise's email): sign in with
+    /// a user id that carries a stable id and the current uid, and pass the function that
+    /// returns the uid part. The check stays in the loop, before anything is stored, and
+    /// the handler reads both from [`Authenticated::user_id`] without a query:
+    ///
+    /// ```
+    /// # use rotauth::{Config, KeyId, Keyring, Rotator};
+    /// # use rotauth_axum::{Authenticator, MemoryStore};
+    /// # let rotator = Rotator::new(Keyring::new(KeyId(1), &[7u8; 32]).unwrap(), Config::default());
+    /// // Sessions signed in as "42 alice@example.com"; requests claim "alice@example.com".
+    /// let auth = Authenticator::new(rotator, MemoryStore::new())
+    ///     .uid_in_user_id(|user_id| user_id.split_once(' ').map_or(user_id, |(_, uid)| uid));
+    /// # let _ = auth;
+    /// ```
+    #[must_use]
+    pub fn uid_in_user_id(mut self, uid_in_user_id: fn(&str) -> &str) -> Self {
+        self.uid_in_user_id = uid_in_user_id;
         self
     }
 
@@ -604,7 +631,7 @@ impl<S: SessionStore> Authenticator<S> {
         if credentials
             .uid
             .as_deref()
-            .is_some_and(|uid| uid != stored.user_id)
+            .is_some_and(|uid| uid != (self.uid_in_user_id)(&stored.user_id))
         {
             return Err(Denied::Refused(Refusal::UserMismatch));
         }

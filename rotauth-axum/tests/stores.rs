@@ -783,6 +783,64 @@ async fn a_forced_request_that_lost_its_race_is_not_forced_again() {
     }
 }
 
+/// With `uid_in_user_id`, a request claims the uid part of the user id: the session of
+/// "42 ada@example.com" serves "ada@example.com" and refuses every other claim, the whole
+/// user id included, before anything is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uid_is_checked_against_its_part_of_the_user_id() {
+    let store = rotauth_axum::MemoryStore::new();
+    let auth = Authenticator::new(default_rotator(), store.clone())
+        .uid_in_user_id(|user_id| user_id.split_once(' ').map_or(user_id, |(_, uid)| uid));
+    let t0 = Timestamp::now();
+    let signed_in = auth
+        .sign_in_with("42 ada@example.com", &mut getrandom::SysRng, t0)
+        .await
+        .unwrap();
+    let claiming = |uid: &str| Credentials {
+        uid: Some(uid.to_owned()),
+        ..credentials(signed_in.client_id, &signed_in.token)
+    };
+    let version = |store: &rotauth_axum::MemoryStore| {
+        let store = store.clone();
+        async move {
+            store
+                .load(signed_in.client_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .record
+                .version()
+        }
+    };
+    let before = version(&store).await;
+    for wrong in ["bob@example.com", "42 ada@example.com", "42", ""] {
+        assert!(
+            matches!(
+                auth.authenticate(&claiming(wrong), after(t0, 6_000), true)
+                    .await,
+                Outcome::Refused(Refusal::UserMismatch)
+            ),
+            "{wrong:?}"
+        );
+    }
+    assert_eq!(
+        version(&store).await,
+        before,
+        "a refused claim stored nothing"
+    );
+    match auth
+        .authenticate(&claiming("ada@example.com"), after(t0, 6_000), false)
+        .await
+    {
+        Outcome::Served {
+            who,
+            reply: Reply::NewToken { .. },
+            ..
+        } => assert_eq!(who.user_id, "42 ada@example.com"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use rotauth_axum::SqliteStore;

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Request throughput of devise_server builds on SQLite and PostgreSQL, measured with
+# devise_load in one run, the builds interleaved so that a noisy machine weighs on each
+# alike:
+#
+#   bash scripts/with-postgres.sh bash devise-server/scripts/throughput.sh [OTHER_BIN ...]
+#
+# Each binary (this tree's release build first, then the others given) serves a fresh
+# SQLite file and a fresh PostgreSQL schema (ROTAUTH_TEST_DATABASE_URL, which
+# with-postgres.sh sets; without it only SQLite runs) while devise_load runs 50 clients x
+# 200 requests (`--clients`, `--requests` through LOAD_FLAGS), ROUNDS times (2). Prints
+# one line per run and the median requests per second per binary and database.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+cargo build --release -q -p devise-server --bin devise_server --bin devise_load
+bins=("$root/target/release/devise_server" "$@")
+load="$root/target/release/devise_load"
+rounds="${ROUNDS:-2}"
+# shellcheck disable=SC2206
+load_flags=(${LOAD_FLAGS:---clients 50 --requests 200})
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+databases=(sqlite)
+if [ -n "${ROTAUTH_TEST_DATABASE_URL:-}" ]; then databases+=(postgres); fi
+
+# Sign-ups are not what is measured: cheap hashing, no throttling.
+flags=(--addr 127.0.0.1:0 --quiet --insecure-fast-hashing --throttle-per-address 0 --throttle-per-account 0)
+
+run_one() { # BIN DATABASE LABEL
+    local bin="$1" database="$2" label="$3" db_flags
+    case "$database" in
+        sqlite) db_flags=(--db "$work/$label.sqlite3") ;;
+        postgres)
+            # A fresh schema per run: both builds create their tables from nothing.
+            psql -q "$ROTAUTH_TEST_DATABASE_URL" -c \
+                "DROP TABLE IF EXISTS sessions, rotauth_sessions, users CASCADE" >/dev/null
+            db_flags=(--database-url "$ROTAUTH_TEST_DATABASE_URL") ;;
+    esac
+    "$bin" "${flags[@]}" "${db_flags[@]}" >"$work/out" 2>"$work/err" &
+    server_pid=$!
+    local addr=""
+    for _ in $(seq 1 100); do
+        addr="$(sed -n 's|.*listening on http://||p' "$work/out" 2>/dev/null | head -n 1)"
+        if [ -n "$addr" ]; then break; fi
+        sleep 0.1
+    done
+    if [ -z "$addr" ]; then
+        cat "$work/err" >&2
+        echo "$label: server did not start" >&2
+        exit 1
+    fi
+    "$load" --addr "$addr" "${load_flags[@]}" >"$work/load" 2>&1
+    kill "$server_pid"
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+    local line rps
+    line="$(grep ' req/s; ' "$work/load" | head -n 1)"
+    rps="$(sed -n 's/.*: \([0-9]*\) req\/s;.*/\1/p' <<<"$line")"
+    if [ -z "$rps" ] || ! grep -q "401: 0, 5xx: 0, failed: 0;" <<<"$line"; then
+        cat "$work/load" >&2
+        echo "$label: the load did not complete with every request served" >&2
+        exit 1
+    fi
+    echo "$label $database round $round: $line"
+    echo "$rps" >>"$work/$label-$database"
+}
+
+for round in $(seq 1 "$rounds"); do
+    for database in "${databases[@]}"; do
+        for i in "${!bins[@]}"; do
+            run_one "${bins[$i]}" "$database" "bin$i"
+        done
+    done
+done
+
+echo "== median requests/s (bin0 = this tree)"
+for database in "${databases[@]}"; do
+    for i in "${!bins[@]}"; do
+        median="$(sort -n "$work/bin$i-$database" | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')"
+        echo "$database bin$i ${bins[$i]}: $median"
+    done
+done
