@@ -1,5 +1,6 @@
 //! A devise_token_auth-compatible auth server on rotauth: the headers, routes and bodies
-//! that ng-token-auth, vue-auth's devise driver, devise-token-auth-client and j-toker speak,
+//! that ng-token-auth, vue-auth's devise driver, devise-token-auth-client, j-toker and
+//! redux-token-auth speak,
 //! with rotauth-axum's request loop deciding every token, its SQLite (or PostgreSQL, shared
 //! by several instances) session store keeping one row per session, and argon2 hashing
 //! passwords.

@@ -30,8 +30,10 @@ const MAX_AUTHORIZATION_LEN: usize = 2048;
 ///
 /// - Requests carry `access-token`, `client` and `uid` (`token-type` and `expiry` are
 ///   ignored), each in its own header or, field by field as devise reads them, in
-///   `Authorization: Bearer <base64 of the JSON of the five>`. Blank values count as
-///   absent. The `uid` must be the user id the session was signed in with; an app whose
+///   `Authorization: Bearer <base64 of the JSON of the five>`, or, as devise reads
+///   `params` when the headers are absent, in the query string (redux-token-auth checks a
+///   stored session that way: `GET /auth/validate_token?access-token=…&client=…&uid=…`).
+///   Blank values count as absent. Keep query strings out of access logs. The `uid` must be the user id the session was signed in with; an app whose
 ///   `uid` can change (devise's email) resolves it to a stable id first and calls the
 ///   [`Authenticator`](crate::Authenticator) itself, as the repository's devise server does.
 /// - `?unbatch` (any value but `false` or `0`) forces rotation inside the batch window.
@@ -67,15 +69,18 @@ impl Protocol for DeviseProtocol {
         let headers = &parts.headers;
         let bearer = authorization(parts).and_then(decode_bearer);
         let field = |name: &HeaderName, key: &str| -> Option<String> {
-            header_text(headers, name).map(str::to_owned).or_else(|| {
-                bearer
-                    .as_ref()
-                    .and_then(|json| json.get(key))
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-            })
+            header_text(headers, name)
+                .map(str::to_owned)
+                .or_else(|| {
+                    bearer
+                        .as_ref()
+                        .and_then(|json| json.get(key))
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                })
+                .or_else(|| query_field(parts.uri.query()?, key))
         };
         let token = Zeroizing::new(
             field(&ACCESS_TOKEN, "access-token").ok_or(Refusal::MissingCredentials)?,
@@ -132,6 +137,14 @@ impl Protocol for DeviseProtocol {
             None,
         )
     }
+}
+
+/// A query parameter's decoded, trimmed value; blank counts as absent.
+fn query_field(query: &str, key: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// The JSON object inside `Bearer <base64>`; strict devise clients send standard padded
@@ -209,6 +222,39 @@ mod tests {
             .credentials(&parts(&[("authorization", &format!("bearer {unpadded}"))]))
             .unwrap();
         assert_eq!(c.uid.as_deref(), Some("a@b"));
+    }
+
+    #[test]
+    fn reads_the_query_string_when_the_headers_are_absent() {
+        let p = DeviseProtocol::new();
+        let query = |q: &str, headers: &[(&str, &str)]| {
+            let mut request = Request::builder().uri(format!("/auth/validate_token?{q}"));
+            for (k, v) in headers {
+                request = request.header(*k, *v);
+            }
+            request.body(()).unwrap().into_parts().0
+        };
+        let c = p
+            .credentials(&query(
+                &format!("access-token=tok&client={CLIENT_TEXT}&uid=ada%2Bx%40example.com"),
+                &[],
+            ))
+            .unwrap();
+        assert_eq!(c.token.as_str(), "tok");
+        assert_eq!(c.uid.as_deref(), Some("ada+x@example.com"));
+        // A header wins over the query, field by field.
+        let c = p
+            .credentials(&query(
+                &format!("access-token=tok&client={CLIENT_TEXT}&uid=q"),
+                &[("uid", "h")],
+            ))
+            .unwrap();
+        assert_eq!(c.uid.as_deref(), Some("h"));
+        assert_eq!(
+            p.credentials(&query("access-token=&client=x&uid=y", &[]))
+                .unwrap_err(),
+            Refusal::MissingCredentials
+        );
     }
 
     #[test]
