@@ -9,13 +9,10 @@
 // add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
-use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::Argon2;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -25,7 +22,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use governor::clock::Clock as _;
 use rotauth::rand_core::TryRng;
 use rotauth::{ClientId, DecisionKind, Rotator, Timestamp};
 use rotauth_axum::{
@@ -35,12 +31,14 @@ use rotauth_axum::{
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 use zeroize::Zeroizing;
 
+use crate::connections::ClientAddr;
 use crate::db::{self, Database, User};
+use crate::limits::{Limits, Throttle};
+use crate::metrics::Metrics;
+use crate::passwords::{Hasher, hash_blocking, hash_password, password_errors, verify_blocking};
 
 /// devise's auth headers, exposed to scripts of other origins.
 const ACCESS_TOKEN: HeaderName = HeaderName::from_static("access-token");
@@ -53,9 +51,6 @@ const TOKEN_TYPE: HeaderName = HeaderName::from_static("token-type");
 pub const BODY_LIMIT: usize = 16 * 1024;
 /// devise_token_auth's `max_number_of_devices`.
 pub const MAX_SESSIONS_PER_USER: usize = 10;
-/// devise's `password_length` bounds: 8 to 128 characters.
-const MIN_PASSWORD: usize = 8;
-const MAX_PASSWORD: usize = 128;
 const MAX_EMAIL: usize = 254;
 
 /// Where the one-line-per-request log goes.
@@ -103,167 +98,6 @@ pub struct Settings {
     pub clock_offset_ms: i64,
     /// `--metrics`: serve `GET /metrics`.
     pub metrics: bool,
-}
-
-/// What bounds the work an anonymous client can cause.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Password hashes (sign-up, sign-in, password checks) running at once; the others
-    /// wait for a permit without holding any argon2 memory. The number of cores by default.
-    pub concurrent_hashes: usize,
-    /// Sign-ins and sign-ups per minute from one client address (burst of as many); `0`: off.
-    pub per_address_per_minute: u32,
-    /// Sign-ins and sign-ups per minute for one email (burst of as many); `0`: off.
-    pub per_account_per_minute: u32,
-    /// Open connections at most; beyond it a new connection is closed at once.
-    pub max_connections: usize,
-    /// Time a connection has to send a complete request head, and also how long a
-    /// kept-alive connection may sit idle before its next request (hyper's header-read
-    /// timer runs from the moment the server waits for a request head).
-    pub header_read_timeout: Duration,
-    /// Time a request has from its head to its response (a slow body included).
-    pub request_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            concurrent_hashes: std::thread::available_parallelism().map_or(1, usize::from),
-            per_address_per_minute: 60,
-            per_account_per_minute: 10,
-            max_connections: 25_000,
-            header_read_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Sign-in and sign-up throttling with governor's GCRA, keyed by client address and by
-/// email. An address is checked first, so a flood of made-up emails from one address
-/// stops before it fills the per-account table.
-struct Throttle {
-    per_address: Option<governor::DefaultKeyedRateLimiter<IpAddr>>,
-    per_account: Option<governor::DefaultKeyedRateLimiter<String>>,
-}
-
-impl Throttle {
-    fn new(limits: &Limits) -> Self {
-        let quota = |n: u32| NonZeroU32::new(n).map(governor::Quota::per_minute);
-        Self {
-            per_address: quota(limits.per_address_per_minute).map(governor::RateLimiter::keyed),
-            per_account: quota(limits.per_account_per_minute).map(governor::RateLimiter::keyed),
-        }
-    }
-
-    /// `Err(wait)` when the address or the account is over its quota.
-    fn check(&self, address: Option<IpAddr>, email: &str) -> Result<(), Duration> {
-        if let (Some(limiter), Some(address)) = (&self.per_address, address) {
-            limiter
-                .check_key(&address)
-                .map_err(|n| n.wait_time_from(limiter.clock().now()))?;
-        }
-        if let Some(limiter) = &self.per_account {
-            limiter
-                .check_key(&email.to_owned())
-                .map_err(|n| n.wait_time_from(limiter.clock().now()))?;
-        }
-        Ok(())
-    }
-
-    /// Forgets keys whose quota has fully recovered, so the tables stay as small as the
-    /// set of recently active addresses and accounts.
-    fn purge(&self) {
-        if let Some(limiter) = &self.per_address {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-        if let Some(limiter) = &self.per_account {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-    }
-}
-
-/// The peer address of the connection a request came on, set by [`serve`].
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub SocketAddr);
-
-/// Counters since start through the `metrics` facade, into a Prometheus recorder of this
-/// server's own (not the process-wide one, so servers in one process, as in the tests,
-/// count apart), rendered at `GET /metrics` with `--metrics`; the two compare-and-swap
-/// counts are also kept for the line printed at shutdown.
-pub struct Metrics {
-    recorder: metrics_exporter_prometheus::PrometheusRecorder,
-    handle: metrics_exporter_prometheus::PrometheusHandle,
-    /// Compare-and-swaps lost to another request of the same session (each one re-read and
-    /// decided again).
-    pub cas_conflicts: AtomicU64,
-    /// Requests that lost every compare-and-swap they were allowed and answered 503.
-    pub cas_exhausted: AtomicU64,
-}
-
-const CAS_CONFLICTS: &str = "rotauth_cas_conflicts_total";
-const CAS_EXHAUSTED: &str = "rotauth_cas_exhausted_total";
-const DECISIONS: &str = "rotauth_decisions_total";
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        let this = Self {
-            recorder,
-            handle,
-            cas_conflicts: AtomicU64::new(0),
-            cas_exhausted: AtomicU64::new(0),
-        };
-        this.record(|| {
-            metrics::describe_counter!(
-                CAS_CONFLICTS,
-                "Session updates that lost a compare-and-swap and were decided again."
-            );
-            metrics::describe_counter!(
-                CAS_EXHAUSTED,
-                "Requests that answered 503 after too many lost compare-and-swaps."
-            );
-            metrics::describe_counter!(DECISIONS, "Token decisions of authenticated requests.");
-            // Every series from the start, at zero.
-            metrics::counter!(CAS_CONFLICTS).absolute(0);
-            metrics::counter!(CAS_EXHAUSTED).absolute(0);
-            for kind in DecisionKind::ALL {
-                metrics::counter!(DECISIONS, "kind" => kind.as_str()).absolute(0);
-            }
-        });
-        this
-    }
-}
-
-impl Metrics {
-    fn record(&self, f: impl FnOnce()) {
-        metrics::with_local_recorder(&self.recorder, f);
-    }
-
-    fn count(&self, kind: DecisionKind) {
-        self.record(|| metrics::counter!(DECISIONS, "kind" => kind.as_str()).increment(1));
-    }
-
-    fn conflicts(&self, lost_swaps: usize) {
-        if lost_swaps == 0 {
-            return;
-        }
-        let n = u64::try_from(lost_swaps).unwrap_or(u64::MAX);
-        self.cas_conflicts.fetch_add(n, Ordering::Relaxed);
-        self.record(|| metrics::counter!(CAS_CONFLICTS).increment(n));
-    }
-
-    fn exhausted(&self) {
-        self.cas_exhausted.fetch_add(1, Ordering::Relaxed);
-        self.record(|| metrics::counter!(CAS_EXHAUSTED).increment(1));
-    }
-
-    /// Prometheus' text format.
-    pub fn render(&self) -> String {
-        self.handle.render()
-    }
 }
 
 struct Inner<D: Database> {
@@ -337,6 +171,16 @@ impl<D: Database> AppState<D> {
         &self.0.db
     }
 
+    /// The abuse limits.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    /// Forgets throttled keys whose quota has recovered.
+    pub(crate) fn purge_throttle(&self) {
+        self.0.throttle.purge();
+    }
+
     /// This server's clock: the wall clock shifted by `--clock-offset-ms`.
     pub fn now(&self) -> Timestamp {
         let wall = Timestamp::now().unix_millis();
@@ -400,176 +244,6 @@ pub fn router<D: Database>(state: AppState<D>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), log::<D>))
         .layer(trace)
         .with_state(state)
-}
-
-/// Serves until `shutdown` resolves, then finishes the requests in flight.
-///
-/// The accept loop is hyper's own, for what `axum::serve` does not offer: a limit on open
-/// connections (so descriptors stay free for the database and the listener; when it is
-/// reached, the connection that has waited longest for a request head is closed to make
-/// room), a header-read timeout that also ends idle kept-alive connections, a per-request
-/// timeout, and the peer address for throttling.
-pub async fn serve<D: Database>(
-    listener: TcpListener,
-    state: AppState<D>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt as _;
-
-    let limits = state.0.limits.clone();
-    let connections = Arc::new(Semaphore::new(
-        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
-    ));
-    // The throttle tables forget recovered keys once a minute.
-    let purge = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                state.0.throttle.purge();
-            }
-        })
-    };
-    let router = router(state);
-    let registry = Arc::new(Registry::default());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(_) => {
-                    // Out of descriptors or a connection reset before accept: wait a
-                    // moment rather than spin; the connection limit keeps this rare.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Full: the connection that has waited longest for a request head (a slow or
-        // idle one, never one whose request is being handled) makes room, so a flood of
-        // half-open connections cannot lock real clients out.
-        let permit = match Arc::clone(&connections).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) if registry.evict_oldest_waiting() => {
-                match tokio::time::timeout(
-                    Duration::from_millis(100),
-                    Arc::clone(&connections).acquire_owned(),
-                )
-                .await
-                {
-                    Ok(Ok(permit)) => permit,
-                    _ => continue,
-                }
-            }
-            Err(_) => continue,
-        };
-        let _ = stream.set_nodelay(true);
-        let slot = registry.open();
-        let router = router.clone();
-        let request_timeout = limits.request_timeout;
-        let in_service = Arc::clone(&slot);
-        let service =
-            hyper::service::service_fn(
-                move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(ClientAddr(peer));
-                    let router = router.clone();
-                    let slot = Arc::clone(&in_service);
-                    slot.waiting.store(false, Ordering::Relaxed);
-                    async move {
-                        let response =
-                            match tokio::time::timeout(request_timeout, router.oneshot(request))
-                                .await
-                            {
-                                Ok(Ok(response)) => response,
-                                Ok(Err(never)) => match never {},
-                                Err(_) => errors(StatusCode::REQUEST_TIMEOUT, "Request timed out."),
-                            };
-                        slot.waiting.store(true, Ordering::Relaxed);
-                        Ok::<_, std::convert::Infallible>(response)
-                    }
-                },
-            );
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        let registry = Arc::clone(&registry);
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = connection => {}
-                () = slot.evict.notified() => {}
-            }
-            registry.close(slot.id);
-            drop(permit);
-        });
-    }
-    drop(listener);
-    purge.abort();
-    // Requests in flight finish; idle connections close. A client that keeps a connection
-    // busy longer than this is cut off.
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
-    Ok(())
-}
-
-/// One open connection, as the accept loop sees it.
-struct Slot {
-    id: u64,
-    /// Between requests: waiting for (or reading) a request head, or idle.
-    waiting: std::sync::atomic::AtomicBool,
-    /// Tells the connection's task to close it.
-    evict: tokio::sync::Notify,
-}
-
-/// The open connections in the order they were accepted.
-#[derive(Default)]
-struct Registry {
-    next: AtomicU64,
-    open: Mutex<std::collections::BTreeMap<u64, Arc<Slot>>>,
-}
-
-impl Registry {
-    fn open(&self) -> Arc<Slot> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot {
-            id,
-            waiting: std::sync::atomic::AtomicBool::new(true),
-            evict: tokio::sync::Notify::new(),
-        });
-        if let Ok(mut open) = self.open.lock() {
-            open.insert(id, Arc::clone(&slot));
-        }
-        slot
-    }
-
-    fn close(&self, id: u64) {
-        if let Ok(mut open) = self.open.lock() {
-            open.remove(&id);
-        }
-    }
-
-    /// Closes the oldest connection that is waiting for a request head; `false` if every
-    /// connection is in the middle of a request.
-    fn evict_oldest_waiting(&self) -> bool {
-        let Ok(mut open) = self.open.lock() else {
-            return false;
-        };
-        let oldest = open
-            .iter()
-            .find(|(_, slot)| slot.waiting.load(Ordering::Relaxed))
-            .map(|(&id, _)| id);
-        match oldest.and_then(|id| open.remove(&id)) {
-            Some(slot) => {
-                slot.evict.notify_one();
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 /// rack-cors with `headers: :any` on tower-http: the origins of `--cors-origin`, the
@@ -647,7 +321,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     response
 }
 
-fn errors(status: StatusCode, message: &str) -> Response {
+pub(crate) fn errors(status: StatusCode, message: &str) -> Response {
     json_response(status, &json!({"success": false, "errors": [message]}))
 }
 
@@ -791,184 +465,6 @@ async fn method_not_allowed() -> Response {
         "method_not_allowed",
         None,
     )
-}
-
-// ---------------------------------------------------------------------------------------
-// Passwords
-
-/// Password hashing with a bounded amount of memory: a semaphore of
-/// `Limits::concurrent_hashes` permits, and as many argon2 work areas, each reused from
-/// one hash to the next. A request waits for a permit before anything is allocated, so a
-/// flood of sign-ins holds a few argon2 areas however many requests wait.
-///
-/// The areas are kept rather than allocated per hash because of how glibc's allocator
-/// treats repeated 19 MiB allocations: after the first is freed it raises its mmap
-/// threshold, later ones come from per-thread arenas that are never returned, and the
-/// blocking pool runs hashes on many threads: measured, 200 sign-ins two at a time left
-/// the server at 3.6 GiB; with reused areas it stays at a few tens of MiB.
-pub struct Hasher {
-    permits: Arc<Semaphore>,
-    areas: Mutex<Vec<Vec<argon2::Block>>>,
-}
-
-impl Hasher {
-    fn new(concurrent: usize) -> Arc<Self> {
-        Arc::new(Self {
-            permits: Arc::new(Semaphore::new(concurrent.clamp(1, Semaphore::MAX_PERMITS))),
-            areas: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// Runs `work` on the blocking pool with a permit and a work area.
-    async fn run<T: Send + 'static>(
-        self: &Arc<Self>,
-        work: impl FnOnce(&mut Vec<argon2::Block>) -> T + Send + 'static,
-    ) -> Result<T, String> {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
-        let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let mut area = this
-                .areas
-                .lock()
-                .ok()
-                .and_then(|mut areas| areas.pop())
-                .unwrap_or_default();
-            let result = work(&mut area);
-            if let Ok(mut areas) = this.areas.lock() {
-                areas.push(area);
-            }
-            drop(permit);
-            result
-        })
-        .await
-        .map_err(|e| e.to_string())
-    }
-}
-
-/// The first `params.block_count()` blocks of `area`, grown if needed.
-fn blocks<'a>(
-    area: &'a mut Vec<argon2::Block>,
-    params: &argon2::Params,
-) -> &'a mut [argon2::Block] {
-    let count = params.block_count();
-    if area.len() < count {
-        area.resize(count, argon2::Block::new());
-    }
-    area.get_mut(..count).unwrap_or_default()
-}
-
-/// A new argon2id PHC string for `password` with a fresh salt, computed in `area`.
-fn hash_password(
-    params: &argon2::Params,
-    password: &[u8],
-    area: &mut Vec<argon2::Block>,
-) -> Result<String, String> {
-    use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
-    let mut salt = [0u8; 16];
-    rand::rngs::SysRng
-        .try_fill_bytes(&mut salt)
-        .map_err(|e| e.to_string())?;
-    let argon2 = Argon2::from(params);
-    let len = params
-        .output_len()
-        .unwrap_or(argon2::Params::DEFAULT_OUTPUT_LEN);
-    let mut buffer = Zeroizing::new([0u8; 64]);
-    let out = buffer.get_mut(..len).ok_or("argon2 output too long")?;
-    argon2
-        .hash_password_into_with_memory(password, &salt, out, blocks(area, params))
-        .map_err(|e| e.to_string())?;
-    let phc = PasswordHash {
-        algorithm: argon2::Algorithm::Argon2id.ident(),
-        version: Some(argon2::Version::V0x13.into()),
-        params: ParamsString::try_from(params).map_err(|e| e.to_string())?,
-        salt: Some(Salt::new(&salt).map_err(|e| e.to_string())?),
-        hash: Some(Output::new(out).map_err(|e| e.to_string())?),
-    };
-    Ok(phc.to_string())
-}
-
-/// Whether `password` matches the PHC string `hash` (its own parameters, salt and
-/// length), computed in `area` and compared in constant time.
-fn verify_password(hash: &str, password: &[u8], area: &mut Vec<argon2::Block>) -> bool {
-    use argon2::password_hash::phc::{Output, PasswordHash};
-    let Ok(phc) = PasswordHash::new(hash) else {
-        return false;
-    };
-    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
-        return false;
-    };
-    let (Ok(algorithm), Ok(params)) = (
-        argon2::Algorithm::try_from(phc.algorithm.as_str()),
-        argon2::Params::try_from(&phc),
-    ) else {
-        return false;
-    };
-    let version = match phc.version.map(argon2::Version::try_from).transpose() {
-        Ok(version) => version.unwrap_or_default(),
-        Err(_) => return false,
-    };
-    let argon2 = Argon2::new(algorithm, version, params.clone());
-    let mut buffer = Zeroizing::new([0u8; 64]);
-    let Some(out) = buffer.get_mut(..expected.len()) else {
-        return false;
-    };
-    if argon2
-        .hash_password_into_with_memory(password, salt, out, blocks(area, &params))
-        .is_err()
-    {
-        return false;
-    }
-    // `Output`'s equality is constant-time.
-    Output::new(out).is_ok_and(|actual| actual == *expected)
-}
-
-/// Hashes on the blocking pool under a hashing permit (see [`Hasher`]).
-async fn hash_blocking(
-    hasher: &Arc<Hasher>,
-    params: argon2::Params,
-    password: Zeroizing<String>,
-) -> Result<String, String> {
-    hasher
-        .run(move |area| hash_password(&params, password.as_bytes(), area))
-        .await?
-}
-
-/// Checks a password on the blocking pool under a hashing permit (see [`Hasher`]).
-async fn verify_blocking(hasher: &Arc<Hasher>, hash: String, password: Zeroizing<String>) -> bool {
-    hasher
-        .run(move |area| verify_password(&hash, password.as_bytes(), area))
-        .await
-        .unwrap_or(false)
-}
-
-/// devise's errors for a new password and its confirmation.
-fn password_errors(
-    password: Option<&str>,
-    confirmation: Option<&str>,
-) -> Vec<(&'static str, String)> {
-    let mut errors = Vec::new();
-    match password {
-        None | Some("") => errors.push(("password", "can't be blank".to_owned())),
-        Some(p) if p.chars().count() < MIN_PASSWORD => errors.push((
-            "password",
-            format!("is too short (minimum is {MIN_PASSWORD} characters)"),
-        )),
-        Some(p) if p.chars().count() > MAX_PASSWORD => errors.push((
-            "password",
-            format!("is too long (maximum is {MAX_PASSWORD} characters)"),
-        )),
-        Some(_) => {}
-    }
-    // As devise: the confirmation is checked when it is sent.
-    if let Some(confirmation) = confirmation
-        && Some(confirmation) != password
-    {
-        errors.push(("password_confirmation", "doesn't match Password".to_owned()));
-    }
-    errors
 }
 
 /// devise's email format (`/\A[^@\s]+@[^@\s]+\z/`), restricted to visible ASCII because
@@ -1749,38 +1245,4 @@ async fn log<D: Database>(
         latency = elapsed.as_secs_f64() * 1000.0,
     ));
     response
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-
-    use super::{Argon2, hash_password, verify_password};
-
-    /// The reused work areas produce and accept the same PHC strings as argon2's own
-    /// hasher, so hashes stored before and after the change keep working both ways.
-    #[test]
-    fn hashes_interoperate_with_argon2s_own_phc_strings() {
-        let params = argon2::Params::new(1024, 1, 1, None).unwrap();
-        let mut area = Vec::new();
-        let ours = hash_password(&params, b"correct horse", &mut area).unwrap();
-        assert!(ours.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{ours}");
-        Argon2::from(&params)
-            .verify_password(b"correct horse", ours.as_str())
-            .unwrap();
-        let theirs = Argon2::from(&params)
-            .hash_password_with_salt(b"correct horse", b"0123456789abcdef")
-            .unwrap()
-            .to_string();
-        assert!(verify_password(&theirs, b"correct horse", &mut area));
-        assert!(!verify_password(&theirs, b"correct horsf", &mut area));
-        assert!(!verify_password("not a phc string", b"x", &mut area));
-        // A stored hash with a larger memory cost grows the area.
-        let big = argon2::Params::new(4096, 1, 1, None).unwrap();
-        let stored = hash_password(&big, b"pw", &mut Vec::new()).unwrap();
-        assert!(verify_password(&stored, b"pw", &mut area));
-        assert_eq!(area.len(), 4096);
-    }
 }

@@ -7,7 +7,8 @@ use rotauth::{Config, KeyId, Keyring, Mode, ReplayPolicy};
 
 use rotauth_axum::BatchToken;
 
-use crate::app::{Limits, LogSink, Settings};
+use crate::app::{LogSink, Settings};
+use crate::limits::Limits;
 
 /// The flags, parsed by clap; `ROTAUTH_KEY` and `DATABASE_URL` may come from the
 /// environment.

@@ -21,7 +21,7 @@
 //! on an ephemeral port and talk to over HTTP.
 
 use devise_server::db::{self, Database};
-use devise_server::{app, cli};
+use devise_server::{app, cli, connections};
 
 fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -138,7 +138,7 @@ async fn serve<D: Database>(cli: &cli::Cli, state: app::AppState<D>) -> Result<(
         cli.rotate,
         cli.batch_token,
     );
-    let result = app::serve(listener, state.clone(), shutdown_signal())
+    let result = connections::serve(listener, state.clone(), shutdown_signal())
         .await
         .map_err(|e| format!("server failed: {e}"));
     let metrics = state.metrics();

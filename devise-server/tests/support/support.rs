@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::client::Http;
-use devise_server::{app, cli, db};
+use devise_server::{app, cli, connections, db};
 
 /// The signing key the tests use unless they say otherwise (not a secret: a test key).
 pub const KEY: [u8; 32] = [7; 32];
@@ -54,7 +54,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(app::serve(listener, state, async {
+        let handle = tokio::spawn(connections::serve(listener, state, async {
             let _ = rx.await;
         }));
         Self {
