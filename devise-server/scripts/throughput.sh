@@ -8,8 +8,10 @@
 # Each binary (this tree's release build first, then the others given) serves a fresh
 # SQLite file and a fresh PostgreSQL schema (ROTAUTH_TEST_DATABASE_URL, which
 # with-postgres.sh sets; without it only SQLite runs) while devise_load runs 50 clients x
-# 200 requests (`--clients`, `--requests` through LOAD_FLAGS), ROUNDS times (2). Prints
-# one line per run and the median requests per second per binary and database.
+# 200 requests (`--clients`, `--requests` through LOAD_FLAGS), ROUNDS times (2). With the
+# default 5 s batch window a client's requests inside a window are batch members (reads);
+# SERVER_FLAGS="--batch-window-ms 0" makes every request rotate (a write each). Prints one
+# line per run and the median requests per second per binary and database.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -33,6 +35,8 @@ if [ -n "${ROTAUTH_TEST_DATABASE_URL:-}" ]; then databases+=(postgres); fi
 
 # Sign-ups are not what is measured: cheap hashing, no throttling.
 flags=(--addr 127.0.0.1:0 --quiet --insecure-fast-hashing --throttle-per-address 0 --throttle-per-account 0)
+# shellcheck disable=SC2206
+flags+=(${SERVER_FLAGS:-})
 
 run_one() { # BIN DATABASE LABEL
     local bin="$1" database="$2" label="$3" db_flags

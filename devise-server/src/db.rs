@@ -221,6 +221,11 @@ macro_rules! sql_database {
 /// connection, before the request answers 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+// Both pools hand out connections without pinging them first (sqlx pings by default, a
+// round trip per statement, which cost a fifth of the throughput): a connection that died
+// since its last use fails its statement, that one request answers 503 with `Retry-After`
+// (never a logout: nothing is sent that was not stored), and sqlx drops the connection.
+
 /// SQLite, one file (or `:memory:`).
 #[derive(Clone)]
 pub struct Sqlite {
@@ -248,6 +253,7 @@ impl Sqlite {
         let options = options.busy_timeout(BUSY_TIMEOUT);
         // Every connection to `:memory:` is a database of its own: one connection, kept.
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(if memory { 1 } else { connections.max(1) })
             .min_connections(u32::from(memory))
             .idle_timeout(None)
@@ -305,6 +311,7 @@ impl Postgres {
             options.get_database().unwrap_or("(default)"),
         );
         let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(connections.max(1))
             .acquire_timeout(BUSY_TIMEOUT)
             .connect_with(options)

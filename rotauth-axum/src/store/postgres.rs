@@ -30,6 +30,12 @@ const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7311179421)";
 /// commit, then re-checks `version` against the committed row, so exactly one of them
 /// matches.
 ///
+/// sqlx pings a pooled connection before each use unless told otherwise
+/// (`PgPoolOptions::test_before_acquire(false)`): a round trip per statement. Without it a
+/// connection that died since its last use fails one statement, which the authenticator
+/// answers with 503 and no token, and sqlx drops the connection; the repository's devise
+/// server measured about a fifth more requests per second that way.
+///
 /// ```no_run
 /// use rotauth_axum::PostgresStore;
 /// # #[tokio::main(flavor = "current_thread")]
