@@ -415,7 +415,6 @@ async fn slow_connections(flags: &Flags) -> Result<(), String> {
     );
     // Each holder's second line: `closed C in S`: closed by the server (header-read timeout,
     // or room made for a newer connection).
-    let waited = Instant::now();
     let mut closed = 0usize;
     for (mut child, mut reader) in readers {
         let line = tokio::task::spawn_blocking(move || {
@@ -434,7 +433,8 @@ async fn slow_connections(flags: &Flags) -> Result<(), String> {
     }
     println!(
         "  closed by the server within {:.1} s of opening: {closed} of {opened}; server descriptors now {}",
-        open_time.saturating_add(waited.elapsed()).as_secs_f64(),
+        // From the first connection on, the real request's own wait included.
+        opened_at.elapsed().as_secs_f64(),
         open_fds(flags.pid)
     );
     if status == 0 || answered_in > Duration::from_secs(1) {
