@@ -33,55 +33,31 @@ else
     cargo build -q -p devise-server --bin devise_server --bin devise_flood
 fi
 bin="$root/target/$profile"
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=devise-server/scripts/server.sh
+source "$root/devise-server/scripts/server.sh"
 
-# start_server FLAGS...: sets server_pid and addr.
-start_server() {
-    rm -f "$work/out"
-    # FLOOD_SERVER_FLAGS: extra flags for every server started here (CI passes
-    # --insecure-fast-hashing with a debug build; the figures come from release runs).
+# flood_server FLAGS...: a server on a private in-memory database. FLOOD_SERVER_FLAGS:
+# extra flags for every server started here (CI passes --insecure-fast-hashing with a
+# debug build; the figures come from release runs).
+flood_server() {
     # shellcheck disable=SC2086
-    "$bin/devise_server" --addr 127.0.0.1:0 --db :memory: --quiet ${FLOOD_SERVER_FLAGS:-} "$@" \
-        >"$work/out" 2>"$work/err" &
-    server_pid=$!
-    for _ in $(seq 1 100); do
-        if grep -q "listening on" "$work/out" 2>/dev/null; then break; fi
-        sleep 0.1
-    done
-    addr="$(sed -n 's|.*listening on http://||p' "$work/out" | head -n 1)"
-    if [ -z "$addr" ]; then
-        echo "server did not start:" >&2
-        cat "$work/err" >&2
-        exit 1
-    fi
-}
-
-stop_server() {
-    kill "$server_pid"
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
+    start_server "$bin/devise_server" --db :memory: --quiet ${FLOOD_SERVER_FLAGS:-} "$@"
 }
 
 start=$SECONDS
 echo "== sign-in flood, defaults (hash permits = $(nproc) cores, 60/min per address, 10/min per email)"
-start_server
+flood_server
 "$bin/devise_flood" sign-in --addr "$addr" --pid "$server_pid" --concurrency 200 --rounds 3
 stop_server
 
 echo "== sign-in flood, throttling off: only the hash permits bound the work"
-start_server --throttle-per-address 0 --throttle-per-account 0
+flood_server --throttle-per-address 0 --throttle-per-account 0
 "$bin/devise_flood" sign-in --addr "$addr" --pid "$server_pid" --concurrency 200 --rounds 3
 stop_server
 
 if [ "${FLOOD_BEFORE:-0}" = 1 ]; then
     echo "== sign-in flood, as before: 200 hashes at once, no throttling"
-    start_server --throttle-per-address 0 --throttle-per-account 0 --concurrent-hashes 200
+    flood_server --throttle-per-address 0 --throttle-per-account 0 --concurrent-hashes 200
     "$bin/devise_flood" sign-in --addr "$addr" --pid "$server_pid" --concurrency 200 --rounds 1
     stop_server
 fi
@@ -91,7 +67,7 @@ fi
 # server's connection limit sits below its open-file limit, and when it is reached the
 # connection that has waited longest for a request head makes room.
 echo "== 20 000 slow connections (header-read timeout 30 s, open-file limit $(ulimit -n))"
-start_server --header-read-timeout-ms 30000
+flood_server --header-read-timeout-ms 30000
 "$bin/devise_flood" slow --addr "$addr" --pid "$server_pid" --connections 20000 --wait-close-secs 45
 stop_server
 echo "flood.sh: done in $((SECONDS - start)) s"

@@ -22,19 +22,14 @@ load="$root/target/release/devise_load"
 rounds="${ROUNDS:-2}"
 # shellcheck disable=SC2206
 load_flags=(${LOAD_FLAGS:---clients 50 --requests 200})
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=devise-server/scripts/server.sh
+source "$root/devise-server/scripts/server.sh"
 
 databases=(sqlite)
 if [ -n "${ROTAUTH_TEST_DATABASE_URL:-}" ]; then databases+=(postgres); fi
 
 # Sign-ups are not what is measured: cheap hashing, no throttling.
-flags=(--addr 127.0.0.1:0 --quiet --insecure-fast-hashing --throttle-per-address 0 --throttle-per-account 0)
+flags=(--quiet --insecure-fast-hashing --throttle-per-address 0 --throttle-per-account 0)
 # shellcheck disable=SC2206
 flags+=(${SERVER_FLAGS:-})
 
@@ -48,23 +43,9 @@ run_one() { # BIN DATABASE LABEL
                 "DROP TABLE IF EXISTS sessions, rotauth_sessions, users CASCADE" >/dev/null
             db_flags=(--database-url "$ROTAUTH_TEST_DATABASE_URL") ;;
     esac
-    "$bin" "${flags[@]}" "${db_flags[@]}" >"$work/out" 2>"$work/err" &
-    server_pid=$!
-    local addr=""
-    for _ in $(seq 1 100); do
-        addr="$(sed -n 's|.*listening on http://||p' "$work/out" 2>/dev/null | head -n 1)"
-        if [ -n "$addr" ]; then break; fi
-        sleep 0.1
-    done
-    if [ -z "$addr" ]; then
-        cat "$work/err" >&2
-        echo "$label: server did not start" >&2
-        exit 1
-    fi
+    start_server "$bin" "${flags[@]}" "${db_flags[@]}"
     "$load" --addr "$addr" "${load_flags[@]}" >"$work/load" 2>&1
-    kill "$server_pid"
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
+    stop_server
     local line rps
     line="$(grep ' req/s; ' "$work/load" | head -n 1)"
     rps="$(sed -n 's/.*: \([0-9]*\) req\/s;.*/\1/p' <<<"$line")"

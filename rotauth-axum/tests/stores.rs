@@ -41,6 +41,27 @@ fn after(t: Timestamp, ms: u64) -> Timestamp {
     Timestamp::from_unix_millis(t.unix_millis() + ms)
 }
 
+/// One request presenting `token` at `now` (forced when `unbatch`), which must rotate: the
+/// new token.
+async fn rotated<S: SessionStore>(
+    auth: &Authenticator<S>,
+    client_id: rotauth::ClientId,
+    token: &rotauth::Token,
+    now: Timestamp,
+    unbatch: bool,
+) -> rotauth::Token {
+    match auth
+        .authenticate(&credentials(client_id, token), now, unbatch)
+        .await
+    {
+        Outcome::Served {
+            reply: Reply::NewToken { token, .. },
+            ..
+        } => token,
+        other => panic!("expected a rotation: {other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The contract
 
@@ -326,20 +347,7 @@ async fn revocation<S: SessionStore + Clone>(store: S) {
     let first = signed_in.token;
     let mut token = first.clone();
     for step in 1..=2u64 {
-        match auth
-            .authenticate(
-                &credentials(client_id, &token),
-                after(t0, step * 6_000),
-                false,
-            )
-            .await
-        {
-            Outcome::Served {
-                reply: Reply::NewToken { token: next, .. },
-                ..
-            } => token = next,
-            other => panic!("{other:?}"),
-        }
+        token = rotated(&auth, client_id, &token, after(t0, step * 6_000), false).await;
     }
     match auth
         .authenticate(&credentials(client_id, &first), after(t0, 18_000), false)
@@ -411,20 +419,7 @@ async fn check_stores_nothing<S: SessionStore + Clone>(store: S) {
     // Two real rotations, then the first token again: a replay, revoked by check too.
     let mut token = signed_in.token.clone();
     for step in 1..=2u64 {
-        match auth
-            .authenticate(
-                &credentials(client_id, &token),
-                after(t0, step * 6_000),
-                false,
-            )
-            .await
-        {
-            Outcome::Served {
-                reply: Reply::NewToken { token: next, .. },
-                ..
-            } => token = next,
-            other => panic!("{other:?}"),
-        }
+        token = rotated(&auth, client_id, &token, after(t0, step * 6_000), false).await;
     }
     assert!(matches!(
         auth.check(&first, after(t0, 18_000)).await,
@@ -447,16 +442,7 @@ async fn batch_token_current<S: SessionStore + Clone>(store: S) {
     let mut tokens = vec![signed_in.token.clone()];
     for step in 1..=2u64 {
         let last = tokens.last().unwrap().clone();
-        match auth
-            .authenticate(&credentials(client_id, &last), t(step), true)
-            .await
-        {
-            Outcome::Served {
-                reply: Reply::NewToken { token, .. },
-                ..
-            } => tokens.push(token),
-            other => panic!("{other:?}"),
-        }
+        tokens.push(rotated(&auth, client_id, &last, t(step), true).await);
     }
     let current = tokens[2].clone();
     for (held, expected) in [(2, Some(&current)), (1, Some(&current)), (0, None)] {
