@@ -179,6 +179,22 @@ const deadline = setTimeout(() => {
   process.exit(1);
 }, 240000);
 let browser, api;
+
+// A fresh API (`--cors-origin` the pages' origin, a 1 s batch window, then `flags`) and a
+// page of the pages' origin on it, the page's console errors and uncaught exceptions
+// collected in `errors`.
+async function openClient(path, flags = []) {
+  const server = await startApi(["--cors-origin", pageOrigin, "--batch-window-ms", "1000", ...flags]);
+  apiRef.url = server.url;
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(pageOrigin + path);
+  await page.waitForFunction(() => window.ready === true, null, { timeout: 20000 });
+  return { server, page, errors };
+}
+
 try {
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -188,13 +204,9 @@ try {
   });
 
   // ---- j-toker: README configuration `--batch-token current`.
-  api = await startApi(["--cors-origin", pageOrigin, "--batch-token", "current", "--batch-window-ms", "1000"]);
-  apiRef.url = api.url;
-  const page = await browser.newPage();
-  const consoleErrors = [];
-  page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
-  await page.goto(pageOrigin + "/j-toker.html");
-  await page.waitForFunction(() => window.ready === true);
+  const jt = await openClient("/j-toker.html", ["--batch-token", "current"]);
+  api = jt.server;
+  const page = jt.page, consoleErrors = jt.errors;
   // jQuery deferreds into promises that resolve with the status (and the body).
   const call = (fn, arg) => page.evaluate(([fn, arg]) => new Promise((resolve) => {
     const d = fn === "ajax"
@@ -233,11 +245,9 @@ try {
 
   // Why `current`: with devise's blank batch tokens j-toker stores the blank and is
   // signed out at its first request after the window.
-  api = await startApi(["--cors-origin", pageOrigin, "--batch-window-ms", "1000"]);
-  apiRef.url = api.url;
-  const blank = await browser.newPage();
-  await blank.goto(pageOrigin + "/j-toker.html");
-  await blank.waitForFunction(() => window.ready === true);
+  const jtBlank = await openClient("/j-toker.html");
+  api = jtBlank.server;
+  const blank = jtBlank.page;
   const outcome = await blank.evaluate(async (email) => {
     const p = (d) => new Promise((resolve) => d.then(() => resolve(200), (x) => resolve((x && x.status) || 0)));
     await p($.auth.emailSignUp({ email, password: "correct horse battery", password_confirmation: "correct horse battery" }));
@@ -254,14 +264,9 @@ try {
 
   // ---- vue-auth's devise driver: README configuration, the defaults (blank batch
   // tokens; the driver ignores a blank access-token and keeps the newest expiry).
-  api = await startApi(["--cors-origin", pageOrigin, "--batch-window-ms", "1000"]);
-  apiRef.url = api.url;
-  const vue = await browser.newPage();
-  const vueErrors = [];
-  vue.on("console", (m) => { if (m.type() === "error") vueErrors.push(m.text()); });
-  vue.on("pageerror", (e) => vueErrors.push(String(e)));
-  await vue.goto(pageOrigin + "/vue-auth.html");
-  await vue.waitForFunction(() => window.ready === true, null, { timeout: 20000 });
+  const va = await openClient("/vue-auth.html");
+  api = va.server;
+  const vue = va.page, vueErrors = va.errors;
   const vueEmail = "vue-" + Date.now() + "@example.com";
   const v = await vue.evaluate(async (email) => {
     const out = {};
@@ -294,16 +299,12 @@ try {
 
   // ---- ng-token-auth: the server's defaults (it ignores blank batch headers and keeps
   // the newest expiry).
-  api = await startApi(["--cors-origin", pageOrigin, "--batch-window-ms", "1000"]);
-  apiRef.url = api.url;
-  const ng = await browser.newPage();
-  const ngErrors = [];
+  const nta = await openClient("/ng-token-auth.html");
+  api = nta.server;
+  const ng = nta.page, ngErrors = nta.errors;
+  // The API requests the client makes from here on, with their headers.
   const ngRequestHeaders = [];
-  ng.on("console", (m) => { if (m.type() === "error") ngErrors.push(m.text()); });
-  ng.on("pageerror", (e) => ngErrors.push(String(e)));
   ng.on("request", (req) => { if (req.url().startsWith(api.url)) ngRequestHeaders.push(req.headers()); });
-  await ng.goto(pageOrigin + "/ng-token-auth.html");
-  await ng.waitForFunction(() => window.ready === true, null, { timeout: 20000 });
   const ngEmail = "ng-" + Date.now() + "@example.com";
   const n = await ng.evaluate(async ([email, api]) => {
     const out = {};
@@ -340,14 +341,9 @@ try {
 
   // ---- devise-token-auth-client: the server's defaults (its response interceptor stores a
   // response's headers only when `access-token` is not blank, so batch answers are ignored).
-  api = await startApi(["--cors-origin", pageOrigin, "--batch-window-ms", "1000"]);
-  apiRef.url = api.url;
-  const dtac = await browser.newPage();
-  const dtacErrors = [];
-  dtac.on("console", (m) => { if (m.type() === "error") dtacErrors.push(m.text()); });
-  dtac.on("pageerror", (e) => dtacErrors.push(String(e)));
-  await dtac.goto(pageOrigin + "/devise-token-auth-client.html");
-  await dtac.waitForFunction(() => window.ready === true, null, { timeout: 20000 });
+  const dtc = await openClient("/devise-token-auth-client.html");
+  api = dtc.server;
+  const dtac = dtc.page, dtacErrors = dtc.errors;
   const dtacEmail = "dtac-" + Date.now() + "@example.com";
   const dt = await dtac.evaluate(async (email) => {
     const out = {};
@@ -428,14 +424,9 @@ try {
   // ---- redux-token-auth: `--no-rotation` (devise's change_headers_on_each_request = false).
   // It sets the token of sign-up, sign-in and validate_token on axios's default headers and
   // never reads another response's headers, so it cannot follow a rotation.
-  api = await startApi(["--cors-origin", pageOrigin, "--no-rotation", "--batch-window-ms", "1000"]);
-  apiRef.url = api.url;
-  const rta = await browser.newPage();
-  const rtaErrors = [];
-  rta.on("console", (m) => { if (m.type() === "error") rtaErrors.push(m.text()); });
-  rta.on("pageerror", (e) => rtaErrors.push(String(e)));
-  await rta.goto(pageOrigin + "/redux-token-auth.html");
-  await rta.waitForFunction(() => window.ready === true, null, { timeout: 20000 });
+  const rtc = await openClient("/redux-token-auth.html", ["--no-rotation"]);
+  api = rtc.server;
+  const rta = rtc.page, rtaErrors = rtc.errors;
   const rtaEmail = "rta-" + Date.now() + "@example.com";
   const rt = await rta.evaluate(async ([email, api]) => {
     const { store, actions, axios } = window.app;
@@ -511,11 +502,9 @@ try {
 
   // Why `--no-rotation`: with rotation the library keeps the token of sign-up, and the
   // second request after the window presents a replayed token.
-  api = await startApi(["--cors-origin", pageOrigin, "--batch-window-ms", "1000"]);
-  apiRef.url = api.url;
-  const rtaRot = await browser.newPage();
-  await rtaRot.goto(pageOrigin + "/redux-token-auth.html");
-  await rtaRot.waitForFunction(() => window.ready === true, null, { timeout: 20000 });
+  const rtcRot = await openClient("/redux-token-auth.html");
+  api = rtcRot.server;
+  const rtaRot = rtcRot.page;
   const rotated = await rtaRot.evaluate(async ([email, api]) => {
     const { store, actions, axios } = window.app;
     const sleep = (ms) => new Promise((res) => setTimeout(res, ms));

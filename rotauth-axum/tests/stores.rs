@@ -330,14 +330,19 @@ async fn expired_is_refused<S: SessionStore + Clone>(store: S) {
     ));
 }
 
-/// A replay under the revoke policy deletes the session, and nothing is sent.
-async fn revocation<S: SessionStore + Clone>(store: S) {
+/// An authenticator over `store` whose replay policy revokes the session.
+fn revoking<S: SessionStore>(store: S) -> Authenticator<S> {
     let config = Config::builder()
         .batch_window(common::WINDOW)
         .replay_policy(ReplayPolicy::RevokeSession)
         .build()
         .unwrap();
-    let auth = Authenticator::new(rotator(config), store.clone());
+    Authenticator::new(rotator(config), store)
+}
+
+/// A replay under the revoke policy deletes the session, and nothing is sent.
+async fn revocation<S: SessionStore + Clone>(store: S) {
+    let auth = revoking(store.clone());
     let t0 = Timestamp::now();
     let signed_in = auth
         .sign_in_with(&unique("revoke"), &mut getrandom::SysRng, t0)
@@ -367,12 +372,7 @@ async fn revocation<S: SessionStore + Clone>(store: S) {
 /// `check` decides without storing: the record's version stays, the token stays the
 /// current one, a forged token is refused, and a revoking replay still deletes.
 async fn check_stores_nothing<S: SessionStore + Clone>(store: S) {
-    let config = Config::builder()
-        .batch_window(common::WINDOW)
-        .replay_policy(ReplayPolicy::RevokeSession)
-        .build()
-        .unwrap();
-    let auth = Authenticator::new(rotator(config), store.clone());
+    let auth = revoking(store.clone());
     let t0 = Timestamp::now();
     let user = unique("check");
     let signed_in = auth
