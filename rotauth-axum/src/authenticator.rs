@@ -635,10 +635,8 @@ impl<S: SessionStore> Authenticator<S> {
         {
             return Err(Denied::Refused(Refusal::UserMismatch));
         }
-        match stored.record.session() {
-            Ok(session) => Ok((stored.user_id, stored.record.version(), session)),
-            Err(e) => Err(self.store_failed(client_id, StoreError::Corrupt(e))),
-        }
+        let version = stored.record.version();
+        Ok((stored.user_id, version, stored.record.into_session()))
     }
 
     /// A decision's duties: refuse, or revoke (delete the session) and refuse, or the

@@ -20,14 +20,12 @@ pub(crate) mod sqlite;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// One session as a store keeps it: rotauth's encoded record (which holds the session's
-/// seed, so it is wiped on drop and never printed) with the fields a store indexes on,
-/// read from the record itself so that they always agree with it.
+/// seed, so it is wiped on drop and never printed) and the session it encodes, from which
+/// the fields a store indexes on are read, so that they always agree with the bytes.
 #[derive(Clone)]
 pub struct Record {
     bytes: Zeroizing<[u8; Session::ENCODED_LEN]>,
-    client_id: ClientId,
-    version: u64,
-    expires_at: Timestamp,
+    session: Session,
 }
 
 impl Record {
@@ -39,13 +37,11 @@ impl Record {
         bytes.copy_from_slice(AsRef::<[u8]>::as_ref(&encoded));
         Self {
             bytes,
-            client_id: session.client_id(),
-            version: session.version(),
-            expires_at: session.expires_at(),
+            session: session.clone(),
         }
     }
 
-    /// A record read back from storage.
+    /// A record read back from storage, decoded once.
     ///
     /// # Errors
     ///
@@ -53,7 +49,16 @@ impl Record {
     /// length, unknown format, impossible field values).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
         let session = Session::decode(bytes).map_err(StoreError::Corrupt)?;
-        Ok(Self::from_session(&session))
+        // `decode` takes exactly `ENCODED_LEN` bytes; were that to change, encode afresh.
+        if bytes.len() != Session::ENCODED_LEN {
+            return Ok(Self::from_session(&session));
+        }
+        let mut copy = Zeroizing::new([0u8; Session::ENCODED_LEN]);
+        copy.copy_from_slice(bytes);
+        Ok(Self {
+            bytes: copy,
+            session,
+        })
     }
 
     /// The encoded record, [`Session::ENCODED_LEN`] bytes: what a store writes.
@@ -65,34 +70,34 @@ impl Record {
     /// The session's client id: the key a store finds the record by.
     #[must_use]
     pub fn client_id(&self) -> ClientId {
-        self.client_id
+        self.session.client_id()
     }
 
     /// The record's version: what [`SessionStore::compare_and_swap`] compares.
     #[must_use]
     pub fn version(&self) -> u64 {
-        self.version
+        self.session.version()
     }
 
     /// When the session expires unless it rotates first; a store may drop the record from
     /// then on (Redis key expiry, a purge job).
     #[must_use]
     pub fn expires_at(&self) -> Timestamp {
-        self.expires_at
+        self.session.expires_at()
     }
 
     /// The session.
-    pub(crate) fn session(&self) -> Result<Session, DecodeError> {
-        Session::decode(self.as_bytes())
+    pub(crate) fn into_session(self) -> Session {
+        self.session
     }
 }
 
 impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Record")
-            .field("client_id", &self.client_id)
-            .field("version", &self.version)
-            .field("expires_at", &self.expires_at)
+            .field("client_id", &self.client_id())
+            .field("version", &self.version())
+            .field("expires_at", &self.expires_at())
             .finish_non_exhaustive()
     }
 }
