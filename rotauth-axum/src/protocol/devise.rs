@@ -57,6 +57,11 @@ pub struct DeviseProtocol {
 }
 
 impl DeviseProtocol {
+    /// The response headers that carry a session to the client: the ones a CORS layer must
+    /// expose to scripts of other origins (`Access-Control-Expose-Headers`).
+    pub const RESPONSE_HEADERS: [HeaderName; 6] =
+        [ACCESS_TOKEN, TOKEN_TYPE, CLIENT, EXPIRY, UID, AUTHORIZATION];
+
     /// The protocol.
     #[must_use]
     pub fn new() -> Self {
@@ -67,12 +72,14 @@ impl DeviseProtocol {
 impl Protocol for DeviseProtocol {
     fn credentials(&self, parts: &Parts) -> Result<Credentials, Refusal> {
         let headers = &parts.headers;
-        let bearer = authorization(parts).and_then(decode_bearer);
+        // Decoded only when a field is missing from the headers, as most clients send them.
+        let bearer = std::cell::OnceCell::new();
         let field = |name: &HeaderName, key: &str| -> Option<String> {
             header_text(headers, name)
                 .map(str::to_owned)
                 .or_else(|| {
                     bearer
+                        .get_or_init(|| authorization(parts).and_then(decode_bearer))
                         .as_ref()
                         .and_then(|json| json.get(key))
                         .and_then(serde_json::Value::as_str)
