@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -26,7 +26,7 @@ use rotauth::rand_core::TryRng;
 use rotauth::{ClientId, DecisionKind, Rotator, Timestamp};
 use rotauth_axum::{
     Authenticated, Authenticator, BatchToken, Checked, DeviseProtocol, Outcome, Protocol as _,
-    Refusal, Reply, SignedIn, StoreError, Unavailable,
+    Refusal, Reply, SignedIn, Unavailable,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -40,17 +40,8 @@ use crate::limits::{Limits, Throttle};
 use crate::metrics::Metrics;
 use crate::passwords::{Hasher, hash_blocking, hash_password, password_errors, verify_blocking};
 
-/// devise's auth headers, exposed to scripts of other origins.
-const ACCESS_TOKEN: HeaderName = HeaderName::from_static("access-token");
-const CLIENT: HeaderName = HeaderName::from_static("client");
-const UID: HeaderName = HeaderName::from_static("uid");
-const EXPIRY: HeaderName = HeaderName::from_static("expiry");
-const TOKEN_TYPE: HeaderName = HeaderName::from_static("token-type");
-
 /// Largest request body accepted: sign-up and password bodies are a few hundred bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// devise_token_auth's `max_number_of_devices`.
-pub const MAX_SESSIONS_PER_USER: usize = 10;
 const MAX_EMAIL: usize = 254;
 
 /// Where the one-line-per-request log goes.
@@ -141,7 +132,6 @@ impl<D: Database> AppState<D> {
         let hashing = Hasher::new(settings.limits.concurrent_hashes);
         let throttle = Throttle::new(&settings.limits);
         let auth = Authenticator::new(settings.rotator, db.sessions())
-            .max_sessions_per_user(MAX_SESSIONS_PER_USER)
             .batch_token(settings.batch_token)
             .uid_in_user_id(db::uid_in_session_owner);
         Ok(Self(Arc::new(Inner {
@@ -271,14 +261,7 @@ fn cors_layer(origins: &[HeaderValue]) -> Option<CorsLayer> {
                 Method::OPTIONS,
             ])
             .allow_headers(AllowHeaders::mirror_request())
-            .expose_headers(ExposeHeaders::list([
-                ACCESS_TOKEN,
-                CLIENT,
-                UID,
-                EXPIRY,
-                TOKEN_TYPE,
-                header::AUTHORIZATION,
-            ]))
+            .expose_headers(ExposeHeaders::list(DeviseProtocol::RESPONSE_HEADERS))
             .max_age(Duration::from_secs(600)),
     )
 }
@@ -688,11 +671,12 @@ async fn sign_in<D: Database>(
 // ---------------------------------------------------------------------------------------
 // Authenticated requests
 
-/// An accepted request: its user, its session, and the headers its response carries.
+/// An accepted request: its user, its session, and what its response carries.
 struct Authed {
     user: User,
     client_id: ClientId,
-    headers: HeaderMap,
+    /// What the stored decision sends; `None` when nothing was stored ([`Commit::Nothing`]).
+    reply: Option<Reply>,
     /// What rotauth decided (for the log).
     decision: DecisionKind,
     /// Compare-and-swaps lost before the decision held (for the log).
@@ -713,12 +697,6 @@ impl AuthError {
             Self::Unauthorized(reason) => note(unauthorized, "reject", Some(reason)),
             Self::Unavailable(detail) => unavailable(&detail),
         }
-    }
-}
-
-impl From<StoreError> for AuthError {
-    fn from(e: StoreError) -> Self {
-        Self::Unavailable(e.to_string())
     }
 }
 
@@ -756,13 +734,10 @@ async fn authenticate<D: Database>(
             .ok_or_else(|| AuthError::Unavailable("a session's owner is not a user".to_owned()))
     };
     let refused = |refusal: Refusal| {
-        if let Refusal::Rejected(_) | Refusal::Revoked(_) = refusal {
-            let kind = if matches!(refusal, Refusal::Revoked(_)) {
-                DecisionKind::Revoke
-            } else {
-                DecisionKind::Reject
-            };
-            inner.metrics.count(kind);
+        match refusal {
+            Refusal::Rejected(_) => inner.metrics.count(DecisionKind::Reject),
+            Refusal::Revoked(_) => inner.metrics.count(DecisionKind::Revoke),
+            _ => {}
         }
         AuthError::Unauthorized(refusal.to_string())
     };
@@ -778,7 +753,7 @@ async fn authenticate<D: Database>(
             Checked::Accepted { who, decision } => Ok(Authed {
                 user: user_of(&who)?,
                 client_id,
-                headers: HeaderMap::new(),
+                reply: None,
                 decision,
                 lost_swaps: 0,
             }),
@@ -792,14 +767,12 @@ async fn authenticate<D: Database>(
                 decision,
                 lost_swaps,
             } => {
-                let user = user_of(&who)?;
                 inner.metrics.count(decision);
                 inner.metrics.conflicts(lost_swaps);
-                let headers = reply_headers(state, client_id, &user.email, &reply);
                 Ok(Authed {
-                    user,
+                    user: user_of(&who)?,
                     client_id,
-                    headers,
+                    reply: Some(reply),
                     decision,
                     lost_swaps,
                 })
@@ -810,30 +783,41 @@ async fn authenticate<D: Database>(
     }
 }
 
-/// The five devise headers of a reply, with `uid` = `email`.
-fn reply_headers<D: Database>(
-    state: &AppState<D>,
-    client_id: ClientId,
-    email: &str,
-    reply: &Reply,
-) -> HeaderMap {
-    let who = Authenticated {
-        client_id,
-        user_id: email.to_owned(),
-    };
-    let mut headers = HeaderMap::new();
-    state.0.protocol.write_reply(&who, reply, &mut headers);
-    headers
-}
+impl Authed {
+    /// devise's headers for the reply, with the user's email, as it is when the response
+    /// is sent, as `uid`; none when nothing was stored.
+    fn headers<D: Database>(&self, state: &AppState<D>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(reply) = &self.reply {
+            let who = Authenticated {
+                client_id: self.client_id,
+                user_id: self.user.email.clone(),
+            };
+            state.0.protocol.write_reply(&who, reply, &mut headers);
+        }
+        headers
+    }
 
-fn authed_response(authed: Authed, status: StatusCode, body: &Value) -> Response {
-    let detail = (authed.lost_swaps > 0)
-        .then(|| format!("decided again after CAS conflict x{}", authed.lost_swaps));
-    note(
-        with_headers(json_response(status, body), authed.headers),
-        authed.decision.as_str(),
-        detail,
-    )
+    /// `response` with the headers of the reply.
+    fn answer<D: Database>(&self, state: &AppState<D>, response: Response) -> Response {
+        with_headers(response, self.headers(state))
+    }
+
+    /// A JSON response with the headers of the reply, logged with the decision.
+    fn respond<D: Database>(
+        &self,
+        state: &AppState<D>,
+        status: StatusCode,
+        body: &Value,
+    ) -> Response {
+        let detail = (self.lost_swaps > 0)
+            .then(|| format!("decided again after CAS conflict x{}", self.lost_swaps));
+        note(
+            self.answer(state, json_response(status, body)),
+            self.decision.as_str(),
+            detail,
+        )
+    }
 }
 
 /// Whether the request asks to rotate inside the batch window (`?unbatch=true`).
@@ -846,7 +830,7 @@ async fn validate_token<D: Database>(State(state): State<AppState<D>>, parts: Pa
     match authenticate(&state, &parts, force(&state, &parts), Commit::Decision).await {
         Ok(authed) => {
             let body = json!({"success": true, "data": user_json(&authed.user)});
-            authed_response(authed, StatusCode::OK, &body)
+            authed.respond(&state, StatusCode::OK, &body)
         }
         Err(e) => e.into_response(errors(
             StatusCode::UNAUTHORIZED,
@@ -863,7 +847,7 @@ async fn members_only<D: Database>(State(state): State<AppState<D>>, parts: Part
                 "message": format!("Welcome {}", authed.user.email),
                 "user": user_json(&authed.user),
             }});
-            authed_response(authed, StatusCode::OK, &body)
+            authed.respond(&state, StatusCode::OK, &body)
         }
         Err(e) => e.into_response(json_response(
             StatusCode::UNAUTHORIZED,
@@ -998,11 +982,10 @@ async fn account_change<D: Database>(
         .map_err(Err)?;
     if !field_errors.is_empty() {
         let response = validation_failed(&authed.user.email, &field_errors, shape);
-        return Err(Ok(with_headers(response, authed.headers)));
+        return Err(Ok(authed.answer(state, response)));
     }
     // From here on the rotation is stored: every answer carries its headers.
-    let failed =
-        |authed: Authed, response: Response| Err(Ok(with_headers(response, authed.headers)));
+    let failed = |authed: Authed, response: Response| Err(Ok(authed.answer(state, response)));
     let db = &state.0.db;
     let mut signed_out = 0;
     if let Some(hash) = &password_hash {
@@ -1021,15 +1004,8 @@ async fn account_change<D: Database>(
     }
     if let Some(new) = &email {
         match db.set_email(&user, new).await {
-            Ok(true) => {
-                authed.user.email.clone_from(new);
-                // The rotation's headers name the old uid; the client must take the new one.
-                if let Some(value) = authed.headers.get_mut(UID)
-                    && let Ok(uid) = HeaderValue::from_str(new)
-                {
-                    *value = uid;
-                }
-            }
+            // The answer's `uid` header is the new email: the client must take it.
+            Ok(true) => authed.user.email.clone_from(new),
             Ok(false) => {
                 let taken = [("email", "has already been taken".to_owned())];
                 let response = validation_failed(&authed.user.email, &taken, shape);
@@ -1070,7 +1046,7 @@ async fn change_password<D: Database>(
                 "message": "Your password has been successfully updated.",
                 "signed_out_sessions": done.signed_out,
             });
-            authed_response(done.authed, StatusCode::OK, &body)
+            done.authed.respond(&state, StatusCode::OK, &body)
         }
         Err(Ok(response)) => response,
         Err(Err(e)) => e.into_response(errors(StatusCode::UNAUTHORIZED, "Unauthorized")),
@@ -1120,7 +1096,7 @@ async fn update_account<D: Database>(
     match account_change(&state, &parts, &body, "account").await {
         Ok(done) => {
             let body = json!({"status": "success", "data": user_json(&done.authed.user)});
-            let mut response = authed_response(done.authed, StatusCode::OK, &body);
+            let mut response = done.authed.respond(&state, StatusCode::OK, &body);
             if done.changed
                 && let Some(n) = response.extensions_mut().get_mut::<LogNote>()
             {

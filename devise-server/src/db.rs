@@ -15,6 +15,7 @@ use std::path::Path;
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use rotauth::Timestamp;
 use rotauth_axum::{PostgresStore, SessionStore, SqliteStore, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -128,7 +129,7 @@ macro_rules! sql_database {
                 )
                 .bind(email)
                 .bind(password_hash)
-                .bind(now_millis())
+                .bind(i64::try_from(Timestamp::now().unix_millis()).unwrap_or(i64::MAX))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(StoreError::backend)?;
@@ -344,14 +345,6 @@ impl Postgres {
 }
 
 sql_database!(Postgres, PostgresStore);
-
-/// The wall clock in Unix milliseconds, for `created_at`.
-fn now_millis() -> i64 {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
 
 /// Creates the database file readable and writable by its owner only (it holds password
 /// hashes and session seeds), whatever the umask, and tightens an existing one. SQLite

@@ -136,7 +136,7 @@ async fn clocks_two_seconds_apart_still_log_no_one_out() {
 
     // One client by hand, to see what the skew does to the record.
     let mut auth = http.at(slow).sign_up("skew@example.com", PASSWORD).await;
-    let wall_before = rotauth_now_millis();
+    let wall_before = rotauth::Timestamp::now().unix_millis();
     let resp = http
         .at(fast)
         .get("/demo/members_only?unbatch=true", &auth)
@@ -280,13 +280,6 @@ async fn one_instance_on_sqlite_passes_the_same_load() {
         .collect();
     assert_records(&outcomes, &rows, true);
     report(&http, "one instance, SQLite", &[&instance], &totals).await;
-}
-
-fn rotauth_now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// The new flags, through the binary: bad values exit 2 with a message; an unreachable
