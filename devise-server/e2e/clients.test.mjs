@@ -14,25 +14,15 @@
 //   node devise-server/e2e/clients.test.mjs     # DEVISE_SERVER_BIN=path/to/devise_server
 //
 // Prints "N passed, N failed" and exits non-zero on any failure.
-import { spawn } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join, dirname, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
 import { bundleClients } from "./bundle.mjs";
+import { check, runInChromium, startServer } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const modules = join(here, "node_modules");
-const bin = process.env.DEVISE_SERVER_BIN || join(here, "..", "..", "target", "debug", "devise_server");
-
-let passed = 0, failed = 0;
-function check(name, ok, detail) {
-  if (ok) { passed++; console.log("ok   " + name); }
-  else { failed++; console.log("FAIL " + name + (detail ? ": " + detail : "")); }
-}
-// A check the server cannot pass yet, for the reason given; it runs once the server can.
 
 // A request from Node (not a client library) with the given devise headers: its status.
 async function rawStatus(base, path, creds) {
@@ -151,40 +141,16 @@ function startPages(apiRef) {
   });
 }
 
-// Every server started, so that none outlives the test whatever fails.
-const servers = [];
-function startApi(args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, ["--addr", "127.0.0.1:0", "--db", ":memory:", "--quiet", "--insecure-fast-hashing", ...args],
-      { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ROTAUTH_KEY: "cd".repeat(32) } });
-    servers.push(child);
-    let out = "";
-    const timer = setTimeout(() => reject(new Error("server did not start")), 20000);
-    child.stdout.on("data", (chunk) => {
-      out += chunk;
-      const m = out.match(/listening on (http:\/\/\S+)/);
-      if (m) { clearTimeout(timer); resolve({ child, url: m[1] }); }
-    });
-    child.on("exit", (code) => reject(new Error("server exited " + code)));
-  });
-}
-
 const apiRef = { url: "" };
 const pageServer = await startPages(apiRef);
 const pageOrigin = `http://127.0.0.1:${pageServer.address().port}`;
-const profile = mkdtempSync(join(tmpdir(), "rotauth-chromium-"));
-const deadline = setTimeout(() => {
-  console.log("FAIL timed out");
-  for (const child of servers) child.kill("SIGKILL");
-  process.exit(1);
-}, 240000);
 let browser, api;
 
 // A fresh API (`--cors-origin` the pages' origin, a 1 s batch window, then `flags`) and a
 // page of the pages' origin on it, the page's console errors and uncaught exceptions
 // collected in `errors`.
 async function openClient(path, flags = []) {
-  const server = await startApi(["--cors-origin", pageOrigin, "--batch-window-ms", "1000", ...flags]);
+  const server = await startServer(["--cors-origin", pageOrigin, "--batch-window-ms", "1000", ...flags]);
   apiRef.url = server.url;
   const page = await browser.newPage();
   const errors = [];
@@ -195,13 +161,8 @@ async function openClient(path, flags = []) {
   return { server, page, errors };
 }
 
-try {
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+await runInChromium("clients test ran to the end", 240000, async (chromium) => {
+  browser = chromium;
 
   // ---- j-toker: README configuration `--batch-token current`.
   const jt = await openClient("/j-toker.html", ["--batch-token", "current"]);
@@ -522,14 +483,4 @@ try {
     rotated[0] === 200 && rotated[1] === 401, JSON.stringify(rotated));
   await rtaRot.close();
   api.child.kill("SIGTERM");
-} catch (e) {
-  check("clients test ran to the end", false, String(e && e.stack || e));
-} finally {
-  clearTimeout(deadline);
-  if (browser) await browser.close().catch(() => {});
-  for (const child of servers) if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-  pageServer.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 && passed > 0 ? 0 : 1);
+});

@@ -6,50 +6,13 @@
 //   node devise-server/e2e/page.test.mjs        # DEVISE_SERVER_BIN=path/to/devise_server
 //
 // Prints "N passed, N failed" and exits non-zero on any failure.
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { check, runInChromium, startServer } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const bin = process.env.DEVISE_SERVER_BIN || join(here, "..", "..", "target", "debug", "devise_server");
 const WINDOW_MS = 1500;
 const N = 5;
 
-let passed = 0, failed = 0;
-function check(name, ok, detail) {
-  if (ok) { passed++; console.log("ok   " + name); }
-  else { failed++; console.log("FAIL " + name + (detail ? ": " + detail : "")); }
-}
-
-function startServer(args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, ["--addr", "127.0.0.1:0", "--db", ":memory:", "--quiet", ...args],
-      { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ROTAUTH_KEY: "ab".repeat(32) } });
-    let out = "";
-    const timer = setTimeout(() => reject(new Error("server did not start")), 20000);
-    child.stdout.on("data", (chunk) => {
-      out += chunk;
-      const m = out.match(/listening on (http:\/\/\S+)/);
-      if (m) { clearTimeout(timer); resolve({ child, url: m[1] }); }
-    });
-    child.on("exit", (code) => reject(new Error("server exited " + code)));
-  });
-}
-
-const profile = mkdtempSync(join(tmpdir(), "rotauth-chromium-"));
-const { child, url } = await startServer(["--batch-window-ms", String(WINDOW_MS), "--insecure-fast-hashing"]);
-let browser;
-const deadline = setTimeout(() => { console.log("FAIL timed out"); process.exit(1); }, 120000);
-try {
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+const { url } = await startServer(["--batch-window-ms", String(WINDOW_MS)]);
+await runInChromium("page test ran to the end", 120000, async (browser) => {
   const page = browser.pages()[0] || await browser.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
@@ -102,13 +65,4 @@ try {
   const rejected = (await rows()).filter((r) => r.kind === "rejected");
   check("replay of an old token is refused with 401", rejected.length === 1 && rejected[0].status === "401", JSON.stringify(rejected));
   check("no script errors on the page", errors.length === 0, errors.join("; "));
-} catch (e) {
-  check("page test ran to the end", false, String(e && e.stack || e));
-} finally {
-  clearTimeout(deadline);
-  if (browser) await browser.close().catch(() => {});
-  child.kill("SIGTERM");
-  rmSync(profile, { recursive: true, force: true });
-}
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 && passed > 0 ? 0 : 1);
+});
