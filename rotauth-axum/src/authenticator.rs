@@ -598,8 +598,7 @@ impl<S: SessionStore> Authenticator<S> {
     pub async fn check(&self, credentials: &Credentials, now: Timestamp) -> Checked {
         let (user_id, _, session) = match self.load(credentials).await {
             Ok(loaded) => loaded,
-            Err(Denied::Refused(refusal)) => return Checked::Refused(refusal),
-            Err(Denied::Unavailable(why)) => return Checked::Unavailable(why),
+            Err(denied) => return denied.into(),
         };
         let decision = self.rotator.decide(
             &session,
@@ -614,8 +613,7 @@ impl<S: SessionStore> Authenticator<S> {
                 },
                 decision: kind,
             },
-            Err(Denied::Refused(refusal)) => Checked::Refused(refusal),
-            Err(Denied::Unavailable(why)) => Checked::Unavailable(why),
+            Err(denied) => denied.into(),
         }
     }
 
@@ -640,26 +638,36 @@ impl<S: SessionStore> Authenticator<S> {
     }
 
     /// A decision's duties: refuse, or revoke (delete the session) and refuse, or the
-    /// record to store and what to send once it is stored.
+    /// record to store and what to send once it is stored. The match is exhaustive on
+    /// purpose: a new decision (a new duty) must break this build, not fall into a default.
     async fn duties(
         &self,
         decision: Decision,
         credentials: &Credentials,
     ) -> Result<(Option<Session>, Send), Denied> {
         let client_id = credentials.client_id;
-        match Step::of(decision, credentials) {
-            Step::Refuse(reason) => {
+        match decision {
+            Decision::Reject { reason } => {
                 tracing::debug!(%client_id, %reason, "rotauth: refused");
                 Err(Denied::Refused(Refusal::Rejected(reason)))
             }
-            Step::Revoke(reason) => match self.store.delete(client_id).await {
+            Decision::Revoke { reason } => match self.store.delete(client_id).await {
                 Ok(_) => {
                     tracing::info!(%client_id, %reason, "rotauth: session revoked");
                     Err(Denied::Refused(Refusal::Revoked(reason)))
                 }
                 Err(e) => Err(self.store_failed(client_id, e)),
             },
-            Step::Serve { store, send } => Ok((store, send)),
+            Decision::Rotate { session, token } => Ok((Some(session), Send::New(token))),
+            // Recover mode: `T(n)` again, after storing the mark that spends the recovery.
+            Decision::Reissue { updated, token } => Ok((updated, Send::New(token))),
+            Decision::BatchReuse { updated } => Ok((updated, Send::Nothing)),
+            // Rotation off: the presented token stays valid and goes back. It parsed, or
+            // the decision would not have accepted it; if it somehow does not, send none.
+            Decision::Accept { updated } => Ok((
+                updated,
+                Token::from_text(credentials.token.as_str()).map_or(Send::Nothing, Send::Same),
+            )),
         }
     }
 
@@ -708,46 +716,18 @@ impl From<Denied> for Outcome {
     }
 }
 
+impl From<Denied> for Checked {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Refused(refusal) => Self::Refused(refusal),
+            Denied::Unavailable(why) => Self::Unavailable(why),
+        }
+    }
+}
+
 /// What to send once the decision's record (if any) is stored.
 enum Send {
     New(Token),
     Same(Token),
     Nothing,
-}
-
-/// A decision reduced to the host's duties. The match is exhaustive on purpose: a new
-/// decision (a new duty) must break this build, not fall into a default.
-enum Step {
-    Refuse(RejectReason),
-    Revoke(RejectReason),
-    Serve { store: Option<Session>, send: Send },
-}
-
-impl Step {
-    fn of(decision: Decision, credentials: &Credentials) -> Self {
-        match decision {
-            Decision::Revoke { reason } => Self::Revoke(reason),
-            Decision::Reject { reason } => Self::Refuse(reason),
-            Decision::Rotate { session, token } => Self::Serve {
-                store: Some(session),
-                send: Send::New(token),
-            },
-            // Recover mode: `T(n)` again, after storing the mark that spends the recovery.
-            Decision::Reissue { updated, token } => Self::Serve {
-                store: updated,
-                send: Send::New(token),
-            },
-            Decision::BatchReuse { updated } => Self::Serve {
-                store: updated,
-                send: Send::Nothing,
-            },
-            // Rotation off: the presented token stays valid and goes back. It parsed, or
-            // the decision would not have accepted it; if it somehow does not, send none.
-            Decision::Accept { updated } => Self::Serve {
-                store: updated,
-                send: Token::from_text(credentials.token.as_str())
-                    .map_or(Send::Nothing, Send::Same),
-            },
-        }
-    }
 }
