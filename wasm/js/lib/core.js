@@ -308,6 +308,22 @@ export class Rotator {
     return this.#io;
   }
 
+  /** Runs `work(io)` on the I/O area, wiped afterwards whatever happens. */
+  #wiped(work) {
+    const io = this.#buffer();
+    try {
+      return work(io);
+    } finally {
+      io.fill(0);
+    }
+  }
+
+  /** Puts a stored record into the I/O area. */
+  #putRecord(io, data) {
+    if (data.length !== RECORD_LEN) throw fail(-20);
+    io.set(data, RECORD);
+  }
+
   #putKey(io, key) {
     const data = bytes(key, 'key');
     if (data.length > MAX_KEY_LEN) throw fail(-2);
@@ -316,14 +332,11 @@ export class Rotator {
   }
 
   #init(flags, window, lifespan, absolute, { id, key }) {
-    const io = this.#buffer();
-    try {
+    this.#wiped((io) => {
       const len = this.#putKey(io, key);
       const status = this.#exports.init(flags, window, lifespan, absolute, len, id);
       if (status < 0) throw fail(status);
-    } finally {
-      io.fill(0);
-    }
+    });
   }
 
   /**
@@ -339,8 +352,7 @@ export class Rotator {
       random = bytes(entropy, 'entropy');
       if (random.length !== ENTROPY_LEN) throw fail(-31);
     }
-    const io = this.#buffer();
-    try {
+    return this.#wiped((io) => {
       io.set(random, INPUT);
       if (entropy === undefined) random.fill(0);
       const status = this.#exports.sign_in(high, low);
@@ -353,9 +365,7 @@ export class Rotator {
         version: 0n,
         expiresAt: expiresAt(record),
       };
-    } finally {
-      io.fill(0);
-    }
+    });
   }
 
   /**
@@ -376,12 +386,10 @@ export class Rotator {
     } else {
       data = bytes(record, 'record');
     }
-    const io = this.#buffer();
-    try {
+    return this.#wiped((io) => {
       let recordLen = 0;
       if (data !== undefined) {
-        if (data.length !== RECORD_LEN) throw fail(-20);
-        io.set(data, RECORD);
+        this.#putRecord(io, data);
         recordLen = RECORD_LEN;
       }
       // Token text is ASCII; anything else cannot be a token, and is handed over as a
@@ -415,52 +423,39 @@ export class Rotator {
         }
       }
       return decision;
-    } finally {
-      io.fill(0);
-    }
+    });
   }
 
   /** The session's current token `T(n)`, for hosts that echo it in batch responses. */
   currentToken(record) {
     const data = bytes(record, 'record');
-    const io = this.#buffer();
-    try {
-      if (data.length !== RECORD_LEN) throw fail(-20);
-      io.set(data, RECORD);
+    return this.#wiped((io) => {
+      this.#putRecord(io, data);
       const status = this.#exports.current_token(RECORD_LEN);
       if (status < 0) throw fail(status);
       return this.#token(io);
-    } finally {
-      io.fill(0);
-    }
+    });
   }
 
   /** The public fields of a stored record (client id, generation, times, version). */
   inspect(record) {
     const data = bytes(record, 'record');
-    const io = this.#buffer();
-    try {
-      if (data.length !== RECORD_LEN) throw fail(-20);
-      io.set(data, RECORD);
+    this.#wiped((io) => {
+      this.#putRecord(io, data);
       const status = this.#exports.check_record(RECORD_LEN);
       if (status < 0) throw fail(status);
-    } finally {
-      io.fill(0);
-    }
+    });
     return fields(data);
   }
 
   /** Adds a key that verifies tokens naming `id`; it signs nothing until made primary. */
   addKey(id, key) {
     keyId(id);
-    const io = this.#buffer();
-    try {
+    this.#wiped((io) => {
       const len = this.#putKey(io, key);
       const status = this.#exports.insert_key(len, id);
       if (status < 0) throw fail(status);
-    } finally {
-      io.fill(0);
-    }
+    });
   }
 
   /** Makes `id` the key that signs every new token; sessions move to it as they rotate. */
@@ -481,14 +476,11 @@ export class Rotator {
 
   /** The key ids, the primary first. */
   get keyIds() {
-    const io = this.#buffer();
-    try {
+    return this.#wiped((io) => {
       const count = this.#exports.key_ids();
       if (count < 0) throw fail(count);
       return Array.from(io.subarray(KEY_IDS_OUT, KEY_IDS_OUT + count));
-    } finally {
-      io.fill(0);
-    }
+    });
   }
 
   /** The id of the key that signs new tokens. */
