@@ -25,8 +25,8 @@ use axum::routing::{delete, get, post};
 use rotauth::rand_core::TryRng;
 use rotauth::{ClientId, DecisionKind, Rotator, Timestamp};
 use rotauth_axum::{
-    Authenticated, Authenticator, BatchToken, Checked, DeviseProtocol, Outcome, Protocol as _,
-    Refusal, Reply, SignedIn, Unavailable,
+    Authenticated, Authenticator, BatchToken, Checked, Credentials, DeviseProtocol, Outcome,
+    Protocol as _, Refusal, Reply, SignedIn, Unavailable,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -675,7 +675,7 @@ async fn sign_in<D: Database>(
 struct Authed {
     user: User,
     client_id: ClientId,
-    /// What the stored decision sends; `None` when nothing was stored ([`Commit::Nothing`]).
+    /// What the stored decision sends; `None` after [`check`], which stores nothing.
     reply: Option<Reply>,
     /// What rotauth decided (for the log).
     decision: DecisionKind,
@@ -700,87 +700,92 @@ impl AuthError {
     }
 }
 
-/// Whether an authenticated request stores its decision.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Commit {
-    /// Decide and store, as any request (rotation, first use, reissue); the response
-    /// carries what the decision sends.
-    Decision,
-    /// Only whether the credentials are accepted, storing nothing and sending no token:
-    /// sign-out, account deletion, and the check before slow work that commits later. A
-    /// replay that the policy revokes still deletes its session.
-    Nothing,
-}
-
 /// The one place a request's credentials are decided: devise's headers read by
 /// rotauth-axum's protocol, then rotauth-axum's loop: the session loaded (and refused if
 /// the `uid` is not its owner's email), rotauth's decision stored with compare-and-swap
-/// before answering, decided again on a lost swap. The user comes from the session's
-/// owner (`"{id} {email}"`), without a query.
+/// before answering, decided again on a lost swap (`force`: `?unbatch`). The user comes
+/// from the session's owner (`"{id} {email}"`), without a query.
 async fn authenticate<D: Database>(
     state: &AppState<D>,
     parts: &Parts,
     force: bool,
-    commit: Commit,
 ) -> Result<Authed, AuthError> {
     let inner = &state.0;
-    let credentials = inner
-        .protocol
-        .credentials(parts)
-        .map_err(|refusal| AuthError::Unauthorized(refusal.to_string()))?;
-    let client_id = credentials.client_id;
-    let user_of = |who: &Authenticated| {
-        User::from_session_owner(&who.user_id)
-            .ok_or_else(|| AuthError::Unavailable("a session's owner is not a user".to_owned()))
-    };
-    let refused = |refusal: Refusal| {
-        match refusal {
-            Refusal::Rejected(_) => inner.metrics.count(DecisionKind::Reject),
-            Refusal::Revoked(_) => inner.metrics.count(DecisionKind::Revoke),
-            _ => {}
-        }
-        AuthError::Unauthorized(refusal.to_string())
-    };
-    let unavailable = |why: Unavailable| {
-        if let Unavailable::Contention = why {
-            inner.metrics.exhausted();
-        }
-        AuthError::Unavailable(why.to_string())
-    };
-    let now = state.now();
-    match commit {
-        Commit::Nothing => match inner.auth.check(&credentials, now).await {
-            Checked::Accepted { who, decision } => Ok(Authed {
+    let credentials = credentials(state, parts)?;
+    match inner
+        .auth
+        .authenticate(&credentials, state.now(), force)
+        .await
+    {
+        Outcome::Served {
+            who,
+            reply,
+            decision,
+            lost_swaps,
+        } => {
+            inner.metrics.count(decision);
+            inner.metrics.conflicts(lost_swaps);
+            Ok(Authed {
                 user: user_of(&who)?,
-                client_id,
-                reply: None,
-                decision,
-                lost_swaps: 0,
-            }),
-            Checked::Refused(refusal) => Err(refused(refusal)),
-            Checked::Unavailable(why) => Err(unavailable(why)),
-        },
-        Commit::Decision => match inner.auth.authenticate(&credentials, now, force).await {
-            Outcome::Served {
-                who,
-                reply,
+                client_id: who.client_id,
+                reply: Some(reply),
                 decision,
                 lost_swaps,
-            } => {
-                inner.metrics.count(decision);
-                inner.metrics.conflicts(lost_swaps);
-                Ok(Authed {
-                    user: user_of(&who)?,
-                    client_id,
-                    reply: Some(reply),
-                    decision,
-                    lost_swaps,
-                })
-            }
-            Outcome::Refused(refusal) => Err(refused(refusal)),
-            Outcome::Unavailable(why) => Err(unavailable(why)),
-        },
+            })
+        }
+        Outcome::Refused(refusal) => Err(refused(state, refusal)),
+        Outcome::Unavailable(why) => Err(unavailable_because(state, why)),
     }
+}
+
+/// Whether the request's credentials are accepted, storing nothing and sending no token:
+/// sign-out, account deletion, and the check before slow work that commits later. A
+/// replay that the policy revokes still deletes its session.
+async fn check<D: Database>(state: &AppState<D>, parts: &Parts) -> Result<Authed, AuthError> {
+    let credentials = credentials(state, parts)?;
+    match state.0.auth.check(&credentials, state.now()).await {
+        Checked::Accepted { who, decision } => Ok(Authed {
+            user: user_of(&who)?,
+            client_id: who.client_id,
+            reply: None,
+            decision,
+            lost_swaps: 0,
+        }),
+        Checked::Refused(refusal) => Err(refused(state, refusal)),
+        Checked::Unavailable(why) => Err(unavailable_because(state, why)),
+    }
+}
+
+fn credentials<D: Database>(state: &AppState<D>, parts: &Parts) -> Result<Credentials, AuthError> {
+    state
+        .0
+        .protocol
+        .credentials(parts)
+        .map_err(|refusal| AuthError::Unauthorized(refusal.to_string()))
+}
+
+/// The user a session belongs to.
+fn user_of(who: &Authenticated) -> Result<User, AuthError> {
+    User::from_session_owner(&who.user_id)
+        .ok_or_else(|| AuthError::Unavailable("a session's owner is not a user".to_owned()))
+}
+
+/// A refusal, counted when rotauth made it.
+fn refused<D: Database>(state: &AppState<D>, refusal: Refusal) -> AuthError {
+    match refusal {
+        Refusal::Rejected(_) => state.0.metrics.count(DecisionKind::Reject),
+        Refusal::Revoked(_) => state.0.metrics.count(DecisionKind::Revoke),
+        _ => {}
+    }
+    AuthError::Unauthorized(refusal.to_string())
+}
+
+/// A 503, counted when the request lost every compare-and-swap it was allowed.
+fn unavailable_because<D: Database>(state: &AppState<D>, why: Unavailable) -> AuthError {
+    if let Unavailable::Contention = why {
+        state.0.metrics.exhausted();
+    }
+    AuthError::Unavailable(why.to_string())
 }
 
 impl Authed {
@@ -827,7 +832,7 @@ fn force<D: Database>(state: &AppState<D>, parts: &Parts) -> bool {
 
 /// `GET /auth/validate_token`.
 async fn validate_token<D: Database>(State(state): State<AppState<D>>, parts: Parts) -> Response {
-    match authenticate(&state, &parts, force(&state, &parts), Commit::Decision).await {
+    match authenticate(&state, &parts, force(&state, &parts)).await {
         Ok(authed) => {
             let body = json!({"success": true, "data": user_json(&authed.user)});
             authed.respond(&state, StatusCode::OK, &body)
@@ -841,7 +846,7 @@ async fn validate_token<D: Database>(State(state): State<AppState<D>>, parts: Pa
 
 /// `GET /demo/members_only`: devise_token_auth's demo protected route.
 async fn members_only<D: Database>(State(state): State<AppState<D>>, parts: Parts) -> Response {
-    match authenticate(&state, &parts, force(&state, &parts), Commit::Decision).await {
+    match authenticate(&state, &parts, force(&state, &parts)).await {
         Ok(authed) => {
             let body = json!({"data": {
                 "message": format!("Welcome {}", authed.user.email),
@@ -865,7 +870,7 @@ async fn sign_out<D: Database>(State(state): State<AppState<D>>, parts: Parts) -
             "User was not found or was not logged in.",
         )
     };
-    let authed = match authenticate(&state, &parts, false, Commit::Nothing).await {
+    let authed = match check(&state, &parts).await {
         Ok(authed) => authed,
         Err(e) => return e.into_response(not_found()),
     };
@@ -952,9 +957,7 @@ async fn account_change<D: Database>(
 ) -> Result<AccountChanged, Result<Response, AuthError>> {
     // `PUT /auth/password` sets the password only; `PUT /auth` may change the email too.
     let email_change = shape == "account";
-    let peek = authenticate(state, parts, false, Commit::Nothing)
-        .await
-        .map_err(Err)?;
+    let peek = check(state, parts).await.map_err(Err)?;
     let user = peek.user;
     let mut field_errors = Vec::new();
     let mut email = None;
@@ -977,9 +980,7 @@ async fn account_change<D: Database>(
     // its headers only from responses with a token (all of devise's clients) would go on
     // sending the old uid. Inside the batch window that takes a forced rotation.
     let forced = force(state, parts) || (field_errors.is_empty() && email.is_some());
-    let mut authed = authenticate(state, parts, forced, Commit::Decision)
-        .await
-        .map_err(Err)?;
+    let mut authed = authenticate(state, parts, forced).await.map_err(Err)?;
     if !field_errors.is_empty() {
         let response = validation_failed(&authed.user.email, &field_errors, shape);
         return Err(Ok(authed.answer(state, response)));
@@ -1122,7 +1123,7 @@ async fn delete_account<D: Database>(State(state): State<AppState<D>>, parts: Pa
             &json!({"status": "error", "errors": ["Unable to locate account for destruction."]}),
         )
     };
-    let authed = match authenticate(&state, &parts, false, Commit::Nothing).await {
+    let authed = match check(&state, &parts).await {
         Ok(authed) => authed,
         Err(e) => return e.into_response(not_found()),
     };
