@@ -103,7 +103,10 @@ fn bench(c: &mut Criterion) {
             Config::default(),
         );
         let auth = Authenticator::new(rotator, MemoryStore::new());
-        let signed_in = auth.sign_in("bench").await.unwrap();
+        let signed_in = auth
+            .sign_in(auth.begin_sign_in("bench").await.unwrap())
+            .await
+            .unwrap();
         let credentials = BearerProtocol::new().sign_in_headers(&signed_in);
         let first = format!("Rotauth {}", credentials["rotauth-token"].to_str().unwrap());
         let authed_addr = serve(
@@ -139,7 +142,9 @@ fn in_process(c: &mut Criterion, rt: &Runtime) {
         Config::default(),
     );
     let auth = Authenticator::new(rotator, MemoryStore::new());
-    let signed_in = rt.block_on(auth.sign_in("bench")).unwrap();
+    let signed_in = rt
+        .block_on(async { auth.sign_in(auth.begin_sign_in("bench").await?).await })
+        .unwrap();
     let first = BearerProtocol::authorization(&signed_in.client_id, &signed_in.token);
     let authorization = Arc::new(Mutex::new(first.to_string()));
     let authed = Router::new()

@@ -29,11 +29,14 @@ struct SignIn {
 }
 
 async fn sign_in(State(auth): State<Auth>, Json(form): Json<SignIn>) -> Result<Response, Error> {
+    // Begin before reading the password hash: a password change or account deletion in
+    // between makes this sign-in fail instead of outliving the change.
+    let pending = auth.begin_sign_in(&form.user).await?;
     // TOY CHECK for the example only: look the user up and verify an argon2 hash instead.
     if form.password != "wonderland" {
         return Ok((StatusCode::UNAUTHORIZED, "wrong user or password").into_response());
     }
-    let signed_in = auth.sign_in(&form.user).await?;
+    let signed_in = auth.sign_in(pending).await?;
     Ok((
         BearerProtocol::new().sign_in_headers(&signed_in),
         "signed in",

@@ -1,6 +1,7 @@
 //! The request loop: decide, store, answer.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use rotauth::rand_core::TryCryptoRng;
@@ -250,7 +251,27 @@ impl fmt::Debug for SignedIn {
     }
 }
 
-/// Why sign-in or sign-out failed. Nothing was sent; as a response it is 503.
+/// A sign-in begun with [`Authenticator::begin_sign_in`], before the password (or any
+/// other credential) is checked: it holds the user's epoch as it was then, and
+/// [`Authenticator::sign_in`] stores the session only if no sign-out of the user came in
+/// between.
+#[derive(Debug)]
+#[must_use = "a sign-in stores nothing until it is passed to Authenticator::sign_in"]
+pub struct PendingSignIn {
+    user_id: String,
+    epoch: u64,
+}
+
+impl PendingSignIn {
+    /// The user signing in.
+    #[must_use]
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+}
+
+/// Why sign-in, sign-out or a credential change failed. Nothing was sent; as a response
+/// it is 401 for [`CredentialsChanged`](Self::CredentialsChanged), 503 otherwise.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -258,6 +279,10 @@ pub enum Error {
     Store(StoreError),
     /// The operating system's RNG failed; no session was made.
     Rng,
+    /// The user's sessions were signed out (a password change, an account deletion, a
+    /// renamed user) after the sign-in began: the credentials it checked may be gone. No
+    /// session was made; the client signs in again.
+    CredentialsChanged,
 }
 
 impl fmt::Display for Error {
@@ -265,6 +290,9 @@ impl fmt::Display for Error {
         match self {
             Self::Store(e) => write!(f, "{e}"),
             Self::Rng => f.write_str("the system RNG failed"),
+            Self::CredentialsChanged => {
+                f.write_str("the user's credentials changed while the sign-in was checked")
+            }
         }
     }
 }
@@ -273,27 +301,64 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Store(e) => Some(e),
-            Self::Rng => None,
+            Self::Rng | Self::CredentialsChanged => None,
         }
     }
 }
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
-        Self::Store(e)
+        match e {
+            StoreError::EpochChanged => Self::CredentialsChanged,
+            other => Self::Store(other),
+        }
     }
 }
 
 impl axum::response::IntoResponse for Error {
     fn into_response(self) -> axum::response::Response {
+        if let Self::CredentialsChanged = self {
+            tracing::info!(error = %self, "rotauth: sign-in refused");
+            return crate::protocol::json_response(
+                http::StatusCode::UNAUTHORIZED,
+                r#"{"errors":["unauthorized"]}"#,
+            );
+        }
         tracing::error!(error = %self, "rotauth: sign-in or sign-out failed");
         crate::protocol::unavailable_response()
     }
 }
 
+/// Why [`Authenticator::change_credentials`] failed, and whether the change was made.
+#[derive(Debug)]
+pub enum ChangeError<T, E> {
+    /// Signing the user out before the change failed: the change did not run, nothing
+    /// changed.
+    NotStarted(Error),
+    /// The change failed. The user's sessions but the kept one are signed out already.
+    Change(E),
+    /// The change was made (`T` is its result) and every session from before it is
+    /// signed out, but signing out again after it failed: a sign-in that raced the change
+    /// may have stored a session. Call [`Authenticator::sign_out_others`] again.
+    NotConfirmed(T, Error),
+}
+
+impl<T, E: fmt::Display> fmt::Display for ChangeError<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotStarted(e) => write!(f, "signing the user out before the change failed: {e}"),
+            Self::Change(e) => write!(f, "{e}"),
+            Self::NotConfirmed(_, e) => {
+                write!(f, "signing the user out after the change failed: {e}")
+            }
+        }
+    }
+}
+
 /// rotauth's request loop over a [`SessionStore`], written once: every request of every
 /// protocol goes through [`authenticate`](Self::authenticate), every new session through
-/// [`sign_in`](Self::sign_in).
+/// [`begin_sign_in`](Self::begin_sign_in) and [`sign_in`](Self::sign_in), every change of
+/// a user's credentials through [`change_credentials`](Self::change_credentials).
 ///
 /// The loop, for one request:
 ///
@@ -319,7 +384,9 @@ impl axum::response::IntoResponse for Error {
 /// let rotator = Rotator::new(keyring, Config::default());
 /// let auth = Authenticator::new(rotator, MemoryStore::new());
 ///
-/// let signed_in = auth.sign_in("alice").await?;
+/// let pending = auth.begin_sign_in("alice").await?;
+/// // ... check alice's password ...
+/// let signed_in = auth.sign_in(pending).await?;
 /// let credentials = Credentials {
 ///     client_id: signed_in.client_id,
 ///     token: signed_in.token.to_text().as_str().to_owned().into(),
@@ -443,37 +510,58 @@ impl<S: SessionStore> Authenticator<S> {
         &self.rotator
     }
 
-    /// Signs `user_id` in now, with the operating system's RNG: see
+    /// Begins signing `user_id` in: call it **before** reading the credentials the
+    /// sign-in checks (the password hash), then check them, then pass the result to
+    /// [`sign_in`](Self::sign_in). A sign-out of the user in between (a password change,
+    /// an account deletion, [`change_credentials`](Self::change_credentials)) makes that
+    /// sign-in fail with [`Error::CredentialsChanged`] instead of storing a session the
+    /// change was meant to prevent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
+    pub async fn begin_sign_in(&self, user_id: &str) -> Result<PendingSignIn, Error> {
+        Ok(PendingSignIn {
+            epoch: self.store.epoch(user_id).await?,
+            user_id: user_id.to_owned(),
+        })
+    }
+
+    /// Signs a user in now, with the operating system's RNG: see
     /// [`sign_in_with`](Self::sign_in_with).
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] when the store fails, [`Error::Rng`] when the OS RNG does.
-    pub async fn sign_in(&self, user_id: &str) -> Result<SignedIn, Error> {
-        self.sign_in_with(user_id, &mut getrandom::SysRng, Timestamp::now())
+    /// As [`sign_in_with`](Self::sign_in_with).
+    pub async fn sign_in(&self, pending: PendingSignIn) -> Result<SignedIn, Error> {
+        self.sign_in_with(pending, &mut getrandom::SysRng, Timestamp::now())
             .await
     }
 
-    /// Signs `user_id` in at `now`, drawing the client id and seed from `rng`: drops the
-    /// user's expired sessions, evicts the ones expiring first beyond the per-user cap,
-    /// then stores the new session. The token is returned only once it is stored.
+    /// Finishes the sign-in `pending` at `now`, drawing the client id and seed from `rng`:
+    /// drops the user's expired sessions, evicts the ones expiring first beyond the
+    /// per-user cap, then stores the new session, if no sign-out of the user came since
+    /// [`begin_sign_in`](Self::begin_sign_in). The token is returned only once it is
+    /// stored.
     ///
     /// The cap is kept per sign-in; two sign-ins of one user racing can leave one session
     /// more than the cap until the next sign-in.
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] when the store fails (some old sessions may be gone already; the
-    /// new one is not stored), [`Error::Rng`] when `rng` does.
+    /// [`Error::CredentialsChanged`] when the user was signed out since the sign-in began
+    /// (nothing is stored), [`Error::Store`] when the store fails (some old sessions may be
+    /// gone already; the new one is not stored), [`Error::Rng`] when `rng` does.
     pub async fn sign_in_with<R: TryCryptoRng + ?Sized>(
         &self,
-        user_id: &str,
+        pending: PendingSignIn,
         rng: &mut R,
         now: Timestamp,
     ) -> Result<SignedIn, Error> {
+        let PendingSignIn { user_id, epoch } = pending;
         let (session, token) = self.rotator.try_sign_in(rng, now).map_err(|_| Error::Rng)?;
         let mut live = Vec::new();
-        for summary in self.store.list(user_id).await? {
+        for summary in self.store.list(&user_id).await? {
             if summary.expires_at <= now {
                 self.store.delete(summary.client_id).await?;
             } else {
@@ -490,12 +578,12 @@ impl<S: SessionStore> Authenticator<S> {
             tracing::debug!(client_id = %evicted.client_id, "rotauth: session evicted by the per-user cap");
         }
         self.store
-            .insert(user_id, &Record::from_session(&session))
+            .insert(&user_id, epoch, &Record::from_session(&session))
             .await?;
         tracing::debug!(client_id = %session.client_id(), "rotauth: signed in");
         Ok(SignedIn {
             client_id: session.client_id(),
-            user_id: user_id.to_owned(),
+            user_id,
             token,
             expires_at: session.expires_at(),
         })
@@ -510,18 +598,68 @@ impl<S: SessionStore> Authenticator<S> {
         Ok(self.store.delete(client_id).await?)
     }
 
-    /// Deletes every session of `user_id` but `keep` (all of them with `None`): after a
-    /// password change. Returns how many were deleted.
+    /// Signs `user_id` out everywhere but `keep` (everywhere with `None`): deletes the
+    /// sessions and fails every sign-in of the user begun before, in one step of the
+    /// store. Returns how many sessions were deleted. For an admin's revoke; a change of
+    /// the credentials themselves goes through
+    /// [`change_credentials`](Self::change_credentials).
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] when the store fails.
+    /// [`Error::Store`] when the store fails; then nothing changed.
     pub async fn sign_out_others(
         &self,
         user_id: &str,
         keep: Option<ClientId>,
     ) -> Result<usize, Error> {
         Ok(self.store.delete_user_sessions(user_id, keep).await?)
+    }
+
+    /// Runs `change`, a change of `user_id`'s credentials (writing a new password hash,
+    /// deleting the account), so that no session from before it survives it and no
+    /// sign-in begun before it can store one afterwards: signs the user out everywhere
+    /// but `keep`, runs `change`, and signs the user out again.
+    ///
+    /// The first sign-out is what makes a failure safe: when `change` fails, or the
+    /// second sign-out does, the old sessions are gone already. The second is what
+    /// closes the race: a sign-in that read the old password hash after the first
+    /// sign-out began after it, and only the second moves its epoch. Returns `change`'s
+    /// result and how many sessions the two sign-outs deleted.
+    ///
+    /// `change` is a future: it does not run until it is polled, after the first
+    /// sign-out.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError`] says which step failed and whether the change was made.
+    pub async fn change_credentials<T, E>(
+        &self,
+        user_id: &str,
+        keep: Option<ClientId>,
+        change: impl Future<Output = Result<T, E>>,
+    ) -> Result<(T, usize), ChangeError<T, E>> {
+        let before = self
+            .sign_out_others(user_id, keep)
+            .await
+            .map_err(ChangeError::NotStarted)?;
+        let changed = change.await.map_err(ChangeError::Change)?;
+        match self.sign_out_others(user_id, keep).await {
+            Ok(after) => Ok((changed, before.saturating_add(after))),
+            Err(e) => Err(ChangeError::NotConfirmed(changed, e)),
+        }
+    }
+
+    /// Moves every session of `from` to `to` and fails every sign-in begun under `from`,
+    /// in one step of the store: for user ids that carry something that can change, such
+    /// as the email an app keeps in them beside a stable id (see
+    /// [`uid_in_user_id`](Self::uid_in_user_id)). Write the change first (so that no new
+    /// sign-in finds the old one), then rename. Returns how many sessions moved.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails; then nothing changed.
+    pub async fn rename_user(&self, from: &str, to: &str) -> Result<usize, Error> {
+        Ok(self.store.rename_user(from, to).await?)
     }
 
     /// Decides one request presenting `credentials` at `now` (`unbatch`: force rotation

@@ -27,8 +27,10 @@
 //! type Auth = Authenticator<MemoryStore>;
 //!
 //! async fn sign_in(State(auth): State<Auth>) -> Result<impl axum::response::IntoResponse, rotauth_axum::Error> {
-//!     // Check the user's password first (not shown); then:
-//!     let signed_in = auth.sign_in("alice").await?;
+//!     // Begin before the password hash is read, so that a password change in between
+//!     // fails this sign-in; check the password (not shown); then:
+//!     let pending = auth.begin_sign_in("alice").await?;
+//!     let signed_in = auth.sign_in(pending).await?;
 //!     Ok(BearerProtocol::new().sign_in_headers(&signed_in))
 //! }
 //!
@@ -94,8 +96,8 @@ mod protocol;
 mod store;
 
 pub use authenticator::{
-    Authenticated, Authenticator, BatchToken, Checked, Credentials, Error, Outcome, Refusal, Reply,
-    SignedIn, Unavailable,
+    Authenticated, Authenticator, BatchToken, ChangeError, Checked, Credentials, Error, Outcome,
+    PendingSignIn, Refusal, Reply, SignedIn, Unavailable,
 };
 pub use layer::{AuthLayer, AuthService, MissingAuthLayer};
 pub use protocol::{BearerProtocol, DeviseProtocol, Protocol};

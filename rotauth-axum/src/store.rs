@@ -145,6 +145,11 @@ pub enum StoreError {
     /// [`SessionStore::insert`] found the client id taken (a 128-bit random id: a broken
     /// RNG or a replayed insert). Sign-in fails and nothing is sent.
     Duplicate,
+    /// [`SessionStore::insert`] found the user's epoch moved since the sign-in read it:
+    /// the user's sessions were signed out (a password change, an account deletion, a
+    /// renamed user) while the sign-in checked the password. Nothing is written; the
+    /// sign-in is refused with 401, as if the password had been wrong.
+    EpochChanged,
 }
 
 impl StoreError {
@@ -160,6 +165,9 @@ impl fmt::Display for StoreError {
             Self::Backend(e) => write!(f, "session store failed: {e}"),
             Self::Corrupt(e) => write!(f, "stored session record is corrupt: {e}"),
             Self::Duplicate => f.write_str("a session with this client id already exists"),
+            Self::EpochChanged => {
+                f.write_str("the user's sessions were signed out since this sign-in began")
+            }
         }
     }
 }
@@ -169,7 +177,7 @@ impl std::error::Error for StoreError {
         match self {
             Self::Backend(e) => Some(&**e),
             Self::Corrupt(e) => Some(e),
-            Self::Duplicate => None,
+            Self::Duplicate | Self::EpochChanged => None,
         }
     }
 }
@@ -177,7 +185,10 @@ impl std::error::Error for StoreError {
 /// Where sessions live: rotauth's storage contract.
 ///
 /// A store keeps, per client id, the user id and the encoded [`Record`]; it finds a user's
-/// sessions by user id. It never interprets a record beyond what [`Record`] exposes.
+/// sessions by user id. It never interprets a record beyond what [`Record`] exposes. Per
+/// user id it also keeps an **epoch**, a counter that every "sign out this user" moves on,
+/// so that a sign-in that began before the user's credentials changed cannot store its
+/// session after they did.
 ///
 /// # What a store must guarantee
 ///
@@ -199,6 +210,14 @@ impl std::error::Error for StoreError {
 ///    fast-forwards.
 /// 5. A store may forget a session from its [`Record::expires_at`] on (key expiry, a purge);
 ///    it must not forget it earlier.
+/// 6. **The epoch orders sign-ins against sign-outs.** [`insert`](Self::insert) writes only
+///    if the user's epoch still equals the one [`epoch`](Self::epoch) returned, and
+///    [`delete_user_sessions`](Self::delete_user_sessions) and
+///    [`rename_user`](Self::rename_user) move the epoch on and delete (or move) the
+///    sessions as one atomic step against every insert: an insert that began before such
+///    a step is either deleted (moved) by it or refused with [`StoreError::EpochChanged`],
+///    never left behind. A store keeps a user's epoch for as long as a sign-in may hold
+///    it, in practice forever (one small row or key per user id ever signed in).
 ///
 /// # What the authenticator does with the results
 ///
@@ -209,6 +228,8 @@ impl std::error::Error for StoreError {
 /// - [`StoreError::Backend`]: 503 without a token, `Retry-After: 1`.
 /// - [`StoreError::Corrupt`]: 401, logged as an error.
 /// - A revoking rejection calls [`delete`](Self::delete); if that fails the answer is 503.
+/// - [`StoreError::EpochChanged`] from `insert`: the sign-in fails with
+///   [`Error::CredentialsChanged`](crate::Error::CredentialsChanged).
 ///
 /// The methods return `impl Future + Send` so that stores can be used from any tokio task;
 /// implement them with `async fn`.
@@ -224,15 +245,27 @@ pub trait SessionStore: Send + Sync + 'static {
         client_id: ClientId,
     ) -> impl Future<Output = Result<Option<StoredSession>, StoreError>> + Send;
 
-    /// Stores a new session of `user_id`.
+    /// The epoch of `user_id`: 0 for a user never signed out. A store that needs a place
+    /// to lock for [`insert`](Self::insert) (a row) may create it here.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Duplicate`] if the client id exists (nothing is written),
     /// [`StoreError::Backend`] when the backend fails.
+    fn epoch(&self, user_id: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Stores a new session of `user_id`, if the user's epoch is still `epoch` (see the
+    /// trait docs: atomically against [`delete_user_sessions`](Self::delete_user_sessions)
+    /// and [`rename_user`](Self::rename_user)).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::EpochChanged`] if the epoch moved, [`StoreError::Duplicate`] if the
+    /// client id exists (nothing is written in either case), [`StoreError::Backend`] when
+    /// the backend fails.
     fn insert(
         &self,
         user_id: &str,
+        epoch: u64,
         record: &Record,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -266,17 +299,32 @@ pub trait SessionStore: Send + Sync + 'static {
         user_id: &str,
     ) -> impl Future<Output = Result<Vec<SessionSummary>, StoreError>> + Send;
 
-    /// Deletes every session of `user_id` except `keep` (all of them when `keep` is
-    /// `None`): "sign out everywhere else" after a password change. Returns how many were
-    /// deleted.
+    /// Moves the epoch of `user_id` on and deletes every session of the user except
+    /// `keep` (all of them when `keep` is `None`), as one atomic step: "sign out
+    /// everywhere" after a password change, an account deletion, an admin's revoke.
+    /// Returns how many sessions were deleted.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Backend`] when the backend fails.
+    /// [`StoreError::Backend`] when the backend fails; then nothing changed.
     fn delete_user_sessions(
         &self,
         user_id: &str,
         keep: Option<ClientId>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Moves every session of `from` to `to` and moves the epoch of `from` on, as one
+    /// atomic step: for user ids that carry something that can change (an email), so that
+    /// the sessions follow the change and no sign-in begun under the old id stores a
+    /// session after it. Returns how many sessions moved.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the backend fails; then nothing changed.
+    fn rename_user(
+        &self,
+        from: &str,
+        to: &str,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 

@@ -154,7 +154,10 @@ async fn bearer_protocol_end_to_end() {
         }
         app.oneshot(request.body(Body::empty()).unwrap())
     };
-    let signed_in = auth.sign_in("carol").await.unwrap();
+    let signed_in = auth
+        .sign_in(auth.begin_sign_in("carol").await.unwrap())
+        .await
+        .unwrap();
     let headers = BearerProtocol::new().sign_in_headers_for_test(&signed_in);
     let first = headers
         .get("rotauth-token")
@@ -317,7 +320,10 @@ async fn layer_wraps_any_tower_service() {
                 bytes::Bytes::from(who.user_id),
             )))
         }));
-    let signed_in = auth.sign_in("erin").await.unwrap();
+    let signed_in = auth
+        .sign_in(auth.begin_sign_in("erin").await.unwrap())
+        .await
+        .unwrap();
     let request = Request::builder()
         .header(
             "authorization",
@@ -393,12 +399,16 @@ async fn lost_swaps_are_bounded() {
             self.loads.fetch_add(1, Ordering::SeqCst);
             self.inner.load(client_id).await
         }
+        async fn epoch(&self, u: &str) -> Result<u64, rotauth_axum::StoreError> {
+            self.inner.epoch(u).await
+        }
         async fn insert(
             &self,
             user_id: &str,
+            epoch: u64,
             record: &rotauth_axum::Record,
         ) -> Result<(), rotauth_axum::StoreError> {
-            self.inner.insert(user_id, record).await
+            self.inner.insert(user_id, epoch, record).await
         }
         async fn compare_and_swap(
             &self,
@@ -423,6 +433,13 @@ async fn lost_swaps_are_bounded() {
         ) -> Result<usize, rotauth_axum::StoreError> {
             self.inner.delete_user_sessions(u, k).await
         }
+        async fn rename_user(
+            &self,
+            from: &str,
+            to: &str,
+        ) -> Result<usize, rotauth_axum::StoreError> {
+            self.inner.rename_user(from, to).await
+        }
     }
     let loads = Arc::new(AtomicUsize::new(0));
     let store = AlwaysLoses {
@@ -433,7 +450,11 @@ async fn lost_swaps_are_bounded() {
     assert_eq!(Authenticator::<MemoryStore>::MAX_ATTEMPTS, 4);
     let t0 = rotauth::Timestamp::now();
     let signed_in = auth
-        .sign_in_with("frank", &mut getrandom::SysRng, t0)
+        .sign_in_with(
+            auth.begin_sign_in("frank").await.unwrap(),
+            &mut getrandom::SysRng,
+            t0,
+        )
         .await
         .unwrap();
     let credentials = rotauth_axum::Credentials {
@@ -470,9 +491,13 @@ async fn corrupt_record_is_refused() {
             // What a store reports when the bytes it read are not a record.
             rotauth_axum::Record::from_bytes(&[0u8; 75]).map(|_| None)
         }
+        async fn epoch(&self, _: &str) -> Result<u64, rotauth_axum::StoreError> {
+            Ok(0)
+        }
         async fn insert(
             &self,
             _: &str,
+            _: u64,
             _: &rotauth_axum::Record,
         ) -> Result<(), rotauth_axum::StoreError> {
             Ok(())
@@ -500,9 +525,15 @@ async fn corrupt_record_is_refused() {
         ) -> Result<usize, rotauth_axum::StoreError> {
             Ok(0)
         }
+        async fn rename_user(&self, _: &str, _: &str) -> Result<usize, rotauth_axum::StoreError> {
+            Ok(0)
+        }
     }
     let auth = Authenticator::new(rotator(short_window()), Corrupt);
-    let signed_in = auth.sign_in("grace").await.unwrap();
+    let signed_in = auth
+        .sign_in(auth.begin_sign_in("grace").await.unwrap())
+        .await
+        .unwrap();
     let credentials = rotauth_axum::Credentials {
         client_id: signed_in.client_id,
         token: signed_in.token.to_text().as_str().to_owned().into(),

@@ -75,7 +75,11 @@ async fn race<S: SessionStore + Clone>(store: S) {
     let user = unique("race");
     let t0 = Timestamp::now();
     let signed_in = auth
-        .sign_in_with(&user, &mut getrandom::SysRng, t0)
+        .sign_in_with(
+            auth.begin_sign_in(&user).await.unwrap(),
+            &mut getrandom::SysRng,
+            t0,
+        )
         .await
         .unwrap();
     let client_id = signed_in.client_id;
@@ -151,19 +155,19 @@ async fn insert_delete_list<S: SessionStore + Clone>(store: S) {
             .try_sign_in(&mut getrandom::SysRng, after(now, i))
             .unwrap();
         store
-            .insert(&alice, &Record::from_session(&session))
+            .insert(&alice, 0, &Record::from_session(&session))
             .await
             .unwrap();
         sessions.push(session);
     }
     let (bobs, _) = rotator.try_sign_in(&mut getrandom::SysRng, now).unwrap();
     store
-        .insert(&bob, &Record::from_session(&bobs))
+        .insert(&bob, 0, &Record::from_session(&bobs))
         .await
         .unwrap();
 
     let duplicate = store
-        .insert(&bob, &Record::from_session(&sessions[0]))
+        .insert(&bob, 0, &Record::from_session(&sessions[0]))
         .await;
     assert!(
         matches!(duplicate, Err(StoreError::Duplicate)),
@@ -259,6 +263,211 @@ async fn insert_delete_list<S: SessionStore + Clone>(store: S) {
     assert!(store.load(keep).await.unwrap().is_none());
 }
 
+/// The user's epoch: a sign-out moves it on and an insert begun before is refused; a
+/// rename moves the sessions and the old name's epoch; neither touches other users.
+async fn epochs<S: SessionStore + Clone>(store: S) {
+    let rotator = default_rotator();
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let now = Timestamp::now();
+    let record =
+        || Record::from_session(&rotator.try_sign_in(&mut getrandom::SysRng, now).unwrap().0);
+    assert_eq!(store.epoch(&alice).await.unwrap(), 0, "a new user is at 0");
+    store.insert(&alice, 0, &record()).await.unwrap();
+    let bobs = store.epoch(&bob).await.unwrap();
+
+    assert_eq!(store.delete_user_sessions(&alice, None).await.unwrap(), 1);
+    let moved = store.epoch(&alice).await.unwrap();
+    assert_ne!(moved, 0, "a sign-out moves the epoch on");
+    let stale = store.insert(&alice, 0, &record()).await;
+    assert!(matches!(stale, Err(StoreError::EpochChanged)), "{stale:?}");
+    assert!(
+        store.list(&alice).await.unwrap().is_empty(),
+        "the refused insert wrote nothing"
+    );
+    assert_eq!(
+        store.epoch(&bob).await.unwrap(),
+        bobs,
+        "other users untouched"
+    );
+    store.insert(&bob, bobs, &record()).await.unwrap();
+
+    // Rename: the sessions follow, the old name's epoch moves, the new name signs in.
+    let first = record();
+    store.insert(&alice, moved, &first).await.unwrap();
+    store.insert(&alice, moved, &record()).await.unwrap();
+    let renamed = unique("alice-renamed");
+    let to = store.epoch(&renamed).await.unwrap();
+    assert_eq!(store.rename_user(&alice, &renamed).await.unwrap(), 2);
+    assert!(store.list(&alice).await.unwrap().is_empty());
+    assert_eq!(store.list(&renamed).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .load(first.client_id())
+            .await
+            .unwrap()
+            .unwrap()
+            .user_id,
+        renamed
+    );
+    let stale = store.insert(&alice, moved, &record()).await;
+    assert!(matches!(stale, Err(StoreError::EpochChanged)), "{stale:?}");
+    store.insert(&renamed, to, &record()).await.unwrap();
+    assert_eq!(store.list(&renamed).await.unwrap().len(), 3);
+    assert_eq!(
+        store.list(&bob).await.unwrap().len(),
+        1,
+        "other users untouched"
+    );
+    // A sign-out keeps the one it is told to keep, and counts what it deleted.
+    assert_eq!(
+        store
+            .delete_user_sessions(&renamed, Some(first.client_id()))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store.list(&renamed).await.unwrap()[0].client_id,
+        first.client_id()
+    );
+}
+
+/// What a change of credentials does to a sign-in that read the old ones: the sign-in is
+/// parked in its insert, once before the insert reaches the store and once after, while
+/// each way of signing a user out runs to its end. Whatever the order, the sign-in's
+/// session does not outlive the change: before, the insert is refused; after, the change
+/// deletes (or, for a rename, moves) what it wrote.
+async fn sign_in_against_credential_change<S: SessionStore + Clone>(store: S) {
+    #[derive(Clone, Copy, Debug)]
+    enum Change {
+        SignOut,
+        Credentials,
+        Rename,
+    }
+    let store = Wrapped::new(store);
+    let auth = Authenticator::new(default_rotator(), store.clone());
+    for change in [Change::SignOut, Change::Credentials, Change::Rename] {
+        for after in [false, true] {
+            let user = unique("racing");
+            let kept = auth
+                .sign_in(auth.begin_sign_in(&user).await.unwrap())
+                .await
+                .unwrap();
+            let pending = auth.begin_sign_in(&user).await.unwrap();
+            let (park, arrived, release) = common::Park::new(after);
+            *store.park.lock().unwrap() = Some(park);
+            let racer = tokio::spawn({
+                let auth = auth.clone();
+                async move { auth.sign_in(pending).await }
+            });
+            arrived.wait().await;
+            let renamed = unique("renamed");
+            match change {
+                Change::SignOut => {
+                    auth.sign_out_others(&user, Some(kept.client_id))
+                        .await
+                        .unwrap();
+                }
+                Change::Credentials => {
+                    let ran = auth
+                        .change_credentials(&user, Some(kept.client_id), async {
+                            Ok::<_, std::convert::Infallible>("changed")
+                        })
+                        .await
+                        .unwrap();
+                    assert_eq!(ran.0, "changed");
+                }
+                Change::Rename => {
+                    auth.rename_user(&user, &renamed).await.unwrap();
+                }
+            }
+            release.wait().await;
+            let signed_in = racer.await.unwrap();
+            let case = format!(
+                "{change:?}, insert {}",
+                if after { "done" } else { "parked" }
+            );
+            if after {
+                // Stored before the change: the change took it with the others.
+                let signed_in = signed_in.unwrap_or_else(|e| panic!("{case}: {e}"));
+                let left = store.load(signed_in.client_id).await.unwrap();
+                match change {
+                    Change::Rename => assert_eq!(left.unwrap().user_id, renamed, "{case}"),
+                    _ => assert!(left.is_none(), "{case}: the session outlived the change"),
+                }
+            } else {
+                assert!(
+                    matches!(signed_in, Err(rotauth_axum::Error::CredentialsChanged)),
+                    "{case}: {signed_in:?}"
+                );
+            }
+            let old_name: Vec<_> = store
+                .list(&user)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.client_id)
+                .collect();
+            match change {
+                Change::Rename => assert!(old_name.is_empty(), "{case}: {old_name:?}"),
+                _ => assert_eq!(
+                    old_name,
+                    [kept.client_id],
+                    "{case}: only the kept session is left"
+                ),
+            }
+        }
+    }
+}
+
+/// Real races, no parking: 16 sign-ins begun before a sign-out of their user insert while
+/// it runs. None of them may be left (each was either deleted by the sign-out or refused),
+/// in every round; the insert and the sign-out really interleave (both outcomes are seen
+/// over the rounds on stores that let them, as the counts say).
+async fn sign_ins_racing_a_sign_out<S: SessionStore + Clone>(store: S) {
+    const SIGN_INS: usize = 16;
+    let auth =
+        Authenticator::new(default_rotator(), store.clone()).max_sessions_per_user(SIGN_INS + 1);
+    let (mut refused, mut stored) = (0, 0);
+    for round in 0..10 {
+        let user = unique("stampede");
+        let mut pending = Vec::new();
+        for _ in 0..SIGN_INS {
+            pending.push(auth.begin_sign_in(&user).await.unwrap());
+        }
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(SIGN_INS + 1));
+        let mut racers = Vec::new();
+        for (i, pending) in pending.into_iter().enumerate() {
+            let (auth, start) = (auth.clone(), std::sync::Arc::clone(&start));
+            racers.push(tokio::spawn(async move {
+                start.wait().await;
+                // Spread the inserts around the sign-out.
+                for _ in 0..i % 4 {
+                    tokio::task::yield_now().await;
+                }
+                auth.sign_in(pending).await
+            }));
+        }
+        start.wait().await;
+        auth.sign_out_others(&user, None).await.unwrap();
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(_) => stored += 1,
+                Err(rotauth_axum::Error::CredentialsChanged) => refused += 1,
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        let left = store.list(&user).await.unwrap();
+        assert!(
+            left.is_empty(),
+            "round {round}: {} sessions outlived the sign-out",
+            left.len()
+        );
+    }
+    assert_eq!(refused + stored, 10 * SIGN_INS);
+    eprintln!("sign-ins racing a sign-out: {refused} refused, {stored} stored then deleted");
+}
+
 /// Signing in beyond the cap evicts the sessions expiring first; expired ones go first.
 async fn per_user_cap<S: SessionStore + Clone>(store: S) {
     let auth = Authenticator::new(default_rotator(), store.clone()).max_sessions_per_user(3);
@@ -267,7 +476,11 @@ async fn per_user_cap<S: SessionStore + Clone>(store: S) {
     let mut clients = Vec::new();
     for i in 0..5u64 {
         let signed_in = auth
-            .sign_in_with(&user, &mut getrandom::SysRng, after(now, i * 1000))
+            .sign_in_with(
+                auth.begin_sign_in(&user).await.unwrap(),
+                &mut getrandom::SysRng,
+                after(now, i * 1000),
+            )
             .await
             .unwrap();
         clients.push(signed_in.client_id);
@@ -306,7 +519,11 @@ async fn expired_is_refused<S: SessionStore + Clone>(store: S) {
     let user = unique("expiry");
     let t0 = Timestamp::now();
     let signed_in = auth
-        .sign_in_with(&user, &mut getrandom::SysRng, t0)
+        .sign_in_with(
+            auth.begin_sign_in(&user).await.unwrap(),
+            &mut getrandom::SysRng,
+            t0,
+        )
         .await
         .unwrap();
     let creds = credentials(signed_in.client_id, &signed_in.token);
@@ -316,7 +533,11 @@ async fn expired_is_refused<S: SessionStore + Clone>(store: S) {
     }
     // Still served just before expiry (from a fresh session).
     let fresh = auth
-        .sign_in_with(&user, &mut getrandom::SysRng, after(t0, 3_000))
+        .sign_in_with(
+            auth.begin_sign_in(&user).await.unwrap(),
+            &mut getrandom::SysRng,
+            after(t0, 3_000),
+        )
         .await
         .unwrap();
     assert!(
@@ -345,7 +566,11 @@ async fn revocation<S: SessionStore + Clone>(store: S) {
     let auth = revoking(store.clone());
     let t0 = Timestamp::now();
     let signed_in = auth
-        .sign_in_with(&unique("revoke"), &mut getrandom::SysRng, t0)
+        .sign_in_with(
+            auth.begin_sign_in(&unique("revoke")).await.unwrap(),
+            &mut getrandom::SysRng,
+            t0,
+        )
         .await
         .unwrap();
     let client_id = signed_in.client_id;
@@ -376,7 +601,11 @@ async fn check_stores_nothing<S: SessionStore + Clone>(store: S) {
     let t0 = Timestamp::now();
     let user = unique("check");
     let signed_in = auth
-        .sign_in_with(&user, &mut getrandom::SysRng, t0)
+        .sign_in_with(
+            auth.begin_sign_in(&user).await.unwrap(),
+            &mut getrandom::SysRng,
+            t0,
+        )
         .await
         .unwrap();
     let client_id = signed_in.client_id;
@@ -434,7 +663,11 @@ async fn batch_token_current<S: SessionStore + Clone>(store: S) {
     let auth = Authenticator::new(default_rotator(), store).batch_token(BatchToken::Current);
     let t0 = Timestamp::now();
     let signed_in = auth
-        .sign_in_with(&unique("current"), &mut getrandom::SysRng, t0)
+        .sign_in_with(
+            auth.begin_sign_in(&unique("current")).await.unwrap(),
+            &mut getrandom::SysRng,
+            t0,
+        )
         .await
         .unwrap();
     let client_id = signed_in.client_id;
@@ -472,7 +705,11 @@ async fn store_failure<S: SessionStore + Clone>(store: S) {
     let auth = Authenticator::new(default_rotator(), wrapped.clone());
     let t0 = Timestamp::now();
     let signed_in = auth
-        .sign_in_with(&unique("fail"), &mut getrandom::SysRng, t0)
+        .sign_in_with(
+            auth.begin_sign_in(&unique("fail")).await.unwrap(),
+            &mut getrandom::SysRng,
+            t0,
+        )
         .await
         .unwrap();
     let creds = credentials(signed_in.client_id, &signed_in.token);
@@ -696,6 +933,18 @@ macro_rules! contract {
             super::insert_delete_list($make).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn epochs() {
+            super::epochs($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn sign_in_against_credential_change() {
+            super::sign_in_against_credential_change($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn sign_ins_racing_a_sign_out() {
+            super::sign_ins_racing_a_sign_out($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn per_user_cap() {
             super::per_user_cap($make).await;
         }
@@ -743,7 +992,11 @@ async fn a_forced_request_that_lost_its_race_is_not_forced_again() {
         let auth = Authenticator::new(default_rotator(), store.clone());
         let t0 = Timestamp::now();
         let signed_in = auth
-            .sign_in_with(&unique("forced"), &mut getrandom::SysRng, t0)
+            .sign_in_with(
+                auth.begin_sign_in(&unique("forced")).await.unwrap(),
+                &mut getrandom::SysRng,
+                t0,
+            )
             .await
             .unwrap();
         *store.meet.lock().unwrap() = Some((2, std::sync::Arc::new(tokio::sync::Barrier::new(2))));
@@ -779,7 +1032,11 @@ async fn the_uid_is_checked_against_its_part_of_the_user_id() {
         .uid_in_user_id(|user_id| user_id.split_once(' ').map_or(user_id, |(_, uid)| uid));
     let t0 = Timestamp::now();
     let signed_in = auth
-        .sign_in_with("42 ada@example.com", &mut getrandom::SysRng, t0)
+        .sign_in_with(
+            auth.begin_sign_in("42 ada@example.com").await.unwrap(),
+            &mut getrandom::SysRng,
+            t0,
+        )
         .await
         .unwrap();
     let claiming = |uid: &str| Credentials {

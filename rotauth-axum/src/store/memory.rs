@@ -11,9 +11,20 @@ use super::{Record, SessionStore, SessionSummary, StoreError, StoredSession, Swa
 struct Sessions {
     by_client: HashMap<ClientId, StoredSession>,
     by_user: HashMap<String, HashSet<ClientId>>,
+    /// Users signed out at least once; the others are at epoch 0.
+    epochs: HashMap<String, u64>,
 }
 
 impl Sessions {
+    fn epoch(&self, user_id: &str) -> u64 {
+        self.epochs.get(user_id).copied().unwrap_or(0)
+    }
+
+    fn next_epoch(&mut self, user_id: &str) {
+        let epoch = self.epochs.entry(user_id.to_owned()).or_insert(0);
+        *epoch = epoch.wrapping_add(1);
+    }
+
     fn remove(&mut self, client_id: ClientId) -> bool {
         let Some(stored) = self.by_client.remove(&client_id) else {
             return false;
@@ -94,9 +105,16 @@ impl SessionStore for MemoryStore {
         Ok(self.lock().by_client.get(&client_id).cloned())
     }
 
-    async fn insert(&self, user_id: &str, record: &Record) -> Result<(), StoreError> {
+    async fn epoch(&self, user_id: &str) -> Result<u64, StoreError> {
+        Ok(self.lock().epoch(user_id))
+    }
+
+    async fn insert(&self, user_id: &str, epoch: u64, record: &Record) -> Result<(), StoreError> {
         let mut sessions = self.lock();
         let client_id = record.client_id();
+        if sessions.epoch(user_id) != epoch {
+            return Err(StoreError::EpochChanged);
+        }
         if sessions.by_client.contains_key(&client_id) {
             return Err(StoreError::Duplicate);
         }
@@ -155,6 +173,7 @@ impl SessionStore for MemoryStore {
         keep: Option<ClientId>,
     ) -> Result<usize, StoreError> {
         let mut sessions = self.lock();
+        sessions.next_epoch(user_id);
         let doomed: Vec<ClientId> = sessions
             .by_user
             .get(user_id)
@@ -167,5 +186,28 @@ impl SessionStore for MemoryStore {
             })
             .unwrap_or_default();
         Ok(doomed.iter().filter(|c| sessions.remove(**c)).count())
+    }
+
+    async fn rename_user(&self, from: &str, to: &str) -> Result<usize, StoreError> {
+        let mut sessions = self.lock();
+        sessions.next_epoch(from);
+        if from == to {
+            return Ok(sessions.by_user.get(from).map_or(0, HashSet::len));
+        }
+        let Some(moved) = sessions.by_user.remove(from) else {
+            return Ok(0);
+        };
+        for client_id in &moved {
+            if let Some(stored) = sessions.by_client.get_mut(client_id) {
+                to.clone_into(&mut stored.user_id);
+            }
+        }
+        let count = moved.len();
+        sessions
+            .by_user
+            .entry(to.to_owned())
+            .or_default()
+            .extend(moved);
+        Ok(count)
     }
 }

@@ -18,12 +18,24 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS rotauth_sessions (
 )";
 const CREATE_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS rotauth_sessions_user_id ON rotauth_sessions (user_id)";
+const CREATE_EPOCHS: &str = "CREATE TABLE IF NOT EXISTS rotauth_user_epochs (
+    user_id TEXT PRIMARY KEY NOT NULL,
+    epoch BIGINT NOT NULL
+)";
+/// The session, if the user's epoch is still the one the sign-in read. `FOR SHARE` holds
+/// the epoch's row (which `epoch` created) until the insert commits, so a sign-out of the
+/// user waits for it and then deletes what it wrote.
+const INSERT: &str =
+    "INSERT INTO rotauth_sessions (client_id, user_id, record, version, expires_at)
+    SELECT $1, $2, $3, $4, $5
+    WHERE COALESCE((SELECT epoch FROM rotauth_user_epochs WHERE user_id = $2 FOR SHARE), 0) = $6
+    ON CONFLICT (client_id) DO NOTHING";
 
 /// Held until the migration's transaction ends; the key is arbitrary, private to this table.
 const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7311179421)";
 
 /// Sessions in PostgreSQL, on the app's [`PgPool`], in the table `rotauth_sessions`
-/// (created by [`migrate`](Self::migrate)).
+/// and their users' epochs in `rotauth_user_epochs` (both created by [`migrate`](Self::migrate)).
 ///
 /// The compare-and-swap is `UPDATE … WHERE client_id = $4 AND version = $5`: under
 /// PostgreSQL's row locking a concurrent update of the same row waits for the first to
@@ -64,7 +76,7 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// Creates the table and its index if they do not exist. Safe to run from several
+    /// Creates the tables and the index if they do not exist. Safe to run from several
     /// replicas starting at once: the statements run in one transaction under an advisory
     /// lock, since PostgreSQL's `IF NOT EXISTS` alone can still fail on a concurrent create.
     ///
@@ -73,7 +85,7 @@ impl PostgresStore {
     /// [`StoreError::Backend`] when PostgreSQL fails.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
-        for statement in [MIGRATION_LOCK, CREATE_TABLE, CREATE_INDEX] {
+        for statement in [MIGRATION_LOCK, CREATE_TABLE, CREATE_INDEX, CREATE_EPOCHS] {
             sqlx::query(statement)
                 .execute(&mut *tx)
                 .await
@@ -83,4 +95,4 @@ impl PostgresStore {
     }
 }
 
-super::sql::sql_session_store!(PostgresStore);
+super::sql::sql_session_store!(PostgresStore, INSERT);

@@ -9,9 +9,12 @@ use zeroize::Zeroizing;
 
 use super::{Record, SessionStore, SessionSummary, StoreError, StoredSession, Swap};
 
-/// Inserts a session hash unless it exists, sets its expiry, adds it to the user's set.
-/// KEYS: session hash, user set. ARGV: user id, record, version, expires_at ms, client id.
+/// Inserts a session hash unless it exists or the user's epoch moved, sets its expiry,
+/// adds it to the user's set. Returns 1, 0 for a taken id, -1 for a moved epoch.
+/// KEYS: session hash, user set, user epoch. ARGV: user id, record, version, expires_at
+/// ms, client id, epoch.
 const INSERT: &str = r"
+if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[6] then return -1 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'user', ARGV[1], 'record', ARGV[2], 'version', ARGV[3], 'expires', ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], ARGV[4])
@@ -28,6 +31,41 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 return 1
 ";
 
+/// Moves the user's epoch on and deletes the user's sessions but one. Returns how many
+/// were deleted. KEYS: user set, user epoch. ARGV: session key prefix, client id to keep
+/// (empty: none).
+const DELETE_USER_SESSIONS: &str = r"
+redis.call('INCR', KEYS[2])
+local deleted = 0
+for _, client in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if client ~= ARGV[2] then
+    deleted = deleted + redis.call('DEL', ARGV[1] .. client)
+    redis.call('SREM', KEYS[1], client)
+  end
+end
+return deleted
+";
+
+/// Moves the `from` user's sessions to `to` and the `from` epoch on. Returns how many
+/// moved. KEYS: `from` set, `to` set, `from` epoch. ARGV: session key prefix, `to` user id.
+const RENAME_USER: &str = r"
+redis.call('INCR', KEYS[3])
+if KEYS[1] == KEYS[2] then return redis.call('SCARD', KEYS[1]) end
+local moved = 0
+for _, client in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  -- HSET answers 0 when it overwrote the field of a live session; 1 when it made a
+  -- hash, for an id left in the set after its session expired, which goes again.
+  if redis.call('HSET', ARGV[1] .. client, 'user', ARGV[2]) == 0 then
+    redis.call('SADD', KEYS[2], client)
+    moved = moved + 1
+  else
+    redis.call('DEL', ARGV[1] .. client)
+  end
+end
+redis.call('DEL', KEYS[1])
+return moved
+";
+
 /// Latest expiry handed to Redis (the end of year 9999): rotauth's "never"
 /// ([`Timestamp::MAX`]) is beyond what `PEXPIREAT` accepts.
 const MAX_EXPIRY_MS: u64 = 253_402_300_799_999;
@@ -39,10 +77,15 @@ const MAX_EXPIRY_MS: u64 = 253_402_300_799_999;
 /// rotation moves it. A user's client ids are in the set `{prefix}user:{user id}`, pruned
 /// of expired sessions whenever it is listed (every sign-in lists it).
 ///
-/// Insert and compare-and-swap are Lua scripts, so each runs atomically in Redis: of any
-/// number of concurrent swaps from one version, exactly one matches. The scripts touch
-/// only the keys they declare; on a Redis Cluster, give the store a prefix with a hash tag
-/// only if you need multi-key operations to stay in one slot (none of these do).
+/// A user's epoch is the counter `{prefix}epoch:{user id}`, which never expires.
+///
+/// Insert, compare-and-swap and the two user-wide operations (signing a user out, moving
+/// a user's sessions) are Lua scripts, so each runs atomically in Redis: of any number of
+/// concurrent swaps from one version, exactly one matches, and an insert is either before
+/// a user's sign-out (and deleted by it) or after it (and refused). The user-wide scripts
+/// reach the sessions through the user's set, by keys they build from the prefix: on a
+/// Redis Cluster, give the store a prefix with a hash tag (`{rotauth}:`) so that every key
+/// is in one slot.
 ///
 /// Durability is Redis's: with the default snapshotting a crash loses the last seconds of
 /// rotations, which rotauth repairs (a client holding a newer token fast-forwards the
@@ -66,6 +109,8 @@ pub struct RedisStore {
     prefix: Arc<str>,
     insert: Arc<Script>,
     swap: Arc<Script>,
+    delete_user_sessions: Arc<Script>,
+    rename_user: Arc<Script>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -88,6 +133,8 @@ impl RedisStore {
             prefix: Arc::from(Self::DEFAULT_PREFIX),
             insert: Arc::new(Script::new(INSERT)),
             swap: Arc::new(Script::new(COMPARE_AND_SWAP)),
+            delete_user_sessions: Arc::new(Script::new(DELETE_USER_SESSIONS)),
+            rename_user: Arc::new(Script::new(RENAME_USER)),
         }
     }
 
@@ -98,12 +145,20 @@ impl RedisStore {
         self
     }
 
+    fn session_prefix(&self) -> String {
+        format!("{}session:", self.prefix)
+    }
+
     fn session_key(&self, client_id: ClientId) -> String {
         format!("{}session:{client_id}", self.prefix)
     }
 
     fn user_key(&self, user_id: &str) -> String {
         format!("{}user:{user_id}", self.prefix)
+    }
+
+    fn epoch_key(&self, user_id: &str) -> String {
+        format!("{}epoch:{user_id}", self.prefix)
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -132,23 +187,34 @@ impl SessionStore for RedisStore {
         }))
     }
 
-    async fn insert(&self, user_id: &str, record: &Record) -> Result<(), StoreError> {
+    async fn epoch(&self, user_id: &str) -> Result<u64, StoreError> {
+        let epoch: Option<u64> = self
+            .conn()
+            .get(self.epoch_key(user_id))
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(epoch.unwrap_or(0))
+    }
+
+    async fn insert(&self, user_id: &str, epoch: u64, record: &Record) -> Result<(), StoreError> {
         let inserted: i64 = self
             .insert
             .key(self.session_key(record.client_id()))
             .key(self.user_key(user_id))
+            .key(self.epoch_key(user_id))
             .arg(user_id)
             .arg(record.as_bytes())
             .arg(record.version())
             .arg(expiry_ms(record))
             .arg(record.client_id().to_string())
+            .arg(epoch)
             .invoke_async(&mut self.conn())
             .await
             .map_err(StoreError::backend)?;
-        if inserted == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Duplicate)
+        match inserted {
+            1 => Ok(()),
+            0 => Err(StoreError::Duplicate),
+            _ => Err(StoreError::EpochChanged),
         }
     }
 
@@ -231,12 +297,29 @@ impl SessionStore for RedisStore {
         user_id: &str,
         keep: Option<ClientId>,
     ) -> Result<usize, StoreError> {
-        let mut deleted = 0usize;
-        for summary in self.list(user_id).await? {
-            if Some(summary.client_id) != keep && self.delete(summary.client_id).await? {
-                deleted = deleted.saturating_add(1);
-            }
-        }
-        Ok(deleted)
+        let deleted: u64 = self
+            .delete_user_sessions
+            .key(self.user_key(user_id))
+            .key(self.epoch_key(user_id))
+            .arg(self.session_prefix())
+            .arg(keep.map(|keep| keep.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
+    async fn rename_user(&self, from: &str, to: &str) -> Result<usize, StoreError> {
+        let moved: u64 = self
+            .rename_user
+            .key(self.user_key(from))
+            .key(self.user_key(to))
+            .key(self.epoch_key(from))
+            .arg(self.session_prefix())
+            .arg(to)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(usize::try_from(moved).unwrap_or(usize::MAX))
     }
 }

@@ -1,15 +1,34 @@
-//! What the SQLite and PostgreSQL stores share: the same table, written with the same
+//! What the SQLite and PostgreSQL stores share: the same tables, written with the same
 //! statements. Both drivers take `$N` placeholders, so one text serves both; only the pool
-//! type and the column types of `CREATE TABLE` differ, which each store's module keeps.
+//! type, the column types of `CREATE TABLE` and the guarded insert differ, which each
+//! store's module keeps.
+//!
+//! A user's epoch is a row of `rotauth_user_epochs`, created by the first
+//! [`epoch`](crate::SessionStore::epoch) read; signing a user out moves it on in the same
+//! transaction that deletes the sessions. The insert reads it in the same statement that
+//! writes the session (PostgreSQL also locks it `FOR SHARE` there, so a sign-out waits
+//! for the insert to commit and then deletes what it wrote; SQLite runs one writer at a
+//! time).
 //!
 //! The implementation is a macro rather than a generic over `sqlx::Database`: the generic
 //! needs an executor, encode, decode and type bound per statement and column, which says
 //! more than the statements do. The names it uses (`SessionStore`, `Record`, `sql_int`,
 //! `Row`, …) resolve where it is invoked.
 
-/// `impl SessionStore for $store` on its `pool` field, table `rotauth_sessions`.
+/// The epoch of a user, if the user has a row.
+pub(crate) const SELECT_EPOCH: &str = "SELECT epoch FROM rotauth_user_epochs WHERE user_id = $1";
+/// Gives a user a row at epoch 0 unless there is one.
+pub(crate) const CREATE_EPOCH: &str = "INSERT INTO rotauth_user_epochs (user_id, epoch) \
+     VALUES ($1, 0) ON CONFLICT (user_id) DO NOTHING";
+/// Moves a user's epoch on (the row is created at 1 if missing).
+pub(crate) const NEXT_EPOCH: &str = "INSERT INTO rotauth_user_epochs (user_id, epoch) \
+     VALUES ($1, 1) ON CONFLICT (user_id) DO UPDATE SET epoch = rotauth_user_epochs.epoch + 1";
+
+/// `impl SessionStore for $store` on its `pool` field, tables `rotauth_sessions` and
+/// `rotauth_user_epochs`; `$insert` is the guarded insert (parameters: client id, user id,
+/// record, version, expiry, epoch).
 macro_rules! sql_session_store {
-    ($store:ident) => {
+    ($store:ident, $insert:expr) => {
         impl SessionStore for $store {
             async fn load(&self, client_id: ClientId) -> Result<Option<StoredSession>, StoreError> {
                 let row = sqlx::query(
@@ -31,24 +50,61 @@ macro_rules! sql_session_store {
                 }))
             }
 
-            async fn insert(&self, user_id: &str, record: &Record) -> Result<(), StoreError> {
-                let done = sqlx::query(
-                    "INSERT INTO rotauth_sessions (client_id, user_id, record, version, expires_at)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO NOTHING",
-                )
-                .bind(&record.client_id().as_bytes()[..])
-                .bind(user_id)
-                .bind(record.as_bytes())
-                .bind(sql_int(record.version())?)
-                .bind(sql_int(record.expires_at().unix_millis())?)
-                .execute(&self.pool)
-                .await
-                .map_err(StoreError::backend)?;
+            async fn epoch(&self, user_id: &str) -> Result<u64, StoreError> {
+                let select = || {
+                    sqlx::query_scalar::<_, i64>(super::sql::SELECT_EPOCH)
+                        .bind(user_id)
+                        .fetch_optional(&self.pool)
+                };
+                let epoch = match select().await.map_err(StoreError::backend)? {
+                    Some(epoch) => epoch,
+                    None => {
+                        sqlx::query(super::sql::CREATE_EPOCH)
+                            .bind(user_id)
+                            .execute(&self.pool)
+                            .await
+                            .map_err(StoreError::backend)?;
+                        select()
+                            .await
+                            .map_err(StoreError::backend)?
+                            .ok_or_else(|| StoreError::backend("the epoch row vanished"))?
+                    }
+                };
+                u64::try_from(epoch).map_err(|_| StoreError::backend("negative epoch"))
+            }
+
+            async fn insert(
+                &self,
+                user_id: &str,
+                epoch: u64,
+                record: &Record,
+            ) -> Result<(), StoreError> {
+                let client_id = record.client_id();
+                let client_id = &client_id.as_bytes()[..];
+                let done = sqlx::query($insert)
+                    .bind(client_id)
+                    .bind(user_id)
+                    .bind(record.as_bytes())
+                    .bind(sql_int(record.version())?)
+                    .bind(sql_int(record.expires_at().unix_millis())?)
+                    .bind(sql_int(epoch)?)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::backend)?;
                 if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err(StoreError::Duplicate)
+                    return Ok(());
                 }
+                // Nothing written: a taken client id, or the epoch moved.
+                let taken = sqlx::query("SELECT 1 FROM rotauth_sessions WHERE client_id = $1")
+                    .bind(client_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(StoreError::backend)?;
+                Err(if taken.is_some() {
+                    StoreError::Duplicate
+                } else {
+                    StoreError::EpochChanged
+                })
             }
 
             async fn compare_and_swap(
@@ -111,23 +167,43 @@ macro_rules! sql_session_store {
                 user_id: &str,
                 keep: Option<ClientId>,
             ) -> Result<usize, StoreError> {
-                let done =
-                    match keep {
-                        Some(keep) => sqlx::query(
-                            "DELETE FROM rotauth_sessions WHERE user_id = $1 AND client_id <> $2",
-                        )
-                        .bind(user_id)
-                        .bind(&keep.as_bytes()[..])
-                        .execute(&self.pool)
-                        .await,
-                        None => {
-                            sqlx::query("DELETE FROM rotauth_sessions WHERE user_id = $1")
-                                .bind(user_id)
-                                .execute(&self.pool)
-                                .await
-                        }
-                    }
+                let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
+                // The epoch first: in PostgreSQL this waits for inserts that hold the row,
+                // so the delete below sees what they wrote.
+                sqlx::query(super::sql::NEXT_EPOCH)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await
                     .map_err(StoreError::backend)?;
+                // No session has an empty client id: `keep = None` deletes them all.
+                let keep = keep.map_or_else(Vec::new, |keep| keep.as_bytes().to_vec());
+                let done = sqlx::query(
+                    "DELETE FROM rotauth_sessions WHERE user_id = $1 AND client_id <> $2",
+                )
+                .bind(user_id)
+                .bind(&keep[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::backend)?;
+                tx.commit().await.map_err(StoreError::backend)?;
+                Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+            }
+
+            async fn rename_user(&self, from: &str, to: &str) -> Result<usize, StoreError> {
+                let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
+                sqlx::query(super::sql::NEXT_EPOCH)
+                    .bind(from)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::backend)?;
+                let done =
+                    sqlx::query("UPDATE rotauth_sessions SET user_id = $2 WHERE user_id = $1")
+                        .bind(from)
+                        .bind(to)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::backend)?;
+                tx.commit().await.map_err(StoreError::backend)?;
                 Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
             }
         }

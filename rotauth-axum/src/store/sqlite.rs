@@ -18,9 +18,22 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS rotauth_sessions (
 )";
 const CREATE_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS rotauth_sessions_user_id ON rotauth_sessions (user_id)";
+const CREATE_EPOCHS: &str = "CREATE TABLE IF NOT EXISTS rotauth_user_epochs (
+    user_id TEXT PRIMARY KEY NOT NULL,
+    epoch INTEGER NOT NULL
+)";
+/// The session, if the user's epoch is still the one the sign-in read (a user without a
+/// row is at 0). SQLite runs one writing statement at a time, so no sign-out comes between
+/// the check and the write. The WHERE clause also keeps SQLite's parser from taking
+/// `ON CONFLICT` for part of the SELECT.
+const INSERT: &str =
+    "INSERT INTO rotauth_sessions (client_id, user_id, record, version, expires_at)
+    SELECT $1, $2, $3, $4, $5
+    WHERE COALESCE((SELECT epoch FROM rotauth_user_epochs WHERE user_id = $2), 0) = $6
+    ON CONFLICT (client_id) DO NOTHING";
 
 /// Sessions in SQLite, on the app's [`SqlitePool`], in the table `rotauth_sessions`
-/// (created by [`migrate`](Self::migrate)).
+/// and their users' epochs in `rotauth_user_epochs` (both created by [`migrate`](Self::migrate)).
 ///
 /// The compare-and-swap is `UPDATE … WHERE client_id = $4 AND version = $5`; SQLite runs
 /// each statement atomically. Open the pool in WAL mode with a busy timeout (sqlx's
@@ -59,22 +72,20 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Creates the table and its index if they do not exist.
+    /// Creates the tables and the index if they do not exist.
     ///
     /// # Errors
     ///
     /// [`StoreError::Backend`] when SQLite fails.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::query(CREATE_TABLE)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
-        sqlx::query(CREATE_INDEX)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::backend)?;
+        for statement in [CREATE_TABLE, CREATE_INDEX, CREATE_EPOCHS] {
+            sqlx::query(statement)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::backend)?;
+        }
         Ok(())
     }
 }
 
-super::sql::sql_session_store!(SqliteStore);
+super::sql::sql_session_store!(SqliteStore, INSERT);

@@ -68,6 +68,39 @@ pub struct Wrapped<S> {
     /// Set to `(n, barrier)`: the next `n` loads wait at `barrier` for each other, so that
     /// `n` requests surely read the same record before any of them writes.
     pub meet: Arc<Mutex<Option<Meeting>>>,
+    /// Set: the next insert parks there, before or after it reaches the store.
+    pub park: Arc<Mutex<Option<Park>>>,
+}
+
+/// Where an insert parks: it waits at `arrived` (so the test knows it is there), then at
+/// `release` (so the test decides when it goes on), with the insert itself done before the
+/// two waits (`after`) or after them.
+pub struct Park {
+    pub after: bool,
+    pub arrived: Arc<tokio::sync::Barrier>,
+    pub release: Arc<tokio::sync::Barrier>,
+}
+
+impl Park {
+    /// A park, and the two barriers for the test's side.
+    pub fn new(after: bool) -> (Self, Arc<tokio::sync::Barrier>, Arc<tokio::sync::Barrier>) {
+        let arrived = Arc::new(tokio::sync::Barrier::new(2));
+        let release = Arc::new(tokio::sync::Barrier::new(2));
+        (
+            Self {
+                after,
+                arrived: Arc::clone(&arrived),
+                release: Arc::clone(&release),
+            },
+            arrived,
+            release,
+        )
+    }
+
+    async fn wait(&self) {
+        self.arrived.wait().await;
+        self.release.wait().await;
+    }
 }
 
 /// How many loads are still to meet, and where.
@@ -82,6 +115,7 @@ impl<S> Wrapped<S> {
             swapped: Arc::default(),
             lost: Arc::default(),
             meet: Arc::default(),
+            park: Arc::default(),
         }
     }
 
@@ -116,9 +150,26 @@ impl<S: SessionStore> SessionStore for Wrapped<S> {
         loaded
     }
 
-    async fn insert(&self, user_id: &str, record: &Record) -> Result<(), StoreError> {
+    async fn epoch(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.check(&self.fail_load)?;
+        self.inner.epoch(user_id).await
+    }
+
+    async fn insert(&self, user_id: &str, epoch: u64, record: &Record) -> Result<(), StoreError> {
         self.check(&self.fail_writes)?;
-        self.inner.insert(user_id, record).await
+        let park = self.park.lock().unwrap().take();
+        match park {
+            Some(park) if park.after => {
+                let inserted = self.inner.insert(user_id, epoch, record).await;
+                park.wait().await;
+                inserted
+            }
+            Some(park) => {
+                park.wait().await;
+                self.inner.insert(user_id, epoch, record).await
+            }
+            None => self.inner.insert(user_id, epoch, record).await,
+        }
     }
 
     async fn compare_and_swap(
@@ -156,6 +207,11 @@ impl<S: SessionStore> SessionStore for Wrapped<S> {
         self.check(&self.fail_writes)?;
         self.inner.delete_user_sessions(user_id, keep).await
     }
+
+    async fn rename_user(&self, from: &str, to: &str) -> Result<usize, StoreError> {
+        self.check(&self.fail_writes)?;
+        self.inner.rename_user(from, to).await
+    }
 }
 
 /// What happened, in order: a generation stored for a client, or a token handed out.
@@ -185,8 +241,12 @@ impl<S: SessionStore> SessionStore for JournalStore<S> {
         self.inner.load(client_id).await
     }
 
-    async fn insert(&self, user_id: &str, record: &Record) -> Result<(), StoreError> {
-        self.inner.insert(user_id, record).await?;
+    async fn epoch(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.inner.epoch(user_id).await
+    }
+
+    async fn insert(&self, user_id: &str, epoch: u64, record: &Record) -> Result<(), StoreError> {
+        self.inner.insert(user_id, epoch, record).await?;
         self.journal
             .lock()
             .unwrap()
@@ -226,6 +286,10 @@ impl<S: SessionStore> SessionStore for JournalStore<S> {
         keep: Option<ClientId>,
     ) -> Result<usize, StoreError> {
         self.inner.delete_user_sessions(user_id, keep).await
+    }
+
+    async fn rename_user(&self, from: &str, to: &str) -> Result<usize, StoreError> {
+        self.inner.rename_user(from, to).await
     }
 }
 
@@ -312,7 +376,7 @@ pub async fn serve<S: SessionStore, P: Protocol>(auth: Authenticator<S>, protoco
             "/sign_in/{user}",
             post(
                 move |State(auth): State<Authenticator<S>>, Path(user): Path<String>| async move {
-                    let signed_in = auth.sign_in(&user).await?;
+                    let signed_in = auth.sign_in(auth.begin_sign_in(&user).await?).await?;
                     Ok::<_, rotauth_axum::Error>(
                         (sign_in_protocol.sign_in_headers(&signed_in), "signed in").into_response(),
                     )
