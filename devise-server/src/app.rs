@@ -25,8 +25,8 @@ use axum::routing::{delete, get, post};
 use rotauth::rand_core::TryRng;
 use rotauth::{ClientId, DecisionKind, Rotator, Timestamp};
 use rotauth_axum::{
-    Authenticated, Authenticator, BatchToken, Checked, Credentials, DeviseProtocol, Outcome,
-    Protocol as _, Refusal, Reply, SignedIn, Unavailable,
+    Authenticated, Authenticator, BatchToken, ChangeError, Checked, Credentials, DeviseProtocol,
+    Outcome, PendingSignIn, Protocol as _, Refusal, Reply, SignedIn, StoreError, Unavailable,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -35,7 +35,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 use zeroize::Zeroizing;
 
 use crate::connections::ClientAddr;
-use crate::db::{self, Database, User};
+use crate::db::{self, Database, EmailChange, User};
 use crate::limits::{Limits, Throttle};
 use crate::metrics::Metrics;
 use crate::passwords::{Hasher, hash_blocking, hash_password, password_errors, verify_blocking};
@@ -499,23 +499,45 @@ fn validation_failed(email: &str, field_errors: &[(&'static str, String)], top: 
 // ---------------------------------------------------------------------------------------
 // Sign up, sign in
 
-/// A new session for `user`, stored, with the headers carrying `T(0)`.
-async fn new_session<D: Database>(state: &AppState<D>, user: &User) -> Result<HeaderMap, Response> {
-    let signed_in = state
+/// Begins a sign-in of `user` (see `Authenticator::begin_sign_in`): before the password
+/// hash that the sign-in checks is read.
+async fn begin_sign_in<D: Database>(
+    state: &AppState<D>,
+    user: &User,
+) -> Result<PendingSignIn, Response> {
+    state
         .0
         .auth
-        .sign_in_with(&user.session_owner(), &mut rand::rngs::SysRng, state.now())
+        .begin_sign_in(&user.session_owner())
         .await
-        .map_err(|e| match e {
-            rotauth_axum::Error::Store(e) => unavailable(&e),
-            other => internal(other.to_string()),
-        })?;
+        .map_err(|e| unavailable(&e))
+}
+
+/// The session of a sign-in begun before its password check, stored, with the headers
+/// carrying `T(0)`; `Ok(None)` when the user's credentials changed (or the account went)
+/// since the sign-in began.
+async fn new_session<D: Database>(
+    state: &AppState<D>,
+    pending: PendingSignIn,
+    user: &User,
+) -> Result<Option<HeaderMap>, Response> {
+    let signed_in = match state
+        .0
+        .auth
+        .sign_in_with(pending, &mut rand::rngs::SysRng, state.now())
+        .await
+    {
+        Ok(signed_in) => signed_in,
+        Err(rotauth_axum::Error::CredentialsChanged) => return Ok(None),
+        Err(rotauth_axum::Error::Store(e)) => return Err(unavailable(&e)),
+        Err(other) => return Err(internal(other.to_string())),
+    };
     // The protocol writes the session's owner as `uid`: for devise that is the email.
     let signed_in = SignedIn {
         user_id: user.email.clone(),
         ..signed_in
     };
-    Ok(state.0.protocol.sign_in_headers(&signed_in))
+    Ok(Some(state.0.protocol.sign_in_headers(&signed_in)))
 }
 
 /// 429 with `Retry-After` (whole seconds, at least one) for a throttled sign-in or sign-up.
@@ -599,8 +621,17 @@ async fn sign_up<D: Database>(
         }
         Err(e) => return unavailable(&e),
     };
-    match new_session(&state, &user).await {
-        Ok(headers) => note(
+    let pending = match begin_sign_in(&state, &user).await {
+        Ok(pending) => pending,
+        Err(response) => return response,
+    };
+    match new_session(&state, pending, &user).await {
+        // Deleted or changed before its first session was stored: sign in again.
+        Ok(None) => errors(
+            StatusCode::UNAUTHORIZED,
+            "Invalid login credentials. Please try again.",
+        ),
+        Ok(Some(headers)) => note(
             with_headers(
                 json_response(
                     StatusCode::OK,
@@ -643,20 +674,44 @@ async fn sign_in<D: Database>(
     if let Err(wait) = state.0.throttle.check(client_ip(&extensions), &email) {
         return too_many(wait);
     }
+    // The sign-in begins (rotauth-axum reads the user's epoch) before the password hash it
+    // checks is read: a password change, an email change or a deletion from then on makes
+    // it fail instead of storing a session the change was meant to end. The user's id is
+    // part of what the epoch is kept under, hence a first look-up for the id, then the
+    // hash read again after the sign-in began.
     let found = match state.0.db.user_by_email(&email).await {
         Ok(found) => found,
         Err(e) => return unavailable(&e),
     };
-    let (user, hash) = match found {
-        Some(found) => (Some(found.user), found.password_hash),
+    let pending = match &found {
+        Some(found) => match begin_sign_in(&state, &found.user).await {
+            Ok(pending) => Some(pending),
+            Err(response) => return response,
+        },
+        None => None,
+    };
+    let current = match (&found, &pending) {
+        (Some(found), Some(_)) => match state.0.db.user_by_email(&email).await {
+            Ok(again) => again.filter(|again| again.user.id == found.user.id),
+            Err(e) => return unavailable(&e),
+        },
+        _ => None,
+    };
+    let (user, hash) = match current {
+        Some(current) => (Some(current.user), current.password_hash),
         None => (None, state.0.dummy_hash.clone()),
     };
     let verified = verify_blocking(&state.0.hashing, hash, password).await;
-    let Some(user) = user.filter(|_| verified) else {
+    let (Some(user), Some(pending)) = (user.filter(|_| verified), pending) else {
         return invalid();
     };
-    match new_session(&state, &user).await {
-        Ok(headers) => note(
+    match new_session(&state, pending, &user).await {
+        Ok(None) => note(
+            invalid(),
+            "sign_in_failed",
+            Some("credentials changed".to_owned()),
+        ),
+        Ok(Some(headers)) => note(
             with_headers(
                 json_response(StatusCode::OK, &json!({"data": user_json(&user)})),
                 headers,
@@ -946,9 +1001,11 @@ struct AccountChanged {
 /// 3. decide and store the request's rotation;
 /// 4. only then write the change: on a validation error, a taken email or a database
 ///    failure the answer (422, 422, 503) still carries the token the rotation sent. A new
-///    password signs every other session out before it is stored, so a failure between
-///    the two leaves sessions signed out, never the old sessions alive beside a new
-///    password.
+///    password is written between two sign-outs of every other session
+///    (`Authenticator::change_credentials`): the first leaves no old session alive beside
+///    a new password whatever fails next, the second fails every sign-in that read the old
+///    hash meanwhile. A new email renames the sessions after the `users` row, which fails
+///    every sign-in begun under the old email.
 async fn account_change<D: Database>(
     state: &AppState<D>,
     parts: &Parts,
@@ -988,32 +1045,42 @@ async fn account_change<D: Database>(
     // From here on the rotation is stored: every answer carries its headers.
     let failed = |authed: Authed, response: Response| Err(Ok(authed.answer(state, response)));
     let db = &state.0.db;
+    let auth = &state.0.auth;
+    let owner = user.session_owner();
     let mut signed_out = 0;
     if let Some(hash) = &password_hash {
-        signed_out = match state
-            .0
-            .auth
-            .sign_out_others(&user.session_owner(), Some(authed.client_id))
+        // Every other session, and every sign-in that read the old hash, ends with it.
+        let change = db.set_password_hash(&user, hash);
+        match auth
+            .change_credentials(&owner, Some(authed.client_id), change)
             .await
         {
-            Ok(n) => n,
-            Err(e) => return failed(authed, unavailable(&e)),
-        };
-        if let Err(e) = db.set_password_hash(user.id, hash).await {
-            return failed(authed, unavailable(&e));
+            Ok((true, n)) => signed_out = n,
+            Ok((false, _)) => return failed(authed, account_gone(shape)),
+            Err(e) => return failed(authed, change_failed(&e)),
         }
     }
     if let Some(new) = &email {
         match db.set_email(&user, new).await {
-            // The answer's `uid` header is the new email: the client must take it.
-            Ok(true) => authed.user.email.clone_from(new),
-            Ok(false) => {
+            Ok(EmailChange::Changed) => {}
+            Ok(EmailChange::Taken) => {
                 let taken = [("email", "has already been taken".to_owned())];
                 let response = validation_failed(&authed.user.email, &taken, shape);
                 return failed(authed, response);
             }
+            Ok(EmailChange::NoUser) => return failed(authed, account_gone(shape)),
             Err(e) => return failed(authed, unavailable(&e)),
         }
+        // The sessions follow the new email, and a sign-in begun under the old one fails.
+        let renamed = User {
+            id: user.id,
+            email: new.clone(),
+        };
+        if let Err(e) = auth.rename_user(&owner, &renamed.session_owner()).await {
+            return failed(authed, unavailable(&e));
+        }
+        // The answer's `uid` header is the new email: the client must take it.
+        authed.user.email.clone_from(new);
     }
     Ok(AccountChanged {
         authed,
@@ -1113,9 +1180,10 @@ async fn update_account<D: Database>(
     }
 }
 
-/// `DELETE /auth` (devise_token_auth's registration destroy): deletes every session of
-/// the user, then the user. Any accepted token will do, as for sign-out; the answer
-/// carries no token (there is no session left to hold one).
+/// `DELETE /auth` (devise_token_auth's registration destroy): deletes the user between
+/// two sign-outs of all its sessions, so that neither a session nor a sign-in in flight
+/// outlives the account. Any accepted token will do, as for sign-out; the answer carries
+/// no token (there is no session left to hold one).
 async fn delete_account<D: Database>(State(state): State<AppState<D>>, parts: Parts) -> Response {
     let not_found = || {
         json_response(
@@ -1128,16 +1196,15 @@ async fn delete_account<D: Database>(State(state): State<AppState<D>>, parts: Pa
         Err(e) => return e.into_response(not_found()),
     };
     let user = &authed.user;
-    if let Err(e) = state
+    // Every session of the account, and every sign-in in flight, ends with it.
+    let deletion = state.0.db.delete_user(user);
+    match state
         .0
         .auth
-        .sign_out_others(&user.session_owner(), None)
+        .change_credentials(&user.session_owner(), None, deletion)
         .await
     {
-        return unavailable(&e);
-    }
-    match state.0.db.delete_user(user.id).await {
-        Ok(true) => note(
+        Ok((true, _)) => note(
             json_response(
                 StatusCode::OK,
                 &json!({"status": "success", "message":
@@ -1146,13 +1213,37 @@ async fn delete_account<D: Database>(State(state): State<AppState<D>>, parts: Pa
             "account_deleted",
             None,
         ),
-        Ok(false) => note(
+        Ok((false, _)) => note(
             not_found(),
             "reject",
             Some("account already gone".to_owned()),
         ),
-        Err(e) => unavailable(&e),
+        Err(e) => change_failed(&e),
     }
+}
+
+/// A 503 for a credential change that did not complete; whether the change itself was
+/// made goes to the log.
+fn change_failed(error: &ChangeError<bool, StoreError>) -> Response {
+    if let ChangeError::NotConfirmed(..) = error {
+        tracing::error!(%error, "an account change was made, but the sign-out after it failed");
+    }
+    unavailable(error)
+}
+
+/// The answer to an account change whose account is gone (deleted meanwhile, or its
+/// email changed by another session), in the route's shape.
+fn account_gone(shape: &str) -> Response {
+    let body = if shape == "account" {
+        json!({"status": "error", "errors": ["User not found."]})
+    } else {
+        json!({"success": false, "errors": ["User not found."]})
+    };
+    note(
+        json_response(StatusCode::NOT_FOUND, &body),
+        "reject",
+        Some("account gone".to_owned()),
+    )
 }
 
 /// The demo page, embedded in the binary: one HTML file with its script and styles, no

@@ -3,12 +3,12 @@
 //! one sqlx pool, in SQLite or PostgreSQL.
 //!
 //! A session is stored under `"{id} {email}"` ([`User::session_owner`]): the numeric id,
-//! which never changes, and the email, devise's `uid`, which may. rotauth-axum checks a
-//! request's `uid` against the email part inside its loop, before anything is written, and
-//! the handlers read the user from the session without a query. An email change renames
-//! the user's sessions in the same transaction as the `users` row; other devices, still
-//! sending the old `uid`, are then refused, as devise_token_auth refuses them. The id keeps
-//! a deleted user's sessions from ever matching a new account with the same email.
+//! which never changes and is never given to another account (SQLite's `AUTOINCREMENT`,
+//! PostgreSQL's identity), and the email, devise's `uid`, which may change. rotauth-axum
+//! checks a request's `uid` against the email part inside its loop, before anything is
+//! written, and the handlers read the user from the session without a query. Every write
+//! to an account names both the id and the email the session holds, so a session that
+//! somehow outlived its account or its email changes nothing.
 
 use std::future::Future;
 use std::path::Path;
@@ -53,6 +53,17 @@ pub fn uid_in_session_owner(owner: &str) -> &str {
     owner.split_once(' ').map_or(owner, |(_, email)| email)
 }
 
+/// What [`Database::set_email`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailChange {
+    /// The email is changed.
+    Changed,
+    /// Another account has the email; nothing changed.
+    Taken,
+    /// No account has this id and email (deleted, or its email changed meanwhile).
+    NoUser,
+}
+
 /// A user with the PHC string of their password hash.
 pub struct UserWithHash {
     /// The user.
@@ -83,24 +94,33 @@ pub trait Database: Clone + Send + Sync + 'static {
         email: &str,
     ) -> impl Future<Output = Result<Option<UserWithHash>, StoreError>> + Send;
 
-    /// Sets a user's email and renames their sessions to the new owner, in one
-    /// transaction; `false` if another user has the email (nothing changes).
+    /// Sets the email of `user` (its id with its current email).
     fn set_email(
         &self,
         user: &User,
         email: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<EmailChange, StoreError>> + Send;
 
-    /// Sets a user's password hash.
+    /// Sets the password hash of `user`; `false` if there is no such user (deleted, or
+    /// its email changed).
     fn set_password_hash(
         &self,
-        user_id: i64,
+        user: &User,
         password_hash: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Deletes the user; `false` if they were not there. Their sessions are the caller's
-    /// to delete first.
-    fn delete_user(&self, user_id: i64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Replaces the password hash of `user` with a stronger hash of the same password, if
+    /// it is still `old` (a password change in between wins); `false` if it was not.
+    fn upgrade_password_hash(
+        &self,
+        user: &User,
+        old: &str,
+        new: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes `user`; `false` if there is no such user. Its sessions are signed out
+    /// around it by the caller (`Authenticator::change_credentials`).
+    fn delete_user(&self, user: &User) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Where the database is, without any password: for the start-up log line.
     fn describe(&self) -> String;
@@ -160,51 +180,63 @@ macro_rules! sql_database {
                 .transpose()
             }
 
-            async fn set_email(&self, user: &User, email: &str) -> Result<bool, StoreError> {
-                let renamed = User {
-                    id: user.id,
-                    email: email.to_owned(),
-                };
-                let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
-                let done = sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+            async fn set_email(&self, user: &User, email: &str) -> Result<EmailChange, StoreError> {
+                let done = sqlx::query("UPDATE users SET email = $1 WHERE id = $2 AND email = $3")
                     .bind(email)
                     .bind(user.id)
-                    .execute(&mut *tx)
+                    .bind(&user.email)
+                    .execute(&self.pool)
                     .await;
                 match done {
-                    Ok(_) => {}
-                    // Dropping the transaction rolls it back.
-                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
-                    Err(e) => return Err(StoreError::backend(e)),
+                    Ok(done) if done.rows_affected() == 1 => Ok(EmailChange::Changed),
+                    Ok(_) => Ok(EmailChange::NoUser),
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        Ok(EmailChange::Taken)
+                    }
+                    Err(e) => Err(StoreError::backend(e)),
                 }
-                // rotauth-axum's table, documented as the SQL stores' schema.
-                sqlx::query("UPDATE rotauth_sessions SET user_id = $1 WHERE user_id = $2")
-                    .bind(renamed.session_owner())
-                    .bind(user.session_owner())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
-                tx.commit().await.map_err(StoreError::backend)?;
-                Ok(true)
             }
 
             async fn set_password_hash(
                 &self,
-                user_id: i64,
+                user: &User,
                 password_hash: &str,
-            ) -> Result<(), StoreError> {
-                sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-                    .bind(password_hash)
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(StoreError::backend)?;
-                Ok(())
+            ) -> Result<bool, StoreError> {
+                let done =
+                    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND email = $3")
+                        .bind(password_hash)
+                        .bind(user.id)
+                        .bind(&user.email)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(StoreError::backend)?;
+                Ok(done.rows_affected() == 1)
             }
 
-            async fn delete_user(&self, user_id: i64) -> Result<bool, StoreError> {
-                let done = sqlx::query("DELETE FROM users WHERE id = $1")
-                    .bind(user_id)
+            async fn upgrade_password_hash(
+                &self,
+                user: &User,
+                old: &str,
+                new: &str,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE users SET password_hash = $1
+                     WHERE id = $2 AND email = $3 AND password_hash = $4",
+                )
+                .bind(new)
+                .bind(user.id)
+                .bind(&user.email)
+                .bind(old)
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::backend)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_user(&self, user: &User) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM users WHERE id = $1 AND email = $2")
+                    .bind(user.id)
+                    .bind(&user.email)
                     .execute(&self.pool)
                     .await
                     .map_err(StoreError::backend)?;
@@ -263,17 +295,7 @@ impl Sqlite {
             .connect_with(options)
             .await
             .map_err(|e| e.to_string())?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS users (
-                id INTEGER PRIMARY KEY,
-                email TEXT NOT NULL UNIQUE,
-                password_hash TEXT NOT NULL,
-                created_at INTEGER NOT NULL
-            )",
-        )
-        .execute(&pool)
-        .await
-        .map_err(|e| e.to_string())?;
+        migrate_users(&pool).await.map_err(|e| e.to_string())?;
         SqliteStore::new(pool.clone())
             .migrate()
             .await
@@ -289,6 +311,47 @@ impl Sqlite {
 }
 
 sql_database!(Sqlite, SqliteStore);
+
+/// The SQLite `users` table. `AUTOINCREMENT` keeps SQLite from giving a deleted user's id
+/// to the next sign-up (a plain `INTEGER PRIMARY KEY` reuses the highest id once it is
+/// deleted).
+const SQLITE_USERS: &str = "CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    email TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+)";
+
+/// Creates the `users` table, or moves a table made without `AUTOINCREMENT` (by earlier
+/// versions) into one with it, keeping every row and id, in one transaction. Ids deleted
+/// before the move and above the highest one left can be handed out once more; every
+/// write to an account also names its email, so a session left from such an id changes
+/// nothing of the new account.
+async fn migrate_users(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let existing: Option<String> =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'users'")
+            .fetch_optional(&mut *tx)
+            .await?;
+    match existing {
+        None => {
+            sqlx::query(SQLITE_USERS).execute(&mut *tx).await?;
+        }
+        Some(sql) if !sql.to_ascii_uppercase().contains("AUTOINCREMENT") => {
+            for statement in [
+                "ALTER TABLE users RENAME TO users_before_autoincrement",
+                SQLITE_USERS,
+                "INSERT INTO users (id, email, password_hash, created_at)
+                 SELECT id, email, password_hash, created_at FROM users_before_autoincrement",
+                "DROP TABLE users_before_autoincrement",
+            ] {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+        }
+        Some(_) => {}
+    }
+    tx.commit().await
+}
 
 /// PostgreSQL, shared by any number of instances.
 #[derive(Clone)]

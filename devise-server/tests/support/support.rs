@@ -32,6 +32,20 @@ impl TestServer {
     /// example's own parser). Password hashing is made cheap: the tests sign in hundreds
     /// of sessions, and the hashing itself is argon2 either way.
     pub async fn start_on(db: &Path, key: &[u8], flags: &[&str]) -> Self {
+        let database = db::Sqlite::open(&db.display().to_string(), 4)
+            .await
+            .unwrap();
+        Self::start_with(database, db, key, flags).await
+    }
+
+    /// A server on an opened `database` (SQLite at `db`, or any other: then `db` is only
+    /// a name and the SQLite helpers below do not apply), as [`Self::start_on`].
+    pub async fn start_with<D: db::Database>(
+        database: D,
+        db: &Path,
+        key: &[u8],
+        flags: &[&str],
+    ) -> Self {
         // Suites sign in hundreds of times from one address: no throttling unless a test
         // asks for it (its own flags come later and win).
         let mut args: Vec<String> = ["--throttle-per-address", "0", "--throttle-per-account", "0"]
@@ -49,7 +63,6 @@ impl TestServer {
         let mut settings =
             cli::settings(&cli, keyring, app::LogSink::Memory(Arc::clone(&logs))).unwrap();
         settings.argon2 = argon2::Params::new(1024, 1, 1, None).unwrap();
-        let database = db::Sqlite::open(&cli.db, 4).await.unwrap();
         let state = app::AppState::new(database, settings).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
