@@ -283,3 +283,47 @@ on_sqlite_and_postgres!(
     an_email_change_racing_a_sign_in_leaves_no_old_email_session,
     twenty_racing_deletions_leave_no_working_session,
 );
+
+/// A database written by earlier versions (`users.id INTEGER PRIMARY KEY`, which SQLite
+/// hands out again once the highest id is deleted) is moved to `AUTOINCREMENT` when the
+/// server opens it: rows and ids kept, and a deleted highest id never given again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_sqlite_database_stops_reusing_ids() {
+    let dir = client::TempDir::new();
+    let path = dir.db();
+    {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE users (
+                 id INTEGER PRIMARY KEY,
+                 email TEXT NOT NULL UNIQUE,
+                 password_hash TEXT NOT NULL,
+                 created_at INTEGER NOT NULL
+             );
+             INSERT INTO users VALUES (1, 'a@example.test', 'x', 0), (2, 'b@example.test', 'y', 0);",
+        )
+        .unwrap();
+    }
+    let sqlite = devise_server::db::Sqlite::open(&path.display().to_string(), 4)
+        .await
+        .unwrap();
+    let db = ParkingDb::new(sqlite);
+    let server = support::TestServer::start_with(db.clone(), &path, &support::KEY, &[]).await;
+    let http = server.http();
+    let schema: String = server
+        .sql()
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'users'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(schema.contains("AUTOINCREMENT"), "{schema}");
+    assert_eq!(server.count("users"), 2, "the rows moved with the table");
+    let (session, id) = sign_up(&http, &email("third")).await;
+    assert_eq!(id, 3);
+    assert_eq!(delete_account(&http, &session).await.status, 200);
+    let (_, next) = sign_up(&http, &email("fourth")).await;
+    assert_eq!(next, 4, "the deleted highest id is not given again");
+    server.stop().await;
+}
