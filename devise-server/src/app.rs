@@ -36,6 +36,7 @@ use zeroize::Zeroizing;
 
 use crate::connections::ClientAddr;
 use crate::db::{self, Database, User};
+use crate::email::normalize_email;
 use crate::limits::{Limits, Throttle};
 use crate::metrics::Metrics;
 use crate::passwords::{Hasher, hash_blocking, hash_password, password_errors, verify_blocking};
@@ -560,12 +561,7 @@ async fn sign_up<D: Database>(
             None,
         );
     }
-    let email = body
-        .email
-        .as_deref()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let email = normalize_email(body.email.as_deref().unwrap_or(""));
     let password = as_str(body.password.as_ref());
     let mut field_errors = Vec::new();
     if let Some(message) = email_error(&email) {
@@ -639,7 +635,7 @@ async fn sign_in<D: Database>(
     let (Some(email), Some(password)) = (body.email.as_deref(), body.password.clone()) else {
         return invalid();
     };
-    let email = email.trim().to_ascii_lowercase();
+    let email = normalize_email(email);
     if let Err(wait) = state.0.throttle.check(client_ip(&extensions), &email) {
         return too_many(wait);
     }
@@ -962,7 +958,7 @@ async fn account_change<D: Database>(
     let mut field_errors = Vec::new();
     let mut email = None;
     if email_change && let Some(new) = body.email.as_deref() {
-        let new = new.trim().to_ascii_lowercase();
+        let new = normalize_email(new);
         if let Some(message) = email_error(&new) {
             field_errors.push(("email", message.to_owned()));
         } else if new != user.email {

@@ -68,12 +68,18 @@ pub struct Cli {
     /// Password hashes at once [default: the number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub concurrent_hashes: Option<u64>,
-    /// Sign-ins + sign-ups per minute per client address; 0 = off.
+    /// Sign-ins + sign-ups per minute per client address (an IPv6 client: its /64); 0 = off.
     #[arg(long, value_name = "N", default_value_t = 60)]
     pub throttle_per_address: u32,
-    /// Sign-ins + sign-ups per minute per email; 0 = off.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub throttle_per_account: u32,
+    /// Sign-ins + sign-ups per minute from one client address for one email; 0 = off. Never
+    /// per email alone: someone else's guesses do not lock the owner out.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10,
+        alias = "throttle-per-account"
+    )]
+    pub throttle_per_address_account: u32,
     /// Open connections at most (capped below the open-file limit).
     #[arg(long, value_name = "N", default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
@@ -132,7 +138,7 @@ impl Cli {
                 .and_then(|n| usize::try_from(n).ok())
                 .unwrap_or(defaults.concurrent_hashes),
             per_address_per_minute: self.throttle_per_address,
-            per_account_per_minute: self.throttle_per_account,
+            per_address_account_per_minute: self.throttle_per_address_account,
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             ..defaults

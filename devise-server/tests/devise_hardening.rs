@@ -697,9 +697,14 @@ async fn the_database_files_are_private_whatever_the_umask() {
 // Throttling
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_in_is_throttled_per_account_and_per_address_with_retry_after() {
-    let (_dir, server) =
-        server(&["--throttle-per-account", "3", "--throttle-per-address", "6"]).await;
+async fn sign_in_is_throttled_per_address_and_account_and_per_address_with_retry_after() {
+    let (_dir, server) = server(&[
+        "--throttle-per-address-account",
+        "3",
+        "--throttle-per-address",
+        "6",
+    ])
+    .await;
     let http = server.http();
     let attempt = |email: &'static str| {
         let http = http.clone();
@@ -714,12 +719,15 @@ async fn sign_in_is_throttled_per_account_and_per_address_with_retry_after() {
     for _ in 0..3 {
         assert_eq!(attempt("victim@example.com").await.status, 401);
     }
-    let resp = attempt("VICTIM@example.com").await;
-    assert_eq!(resp.status, 429, "the same account, however spelt");
+    let resp = attempt(" VICTIM@example.com").await;
+    assert_eq!(
+        resp.status, 429,
+        "the same account from the same address, however spelt"
+    );
     let retry: u64 = resp.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=20).contains(&retry), "{retry}");
     assert_eq!(resp.json()["success"], false);
-    // Other accounts from the same address, up to the address's quota (3 used so far,
+    // Other accounts from the same address, up to the address's quota (4 used so far,
     // the refused one counted too).
     assert_eq!(attempt("a@example.com").await.status, 401);
     assert_eq!(attempt("b@example.com").await.status, 401);
@@ -731,4 +739,71 @@ async fn sign_in_is_throttled_per_account_and_per_address_with_retry_after() {
         lines.iter().any(|l| l.contains(" 429 throttled")),
         "{lines:#?}"
     );
+}
+
+/// Someone guessing an account's password from one address uses up the quota of that
+/// address for that account, not the account's: its owner, signing in from another
+/// address with the right password, is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_from_one_address_never_lock_the_owner_out_from_another() {
+    let (_dir, server) = server(&[
+        "--throttle-per-address-account",
+        "3",
+        "--throttle-per-address",
+        "100",
+    ])
+    .await;
+    let owner = client::Http::from_local(server.addr, "127.0.0.2".parse().unwrap());
+    owner.sign_up("lock@ex.test", PASSWORD).await;
+    let attacker = server.http(); // from 127.0.0.1
+    let guess = |email: &'static str, password: &'static str| {
+        let attacker = attacker.clone();
+        async move {
+            attacker
+                .post(
+                    "/auth/sign_in",
+                    &json!({"email": email, "password": password}).to_string(),
+                )
+                .await
+        }
+    };
+    // The attacker's quota for this account runs out, whatever the spelling...
+    let spellings = [
+        "LOCK@ex.test",
+        "lock@ex.test",
+        " Lock@Ex.Test",
+        "lock@EX.TEST",
+    ];
+    let mut wrong = 0;
+    loop {
+        let resp = guess(spellings[wrong % spellings.len()], "wrong password").await;
+        if resp.status == 429 {
+            break;
+        }
+        assert_eq!(resp.status, 401, "{}", resp.text);
+        wrong += 1;
+        assert!(wrong <= 3, "{wrong} guesses and not throttled");
+    }
+    // ...and stays out for it, the right password included.
+    let resp = guess("lock@ex.test", PASSWORD).await;
+    assert_eq!(resp.status, 429, "{}", resp.text);
+    assert!(resp.header("retry-after").is_some());
+    // The owner, from another address, is not refused because of someone else's guesses.
+    let auth = owner.sign_in("LOCK@ex.test", PASSWORD).await;
+    assert_eq!(auth.uid, "lock@ex.test");
+    assert_eq!(owner.get("/auth/validate_token", &auth).await.status, 200);
+}
+
+/// `--throttle-per-account`, the flag's name before it counted per address, still sets it.
+#[test]
+fn the_former_throttle_flag_name_still_sets_the_per_address_account_quota() {
+    for flag in ["--throttle-per-account", "--throttle-per-address-account"] {
+        let devise_server::cli::Command::Run(cli) =
+            devise_server::cli::parse([flag.to_owned(), "7".to_owned()]).unwrap()
+        else {
+            panic!("{flag}: not a run");
+        };
+        assert_eq!(cli.limits().per_address_account_per_minute, 7, "{flag}");
+    }
+    assert!(!devise_server::cli::usage().contains("--throttle-per-account "));
 }

@@ -12,7 +12,7 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -140,6 +140,17 @@ impl Http {
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             client: Client::builder(TokioExecutor::new()).build_http(),
+            addr,
+        }
+    }
+
+    /// A client whose connections leave from the local address `local`, so that the server
+    /// sees another client: on Linux every address of 127.0.0.0/8 is the loopback's.
+    pub fn from_local(addr: SocketAddr, local: IpAddr) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(local));
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
             addr,
         }
     }

@@ -174,7 +174,7 @@ impl Instance {
                 "--insecure-fast-hashing",
                 "--throttle-per-address",
                 "0",
-                "--throttle-per-account",
+                "--throttle-per-address-account",
                 "0",
             ])
             .args(args)
