@@ -1,7 +1,8 @@
 //! The server as browsers and attackers meet it: CORS for devise's JavaScript clients,
 //! form-encoded bodies, account update and deletion, `Cache-Control`, the order of a
 //! password change against a locked database, `--batch-token current` against stale
-//! tokens, the database file's mode, and sign-in throttling.
+//! tokens, the database file's mode, sign-in throttling, and where the signing key may come
+//! from.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -806,4 +807,183 @@ fn the_former_throttle_flag_name_still_sets_the_per_address_account_quota() {
         assert_eq!(cli.limits().per_address_account_per_minute, 7, "{flag}");
     }
     assert!(!devise_server::cli::usage().contains("--throttle-per-account "));
+}
+
+// ---------------------------------------------------------------------------------------
+// The signing key
+
+/// A test key with varied bytes (not a secret).
+const KEY_HEX: &str = "3f2a91c4077be0d5186ea3f94c2b7d60e85a1fc3946b02d7a8e13c5f60b9d24e";
+
+/// The built `devise_server` with `args` and the environment `env` (and no `ROTAUTH_KEY`
+/// but the one given), until it exits by itself: `(exit code, stdout, stderr)`.
+fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_devise_server"))
+        .args(args)
+        .env_remove("ROTAUTH_KEY")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The built `devise_server` serving `db` on 127.0.0.1:0 with `args` and `env` (and no
+/// `ROTAUTH_KEY` but the one given), once it listens.
+fn start_binary(
+    db: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devise_server"))
+        .args(["--addr", "127.0.0.1:0", "--insecure-fast-hashing", "--db"])
+        .arg(db)
+        .args(args)
+        .env_remove("ROTAUTH_KEY")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first.trim().rsplit("http://").next().unwrap().parse();
+    let Ok(addr) = addr else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the server did not start: {first:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    (child, addr)
+}
+
+/// SIGTERM, then the server's stderr once it has exited.
+fn stop_binary(child: std::process::Child) -> String {
+    let killed = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A key on the command line would be readable by every user in the process list: the
+/// flag is refused, whatever its form, pointing at the two ways that are taken, and its
+/// value is never echoed.
+#[test]
+fn a_key_on_the_command_line_is_refused() {
+    let with_value = format!("--key={KEY_HEX}");
+    for args in [&["--key", KEY_HEX][..], &[with_value.as_str()], &["--key"]] {
+        let (code, stdout, stderr) = run_binary(args, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert!(
+            stderr.contains("ROTAUTH_KEY") && stderr.contains("--key-file"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains(&KEY_HEX[..16]), "the key echoed: {stderr}");
+    }
+    let refused = devise_server::cli::parse(["--key".to_owned(), KEY_HEX.to_owned()]).unwrap_err();
+    assert!(refused.contains("ROTAUTH_KEY"), "{refused}");
+    assert!(!devise_server::cli::usage().contains("--key "));
+}
+
+/// A key of one byte value repeated (all zeros, all 0x07...) is a placeholder anyone can
+/// guess: the server refuses to start with it, saying where the key came from and never
+/// showing it.
+#[test]
+fn a_key_of_one_repeated_byte_is_refused() {
+    let dir = TempDir::new();
+    let db = dir.db();
+    let db = db.to_str().unwrap();
+    for key in ["00".repeat(32), "07".repeat(32), "FF".repeat(48)] {
+        let (code, stdout, stderr) = run_binary(
+            &["--addr", "127.0.0.1:0", "--db", db],
+            &[("ROTAUTH_KEY", &key)],
+        );
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stdout.is_empty(),
+            "listening with a placeholder key: {stdout}"
+        );
+        assert!(stderr.contains("ROTAUTH_KEY"), "{stderr}");
+        assert!(stderr.contains("same value"), "{stderr}");
+        assert!(!stderr.contains(&key[..16]), "the key echoed: {stderr}");
+    }
+    let file = dir.0.join("key");
+    std::fs::write(&file, "07".repeat(32)).unwrap();
+    let refused = devise_server::cli::signing_key(Some(&file), None)
+        .err()
+        .unwrap();
+    assert!(refused.starts_with("--key-file "), "{refused}");
+    assert!(refused.contains("same value"), "{refused}");
+    // A key of varied bytes is taken, in either case.
+    for key in [KEY_HEX.to_owned(), KEY_HEX.to_ascii_uppercase()] {
+        let taken = devise_server::cli::signing_key(None, Some(std::ffi::OsStr::new(&key)));
+        assert!(taken.is_ok_and(|k| !k.generated && k.warnings.is_empty()));
+    }
+}
+
+/// `--key-file`: the key in hex with trailing whitespace ignored; tokens it signs are
+/// accepted by a server given the same key in `ROTAUTH_KEY`, so it is the key used. A file
+/// other users may read is used with a warning; `ROTAUTH_KEY` and `--key-file` together are
+/// refused.
+#[cfg(unix)]
+#[test]
+fn a_key_file_gives_the_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let file = dir.0.join("rotauth.key");
+    std::fs::write(&file, format!("{KEY_HEX}\n \n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let (child, addr) = start_binary(&dir.db(), &["--key-file", file_arg], &[]);
+    let auth = runtime.block_on(client::Http::new(addr).sign_up("kay@example.com", PASSWORD));
+    let stderr = stop_binary(child);
+    assert!(!stderr.contains("ROTAUTH_KEY is not set"), "{stderr}");
+    assert!(!stderr.contains("other users"), "{stderr}");
+
+    let (child, addr) = start_binary(&dir.db(), &[], &[("ROTAUTH_KEY", KEY_HEX)]);
+    let status = runtime
+        .block_on(client::Http::new(addr).get("/auth/validate_token", &auth))
+        .status;
+    stop_binary(child);
+    assert_eq!(status, 200, "a token signed with the file's key");
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let key = devise_server::cli::signing_key(Some(&file), None).unwrap();
+    assert!(!key.generated);
+    assert_eq!(key.warnings.len(), 1, "{:?}", key.warnings);
+    assert!(key.warnings[0].contains("chmod 600"), "{:?}", key.warnings);
+    assert!(!key.warnings[0].contains(&KEY_HEX[..16]));
+
+    let (code, _, stderr) = run_binary(
+        &["--key-file", file_arg, "--db", ":memory:"],
+        &[("ROTAUTH_KEY", KEY_HEX)],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("both ROTAUTH_KEY and --key-file"),
+        "{stderr}"
+    );
+    let missing = dir.0.join("missing.key");
+    let refused = devise_server::cli::signing_key(Some(&missing), None)
+        .err()
+        .unwrap();
+    assert!(refused.contains("cannot open"), "{refused}");
 }
