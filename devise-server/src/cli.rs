@@ -372,6 +372,28 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
     base16ct::mixed::decode_vec(text).ok()
 }
 
+/// The block printed on standard error at every start with `--insecure-fast-hashing`: one
+/// log line among many would be missed, and a server holding real accounts must never run
+/// with it.
+pub fn fast_hashing_warning() -> String {
+    const LINES: [&str; 6] = [
+        "WARNING: --insecure-fast-hashing is set. FOR TESTS ONLY.",
+        "",
+        "Passwords are hashed with argon2 at 1 MiB and a single pass, so the",
+        "password hashes in this server's database are cheap to crack if it",
+        "leaks. The flag exists so that test suites can sign up hundreds of",
+        "users quickly: never run a server that holds real accounts with it.",
+    ];
+    let width = LINES.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let rule = format!("+{}+\n", "-".repeat(width.saturating_add(2)));
+    let mut block = rule.clone();
+    for line in LINES {
+        block.push_str(&format!("| {line:<width$} |\n"));
+    }
+    block.push_str(&rule);
+    block
+}
+
 /// The server's settings for these flags and keys: the one place `main` and the tests
 /// build them, so the tests run what `main` runs.
 pub fn settings(cli: &Cli, keyring: Keyring, log: LogSink) -> Result<Settings, String> {

@@ -68,6 +68,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(mut cli: cli::Cli) -> Result<(), String> {
+    if cli.fast_hashing {
+        // A block on stderr before anything else, at every start, and a log line.
+        eprint!("{}", cli::fast_hashing_warning());
+        tracing::warn!("--insecure-fast-hashing: password hashes are cheap to crack (tests only)");
+    }
     // Every connection is a descriptor: raise the soft limit to the hard one, and keep the
     // connection limit below it with room for the database and the listener.
     const RESERVED_FDS: u64 = 256;
@@ -95,9 +100,6 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
         tracing::warn!(
             "ROTAUTH_KEY is not set; using a random key, so sessions will not survive a restart"
         );
-    }
-    if cli.fast_hashing {
-        tracing::warn!("--insecure-fast-hashing: password hashes are cheap to crack (tests only)");
     }
     if cli.clock_offset_ms != 0 {
         tracing::warn!(

@@ -840,7 +840,7 @@ fn start_binary(
 ) -> (std::process::Child, std::net::SocketAddr) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devise_server"))
-        .args(["--addr", "127.0.0.1:0", "--insecure-fast-hashing", "--db"])
+        .args(["--addr", "127.0.0.1:0", "--db"])
         .arg(db)
         .args(args)
         .env_remove("ROTAUTH_KEY")
@@ -952,13 +952,21 @@ fn a_key_file_gives_the_key() {
         .build()
         .unwrap();
 
-    let (child, addr) = start_binary(&dir.db(), &["--key-file", file_arg], &[]);
+    let (child, addr) = start_binary(
+        &dir.db(),
+        &["--key-file", file_arg, "--insecure-fast-hashing"],
+        &[],
+    );
     let auth = runtime.block_on(client::Http::new(addr).sign_up("kay@example.com", PASSWORD));
     let stderr = stop_binary(child);
     assert!(!stderr.contains("ROTAUTH_KEY is not set"), "{stderr}");
     assert!(!stderr.contains("other users"), "{stderr}");
 
-    let (child, addr) = start_binary(&dir.db(), &[], &[("ROTAUTH_KEY", KEY_HEX)]);
+    let (child, addr) = start_binary(
+        &dir.db(),
+        &["--insecure-fast-hashing"],
+        &[("ROTAUTH_KEY", KEY_HEX)],
+    );
     let status = runtime
         .block_on(client::Http::new(addr).get("/auth/validate_token", &auth))
         .status;
@@ -986,4 +994,46 @@ fn a_key_file_gives_the_key() {
         .err()
         .unwrap();
     assert!(refused.contains("cannot open"), "{refused}");
+}
+
+// ---------------------------------------------------------------------------------------
+// --insecure-fast-hashing
+
+/// `--insecure-fast-hashing` says at every start, in a block on stderr before anything
+/// else, that the password hashes are cheap to crack and that the flag is for tests only;
+/// without the flag nothing of it is said.
+#[test]
+fn fast_hashing_warns_in_a_block_at_every_start() {
+    let dir = TempDir::new();
+    let key = [("ROTAUTH_KEY", KEY_HEX)];
+    for start in 0..2 {
+        let (child, _) = start_binary(&dir.db(), &["--insecure-fast-hashing"], &key);
+        let stderr = stop_binary(child);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let end = 1 + lines[1..]
+            .iter()
+            .position(|l| l.starts_with("+--"))
+            .unwrap_or_else(|| panic!("start {start}: no block: {stderr}"));
+        let block = &lines[..=end];
+        assert!(block[0].starts_with("+--") && block.len() >= 5, "{stderr}");
+        let width = block[0].chars().count();
+        assert!(block.iter().all(|l| l.chars().count() == width), "{stderr}");
+        assert!(
+            block[1..end]
+                .iter()
+                .all(|l| l.starts_with("| ") && l.ends_with(" |")),
+            "{stderr}"
+        );
+        let text = block.join("\n");
+        assert!(
+            block[1].contains("WARNING: --insecure-fast-hashing") && text.contains("TESTS ONLY"),
+            "{stderr}"
+        );
+        assert!(text.contains("cheap to crack"), "{stderr}");
+        assert_eq!(stderr.matches("WARNING").count(), 1, "{stderr}");
+    }
+    let (child, _) = start_binary(&dir.db(), &[], &key);
+    let stderr = stop_binary(child);
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+    assert!(!stderr.contains("insecure-fast-hashing"), "{stderr}");
 }
