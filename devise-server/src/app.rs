@@ -338,15 +338,57 @@ fn with_headers(mut response: Response, extra: HeaderMap) -> Response {
     response
 }
 
+/// How a request body is encoded.
+enum BodyEncoding {
+    Json,
+    Form,
+}
+
+/// The encoding a request's `Content-Type` names (case-insensitive, parameters such as
+/// `; charset=utf-8` allowed): JSON for `application/json` and any `application/*+json`,
+/// a form for `application/x-www-form-urlencoded`; `None` for anything else, a missing
+/// `Content-Type` included.
+fn body_encoding(request_headers: &HeaderMap) -> Option<BodyEncoding> {
+    let value = request_headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let media = value.split(';').next()?.trim().to_ascii_lowercase();
+    if media == "application/x-www-form-urlencoded" {
+        return Some(BodyEncoding::Form);
+    }
+    let structured_json = media
+        .strip_prefix("application/")
+        .and_then(|subtype| subtype.strip_suffix("+json"))
+        .is_some_and(|name| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+        });
+    (media == "application/json" || structured_json).then_some(BodyEncoding::Json)
+}
+
 /// A request body, typed: JSON, or `application/x-www-form-urlencoded` (jQuery's
-/// default, which j-toker posts), chosen by `Content-Type` as Rails does. Anything else
-/// is read as JSON. The response to send instead: 413 beyond the limit, 400 when the body
-/// does not parse, in one shape for both encodings. A JSON body that is not an object
-/// counts as one with no fields (devise's "proper data" checks answer it).
+/// default, which j-toker posts), chosen by `Content-Type` as Rails does. Any other
+/// `Content-Type`, or none, is refused: a page of another origin may send `text/plain` or
+/// no type without a CORS preflight, and when such bodies were read as JSON any site could
+/// post JSON sign-ups and sign-ins here from its visitors' browsers without the CORS
+/// policy having a say. The response to send instead: 415 for such a body, 413 beyond the limit, 400 when the body
+/// does not parse, in one shape for all. A JSON body that is not an object counts as one
+/// with no fields (devise's "proper data" checks answer it).
 fn parse_body<T: DeserializeOwned + Default>(
     request_headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, Response> {
+    let Some(encoding) = body_encoding(request_headers) else {
+        return Err(note(
+            errors(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Content-Type: send application/json or \
+                 application/x-www-form-urlencoded.",
+            ),
+            "bad_request",
+            None,
+        ));
+    };
     let bytes = body.map_err(|rejection| {
         let status = rejection.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -366,15 +408,7 @@ fn parse_body<T: DeserializeOwned + Default>(
             None,
         )
     };
-    let form = request_headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if form {
+    if let BodyEncoding::Form = encoding {
         return serde_urlencoded::from_bytes(&bytes).map_err(|_| malformed("form data"));
     }
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| malformed("JSON"))?;

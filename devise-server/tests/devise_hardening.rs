@@ -294,6 +294,113 @@ async fn form_encoded_bodies_work_on_every_endpoint_with_a_body() {
     }
 }
 
+/// A body is read only as JSON (`application/json`, `application/*+json`) or as a form,
+/// by its `Content-Type`: `text/plain` or none, which a page of another origin may send
+/// without a CORS preflight, is 415 in devise's error shape, before anything is looked up,
+/// hashed or stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_without_a_json_or_form_content_type_are_415_and_change_nothing() {
+    let (_dir, server) = server(&["--batch-window-ms", "0"]).await;
+    let http = server.http();
+    let auth = http.sign_up("mia@example.com", PASSWORD).await;
+    let sign_in = json!({"email": "mia@example.com", "password": PASSWORD}).to_string();
+    let sign_up = json!({"email": "new@example.com", "password": PASSWORD,
+                         "password_confirmation": PASSWORD})
+    .to_string();
+    let password = json!({"current_password": PASSWORD, "password": "another password",
+                          "password_confirmation": "another password"})
+    .to_string();
+    let before = server.snapshot();
+    let unsupported = json!({"success": false, "errors":
+        ["Unsupported Content-Type: send application/json or application/x-www-form-urlencoded."]});
+    let requests = [
+        (Method::POST, "/auth/sign_in", &sign_in, Vec::new()),
+        (Method::POST, "/auth", &sign_up, Vec::new()),
+        (Method::PUT, "/auth/password", &password, auth.headers()),
+        (Method::PUT, "/auth", &password, auth.headers()),
+    ];
+    for content_type in [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "multipart/form-data; boundary=x",
+        "application/jsonp",
+        "application/+json",
+        "json",
+    ] {
+        for (method, path, body, headers) in &requests {
+            let mut headers = headers.clone();
+            headers.push(("content-type".to_owned(), content_type.to_owned()));
+            let resp = http.send(method.clone(), path, &headers, Some(body)).await;
+            assert_eq!(resp.status, 415, "{content_type} {path}: {}", resp.text);
+            assert_eq!(resp.json(), unsupported, "{content_type} {path}");
+            assert!(resp.token().is_none(), "{content_type} {path}");
+        }
+    }
+    // No Content-Type at all: raw bytes, as a typed client adds one.
+    for (method, path, body, headers) in &requests {
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        let (status, text) = http.raw(request.as_bytes()).await;
+        assert_eq!(status, 415, "no Content-Type, {path}: {text}");
+        let json = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert_eq!(
+            serde_json::from_str::<Value>(json).unwrap(),
+            unsupported,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        server.snapshot(),
+        before,
+        "a refused body changed something"
+    );
+    let lines = server.log_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("POST /auth/sign_in 415 bad_request")),
+        "{lines:#?}"
+    );
+    // JSON under its other names, and forms, with parameters and in any case.
+    for content_type in [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/json;charset=UTF-8",
+        "application/vnd.api+json",
+    ] {
+        let headers = [("content-type".to_owned(), content_type.to_owned())];
+        let resp = http
+            .send(Method::POST, "/auth/sign_in", &headers, Some(&sign_in))
+            .await;
+        assert_eq!(resp.status, 200, "{content_type}: {}", resp.text);
+    }
+    let headers = [(
+        "content-type".to_owned(),
+        "application/x-www-form-urlencoded; charset=UTF-8".to_owned(),
+    )];
+    let resp = http
+        .send(
+            Method::POST,
+            "/auth/sign_in",
+            &headers,
+            Some("email=mia%40example.com&password=correct+horse+battery"),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(
+        server.count("users"),
+        1,
+        "the refused sign-up created no user"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // PUT /auth, DELETE /auth
 

@@ -163,7 +163,9 @@ impl Http {
         }
     }
 
-    /// One request; `Err` when the server is unreachable or the connection breaks.
+    /// One request; `Err` when the server is unreachable or the connection breaks. A body
+    /// goes as `Content-Type: application/json` unless `headers` name another type (the
+    /// server refuses bodies of other types, or of none, with 415).
     pub async fn try_send(
         &self,
         method: Method,
