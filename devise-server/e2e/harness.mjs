@@ -25,7 +25,7 @@ const servers = [];
 export function startServer(args) {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, ["--addr", "127.0.0.1:0", "--db", ":memory:", "--quiet", "--insecure-fast-hashing", ...args],
-      { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ROTAUTH_KEY: "cd".repeat(32) } });
+      { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ROTAUTH_KEY: "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0" } });
     servers.push(child);
     let out = "";
     const timer = setTimeout(() => reject(new Error("server did not start")), 20000);

@@ -8,9 +8,9 @@
 # 1. Sign-in flood: 3 rounds of 200 concurrent sign-ins with unknown emails while a
 #    signed-in client keeps sending requests: the server's peak memory (VmHWM) and thread
 #    count, and the client's p99 — with the defaults (hash permits = cores, throttling per
-#    address and per email), and with throttling off (the hash permits alone bound the
-#    memory). FLOOD_BEFORE=1 adds one round with 200 permits and no throttling, which is
-#    how the server behaved before the permits (expect gigabytes).
+#    address and per address and email), and with throttling off (the hash permits alone
+#    bound the memory). FLOOD_BEFORE=1 adds one round with 200 permits and no throttling,
+#    which is how the server behaved before the permits (expect gigabytes).
 # 2. Slow connections: 20 000 connections that send half a request head and stop, while a
 #    real request must be answered within 1 s; then the header-read timeout closes them.
 #    They are held by several processes of 5 000, so no process needs more descriptors
@@ -45,19 +45,19 @@ flood_server() {
 }
 
 start=$SECONDS
-echo "== sign-in flood, defaults (hash permits = $(nproc) cores, 60/min per address, 10/min per email)"
+echo "== sign-in flood, defaults (hash permits = $(nproc) cores, 60/min per address, 10/min per address and email)"
 flood_server
 "$bin/devise_flood" sign-in --addr "$addr" --pid "$server_pid" --concurrency 200 --rounds 3
 stop_server
 
 echo "== sign-in flood, throttling off: only the hash permits bound the work"
-flood_server --throttle-per-address 0 --throttle-per-account 0
+flood_server --throttle-per-address 0 --throttle-per-address-account 0
 "$bin/devise_flood" sign-in --addr "$addr" --pid "$server_pid" --concurrency 200 --rounds 3
 stop_server
 
 if [ "${FLOOD_BEFORE:-0}" = 1 ]; then
     echo "== sign-in flood, as before: 200 hashes at once, no throttling"
-    flood_server --throttle-per-address 0 --throttle-per-account 0 --concurrent-hashes 200
+    flood_server --throttle-per-address 0 --throttle-per-address-account 0 --concurrent-hashes 200
     "$bin/devise_flood" sign-in --addr "$addr" --pid "$server_pid" --concurrency 200 --rounds 1
     stop_server
 fi

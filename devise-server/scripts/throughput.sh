@@ -28,7 +28,8 @@ source "$root/devise-server/scripts/server.sh"
 databases=(sqlite)
 if [ -n "${ROTAUTH_TEST_DATABASE_URL:-}" ]; then databases+=(postgres); fi
 
-# Sign-ups are not what is measured: cheap hashing, no throttling.
+# Sign-ups are not what is measured: cheap hashing, no throttling. The per address and
+# email quota goes by its former name, which older builds given to compare know too.
 flags=(--quiet --insecure-fast-hashing --throttle-per-address 0 --throttle-per-account 0)
 # shellcheck disable=SC2206
 flags+=(${SERVER_FLAGS:-})

@@ -36,6 +36,7 @@ use zeroize::Zeroizing;
 
 use crate::connections::ClientAddr;
 use crate::db::{self, Database, EmailChange, User};
+use crate::email::normalize_email;
 use crate::limits::{Limits, Throttle};
 use crate::metrics::Metrics;
 use crate::passwords::{Hasher, hash_blocking, hash_password, password_errors, verify_blocking};
@@ -337,15 +338,57 @@ fn with_headers(mut response: Response, extra: HeaderMap) -> Response {
     response
 }
 
+/// How a request body is encoded.
+enum BodyEncoding {
+    Json,
+    Form,
+}
+
+/// The encoding a request's `Content-Type` names (case-insensitive, parameters such as
+/// `; charset=utf-8` allowed): JSON for `application/json` and any `application/*+json`,
+/// a form for `application/x-www-form-urlencoded`; `None` for anything else, a missing
+/// `Content-Type` included.
+fn body_encoding(request_headers: &HeaderMap) -> Option<BodyEncoding> {
+    let value = request_headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let media = value.split(';').next()?.trim().to_ascii_lowercase();
+    if media == "application/x-www-form-urlencoded" {
+        return Some(BodyEncoding::Form);
+    }
+    let structured_json = media
+        .strip_prefix("application/")
+        .and_then(|subtype| subtype.strip_suffix("+json"))
+        .is_some_and(|name| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+        });
+    (media == "application/json" || structured_json).then_some(BodyEncoding::Json)
+}
+
 /// A request body, typed: JSON, or `application/x-www-form-urlencoded` (jQuery's
-/// default, which j-toker posts), chosen by `Content-Type` as Rails does. Anything else
-/// is read as JSON. The response to send instead: 413 beyond the limit, 400 when the body
-/// does not parse, in one shape for both encodings. A JSON body that is not an object
-/// counts as one with no fields (devise's "proper data" checks answer it).
+/// default, which j-toker posts), chosen by `Content-Type` as Rails does. Any other
+/// `Content-Type`, or none, is refused: a page of another origin may send `text/plain` or
+/// no type without a CORS preflight, and when such bodies were read as JSON any site could
+/// post JSON sign-ups and sign-ins here from its visitors' browsers without the CORS
+/// policy having a say. The response to send instead: 415 for such a body, 413 beyond the limit, 400 when the body
+/// does not parse, in one shape for all. A JSON body that is not an object counts as one
+/// with no fields (devise's "proper data" checks answer it).
 fn parse_body<T: DeserializeOwned + Default>(
     request_headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, Response> {
+    let Some(encoding) = body_encoding(request_headers) else {
+        return Err(note(
+            errors(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Content-Type: send application/json or \
+                 application/x-www-form-urlencoded.",
+            ),
+            "bad_request",
+            None,
+        ));
+    };
     let bytes = body.map_err(|rejection| {
         let status = rejection.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -365,15 +408,7 @@ fn parse_body<T: DeserializeOwned + Default>(
             None,
         )
     };
-    let form = request_headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if form {
+    if let BodyEncoding::Form = encoding {
         return serde_urlencoded::from_bytes(&bytes).map_err(|_| malformed("form data"));
     }
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| malformed("JSON"))?;
@@ -582,12 +617,7 @@ async fn sign_up<D: Database>(
             None,
         );
     }
-    let email = body
-        .email
-        .as_deref()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let email = normalize_email(body.email.as_deref().unwrap_or(""));
     let password = as_str(body.password.as_ref());
     let mut field_errors = Vec::new();
     if let Some(message) = email_error(&email) {
@@ -670,7 +700,7 @@ async fn sign_in<D: Database>(
     let (Some(email), Some(password)) = (body.email.as_deref(), body.password.clone()) else {
         return invalid();
     };
-    let email = email.trim().to_ascii_lowercase();
+    let email = normalize_email(email);
     if let Err(wait) = state.0.throttle.check(client_ip(&extensions), &email) {
         return too_many(wait);
     }
@@ -1019,7 +1049,7 @@ async fn account_change<D: Database>(
     let mut field_errors = Vec::new();
     let mut email = None;
     if email_change && let Some(new) = body.email.as_deref() {
-        let new = new.trim().to_ascii_lowercase();
+        let new = normalize_email(new);
         if let Some(message) = email_error(&new) {
             field_errors.push(("email", message.to_owned()));
         } else if new != user.email {

@@ -1,24 +1,29 @@
-//! Command-line flags and the signing key.
+//! Command-line flags and the signing key (from the environment or a file, never a flag).
 
 use core::time::Duration;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 use rotauth::rand_core::TryRng;
 use rotauth::{Config, KeyId, Keyring, Mode, ReplayPolicy};
 
 use rotauth_axum::BatchToken;
+use zeroize::Zeroizing;
 
 use crate::app::{LogSink, Settings};
 use crate::limits::Limits;
 
-/// The flags, parsed by clap; `ROTAUTH_KEY` and `DATABASE_URL` may come from the
-/// environment.
+/// The flags, parsed by clap; `DATABASE_URL` may come from the environment. The signing
+/// key is not among them: see [`signing_key`].
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
     name = "devise_server",
     args_override_self = true,
     about = "A devise_token_auth-compatible auth server on rotauth",
-    after_help = "Environment: ROTAUTH_KEY, the signing key in hex, at least 32 bytes (64 hex digits);\n\
-                  without it a random key is generated and sessions do not survive a restart.\n\
+    after_help = "Environment: ROTAUTH_KEY, the signing key in hex, at least 32 bytes (64 hex digits),\n\
+                  not all one byte value (e.g. `openssl rand -hex 32`); or give it in a file with\n\
+                  --key-file, never on the command line. Without either a random key is generated and\n\
+                  sessions do not survive a restart.\n\
                   DATABASE_URL, as --database-url.\n\n\
                   The first line on stdout is `... listening on http://ADDR`; logs go to stderr.\n\
                   Open http://ADDR/ in a browser for the page that shows rotation live."
@@ -68,12 +73,18 @@ pub struct Cli {
     /// Password hashes at once [default: the number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub concurrent_hashes: Option<u64>,
-    /// Sign-ins + sign-ups per minute per client address; 0 = off.
+    /// Sign-ins + sign-ups per minute per client address (an IPv6 client: its /64); 0 = off.
     #[arg(long, value_name = "N", default_value_t = 60)]
     pub throttle_per_address: u32,
-    /// Sign-ins + sign-ups per minute per email; 0 = off.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub throttle_per_account: u32,
+    /// Sign-ins + sign-ups per minute from one client address for one email; 0 = off. Never
+    /// per email alone: someone else's guesses do not lock the owner out.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10,
+        alias = "throttle-per-account"
+    )]
+    pub throttle_per_address_account: u32,
     /// Open connections at most (capped below the open-file limit).
     #[arg(long, value_name = "N", default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
@@ -92,35 +103,38 @@ pub struct Cli {
     /// users quickly; never in production.
     #[arg(long = "insecure-fast-hashing")]
     pub fast_hashing: bool,
-    /// The signing key, hex, at least 32 bytes (64 hex digits). Without it a random key is
-    /// generated and sessions do not survive a restart. Only from the environment in
-    /// practice (a flag would show the key in the process list), so the flag is hidden.
+    /// A file holding the signing key in hex (trailing whitespace ignored), instead of
+    /// ROTAUTH_KEY. It should be readable by its owner only: otherwise a warning is logged.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Refused: a key on the command line shows in the process list (`/proc/PID/cmdline`)
+    /// to every user of the machine. Defined only to refuse it with a useful message,
+    /// never echoing its value.
     #[arg(
-        long,
-        env = "ROTAUTH_KEY",
-        hide_env_values = true,
+        long = "key",
         value_name = "HEX",
-        hide = true
+        hide = true,
+        num_args = 0..=1,
+        default_missing_value = "",
+        value_parser = refuse_key_flag
     )]
-    pub key: Option<HexKey>,
+    pub key: Option<KeyFlag>,
 }
 
-/// `ROTAUTH_KEY` as given: never printed, wiped when dropped.
-#[derive(Clone)]
-pub struct HexKey(pub zeroize::Zeroizing<String>);
+/// `--key` as parsed: never, the parser refuses every value.
+#[derive(Clone, Debug)]
+pub enum KeyFlag {}
 
-impl core::fmt::Debug for HexKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("HexKey { ... }")
-    }
+/// The message for `--key`, whatever its value.
+fn refuse_key_flag(_: &str) -> Result<KeyFlag, String> {
+    Err(KEY_FLAG_REFUSED.to_owned())
 }
 
-impl core::str::FromStr for HexKey {
-    type Err = core::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(zeroize::Zeroizing::new(s.to_owned())))
-    }
-}
+const KEY_FLAG_REFUSED: &str = "the signing key is never taken from the command line, where \
+    every user of the machine can read it: set ROTAUTH_KEY in the environment or use --key-file PATH";
+
+/// The environment variable that holds the signing key in hex.
+pub const KEY_ENV: &str = "ROTAUTH_KEY";
 
 impl Cli {
     /// The abuse limits these flags set.
@@ -132,7 +146,7 @@ impl Cli {
                 .and_then(|n| usize::try_from(n).ok())
                 .unwrap_or(defaults.concurrent_hashes),
             per_address_per_minute: self.throttle_per_address,
-            per_account_per_minute: self.throttle_per_account,
+            per_address_account_per_minute: self.throttle_per_address_account,
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             ..defaults
@@ -231,13 +245,101 @@ pub fn config(cli: &Cli) -> Result<Config, String> {
         .map_err(|e| format!("invalid configuration: {e}"))
 }
 
-/// The signing key: `ROTAUTH_KEY` as hex, or a fresh random one (`true` = generated).
+/// The signing key and what to say about it at start.
+pub struct SigningKey {
+    /// The keyring holding it.
+    pub keyring: Keyring,
+    /// Whether it was generated at random (no key configured).
+    pub generated: bool,
+    /// Warnings to log (never holding the key).
+    pub warnings: Vec<String>,
+}
+
+/// The longest key file read, in bytes: a 2 KiB key in hex, with room for whitespace.
+const MAX_KEY_FILE: u64 = 4096;
+
+/// The signing key: the value of `ROTAUTH_KEY` (`env`, read from the environment by the
+/// caller) or the contents of `--key-file` (`file`), never both; with neither, a fresh
+/// random key. Every error names where the key came from and never shows the key.
+pub fn signing_key(file: Option<&Path>, env: Option<&OsStr>) -> Result<SigningKey, String> {
+    let mut warnings = Vec::new();
+    let (hex, origin) = match (file, env) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "both {KEY_ENV} and --key-file are set; give the key in one of them"
+            ));
+        }
+        (Some(path), None) => {
+            let origin = format!("--key-file {}", path.display());
+            let hex = read_key_file(path, &origin, &mut warnings)?;
+            (Some(hex), origin)
+        }
+        (None, Some(value)) => {
+            let hex = value
+                .to_str()
+                .map(|text| Zeroizing::new(text.to_owned()))
+                .ok_or_else(|| format!("{KEY_ENV}: must be hex digits"))?;
+            (Some(hex), KEY_ENV.to_owned())
+        }
+        (None, None) => (None, String::new()),
+    };
+    let (keyring, generated) =
+        keyring(hex.as_ref().map(|hex| hex.as_str())).map_err(|e| format!("{origin}: {e}"))?;
+    Ok(SigningKey {
+        keyring,
+        generated,
+        warnings,
+    })
+}
+
+/// The key file's text, at most [`MAX_KEY_FILE`] bytes, read into one buffer that is wiped
+/// when dropped and never grows (a grown buffer would leave a copy of the key behind).
+fn read_key_file(
+    path: &Path,
+    origin: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Zeroizing<String>, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("{origin}: cannot open: {e}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file
+            .metadata()
+            .map_err(|e| format!("{origin}: {e}"))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            warnings.push(format!(
+                "{origin}: the key file may be read by other users (mode {:03o}); \
+                 make it readable by its owner only (chmod 600)",
+                mode & 0o777
+            ));
+        }
+    }
+    let capacity = usize::try_from(MAX_KEY_FILE)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(2);
+    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+    file.take(MAX_KEY_FILE.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{origin}: cannot read: {e}"))?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_KEY_FILE {
+        return Err(format!(
+            "{origin}: longer than {MAX_KEY_FILE} bytes, not a key in hex"
+        ));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| format!("{origin}: must be hex digits"))?;
+    Ok(Zeroizing::new(text.trim_end().to_owned()))
+}
+
+/// The signing key from hex, or a fresh random one (`true` = generated). The key must be
+/// at least 32 bytes (64 hex digits), and not one byte value repeated (all zeros, all
+/// `0x07`...): such a key is a placeholder, and anyone who guesses it can mint tokens. The
+/// errors name neither the key nor where it came from.
 pub fn keyring(hex: Option<&str>) -> Result<(Keyring, bool), String> {
     let key = match hex {
-        Some(hex) => (
-            decode_hex(hex.trim()).ok_or("ROTAUTH_KEY must be hex digits")?,
-            false,
-        ),
+        Some(hex) => (decode_hex(hex.trim()).ok_or("must be hex digits")?, false),
         None => {
             let mut key = vec![0u8; 32];
             rand::rngs::SysRng
@@ -246,16 +348,50 @@ pub fn keyring(hex: Option<&str>) -> Result<(Keyring, bool), String> {
             (key, true)
         }
     };
-    let (key, generated) = (zeroize::Zeroizing::new(key.0), key.1);
-    let keyring = Keyring::new(KeyId(1), &key)
-        .map_err(|e| format!("ROTAUTH_KEY: {e:?} (at least 32 bytes = 64 hex digits)"))?;
+    let (key, generated) = (Zeroizing::new(key.0), key.1);
+    let keyring = Keyring::new(KeyId(1), &key).map_err(|e| format!("{e} (64 hex digits)"))?;
+    if one_byte_repeated(&key) {
+        return Err(
+            "refused: every byte of the key is the same value, a placeholder rather \
+                    than a secret; generate a key, e.g. with `openssl rand -hex 32`"
+                .to_owned(),
+        );
+    }
     Ok((keyring, generated))
+}
+
+/// Whether every byte of `key` equals its first, in constant time.
+fn one_byte_repeated(key: &[u8]) -> bool {
+    let first = key.first().copied().unwrap_or(0);
+    key.iter().fold(0u8, |diff, &b| diff | (b ^ first)) == 0
 }
 
 /// The key from hex, upper or lower case, in constant time (no branch or table lookup
 /// on the digits, so timing does not leak the key).
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     base16ct::mixed::decode_vec(text).ok()
+}
+
+/// The block printed on standard error at every start with `--insecure-fast-hashing`: one
+/// log line among many would be missed, and a server holding real accounts must never run
+/// with it.
+pub fn fast_hashing_warning() -> String {
+    const LINES: [&str; 6] = [
+        "WARNING: --insecure-fast-hashing is set. FOR TESTS ONLY.",
+        "",
+        "Passwords are hashed with argon2 at 1 MiB and a single pass, so the",
+        "password hashes in this server's database are cheap to crack if it",
+        "leaks. The flag exists so that test suites can sign up hundreds of",
+        "users quickly: never run a server that holds real accounts with it.",
+    ];
+    let width = LINES.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let rule = format!("+{}+\n", "-".repeat(width.saturating_add(2)));
+    let mut block = rule.clone();
+    for line in LINES {
+        block.push_str(&format!("| {line:<width$} |\n"));
+    }
+    block.push_str(&rule);
+    block
 }
 
 /// The server's settings for these flags and keys: the one place `main` and the tests

@@ -9,6 +9,7 @@
 //! cargo run -p devise-server                     # http://127.0.0.1:3000
 //! cargo run -p devise-server -- --help           # flags
 //! ROTAUTH_KEY=$(openssl rand -hex 32) cargo run -p devise-server
+//! cargo run -p devise-server -- --key-file /run/secrets/rotauth_key
 //! cargo run -p devise-server -- --database-url postgres://postgres@127.0.0.1:5432/rotauth
 //! ```
 //!
@@ -67,6 +68,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(mut cli: cli::Cli) -> Result<(), String> {
+    if cli.fast_hashing {
+        // A block on stderr before anything else, at every start, and a log line.
+        eprint!("{}", cli::fast_hashing_warning());
+        tracing::warn!("--insecure-fast-hashing: password hashes are cheap to crack (tests only)");
+    }
     // Every connection is a descriptor: raise the soft limit to the hard one, and keep the
     // connection limit below it with room for the database and the listener.
     const RESERVED_FDS: u64 = 256;
@@ -81,16 +87,19 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
         }
         cli.max_connections = fit;
     }
-    let key = cli.key.take();
-    let (keyring, generated) = cli::keyring(key.as_ref().map(|k| k.0.as_str()))?;
-    let settings = cli::settings(&cli, keyring, app::LogSink::Stderr)?;
-    if generated {
+    // The key from the environment or a file only: a flag would show it in the process list.
+    let key = cli::signing_key(
+        cli.key_file.as_deref(),
+        std::env::var_os(cli::KEY_ENV).as_deref(),
+    )?;
+    for warning in &key.warnings {
+        tracing::warn!("{warning}");
+    }
+    let settings = cli::settings(&cli, key.keyring, app::LogSink::Stderr)?;
+    if key.generated {
         tracing::warn!(
             "ROTAUTH_KEY is not set; using a random key, so sessions will not survive a restart"
         );
-    }
-    if cli.fast_hashing {
-        tracing::warn!("--insecure-fast-hashing: password hashes are cheap to crack (tests only)");
     }
     if cli.clock_offset_ms != 0 {
         tracing::warn!(

@@ -141,6 +141,40 @@ fn verify_password(hash: &str, password: &[u8], area: &mut Vec<argon2::Block>) -
     Output::new(out).is_ok_and(|actual| actual == *expected)
 }
 
+/// Whether the stored PHC string `hash` was computed with weaker argon2 settings than
+/// `params`: another algorithm than argon2id (the one [`hash_password`] uses), an older
+/// version, or less memory (`m`), fewer passes (`t`) or fewer lanes (`p`). A string without
+/// a version is read as [`verify_password`] reads it. A hash that does not parse, or lacks
+/// its salt or output, counts as weaker: rehashing is all there is to do with it. Answers
+/// whether a password verified at sign-in should be hashed again with `params`, for
+/// accounts hashed under `--insecure-fast-hashing` or before the cost was raised.
+// Called by the sign-in path that rehashes such accounts.
+#[allow(dead_code)]
+pub(crate) fn weaker_than(hash: &str, params: &argon2::Params) -> bool {
+    use argon2::password_hash::phc::PasswordHash;
+    let Ok(phc) = PasswordHash::new(hash) else {
+        return true;
+    };
+    if phc.salt.is_none() || phc.hash.is_none() {
+        return true;
+    }
+    let (Ok(algorithm), Ok(stored)) = (
+        argon2::Algorithm::try_from(phc.algorithm.as_str()),
+        argon2::Params::try_from(&phc),
+    ) else {
+        return true;
+    };
+    let version = match phc.version.map(argon2::Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return true,
+    };
+    algorithm != argon2::Algorithm::Argon2id
+        || version < argon2::Version::V0x13
+        || stored.m_cost() < params.m_cost()
+        || stored.t_cost() < params.t_cost()
+        || stored.p_cost() < params.p_cost()
+}
+
 /// Hashes on the blocking pool under a hashing permit (see [`Hasher`]).
 pub(crate) async fn hash_blocking(
     hasher: &Arc<Hasher>,
@@ -197,7 +231,7 @@ mod tests {
 
     use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 
-    use super::{Argon2, hash_password, verify_password};
+    use super::{Argon2, hash_password, verify_password, weaker_than};
 
     /// The reused work areas produce and accept the same PHC strings as argon2's own
     /// hasher, so hashes stored before and after the change keep working both ways.
@@ -222,5 +256,67 @@ mod tests {
         let stored = hash_password(&big, b"pw", &mut Vec::new()).unwrap();
         assert!(verify_password(&stored, b"pw", &mut area));
         assert_eq!(area.len(), 4096);
+    }
+
+    /// A hash is weaker than the server's parameters when any of its algorithm, version,
+    /// memory, passes or lanes is below them; equal or stronger is not; garbage is.
+    #[test]
+    fn weaker_than_compares_algorithm_version_memory_passes_and_lanes() {
+        let params = |m, t, p| argon2::Params::new(m, t, p, None).unwrap();
+        let salt = b"0123456789abcdef";
+        let hash = |algorithm, version, params: argon2::Params| {
+            Argon2::new(algorithm, version, params)
+                .hash_password_with_salt(b"pw", salt)
+                .unwrap()
+                .to_string()
+        };
+        let (id, v13) = (argon2::Algorithm::Argon2id, argon2::Version::V0x13);
+        let server = params(4096, 2, 2);
+        // What --insecure-fast-hashing stores, against the defaults and against itself.
+        let fast = hash_password(&params(1024, 1, 1), b"pw", &mut Vec::new()).unwrap();
+        assert!(weaker_than(&fast, &argon2::Params::default()));
+        assert!(!weaker_than(&fast, &params(1024, 1, 1)));
+        let default = hash_password(&argon2::Params::default(), b"pw", &mut Vec::new()).unwrap();
+        assert!(!weaker_than(&default, &argon2::Params::default()));
+        assert!(weaker_than(&default, &params(65_536, 2, 1)), "m below");
+        // One parameter below is enough; equal or above is not weaker.
+        assert!(!weaker_than(&hash(id, v13, params(4096, 2, 2)), &server));
+        assert!(!weaker_than(&hash(id, v13, params(8192, 3, 4)), &server));
+        assert!(
+            weaker_than(&hash(id, v13, params(2048, 2, 2)), &server),
+            "m"
+        );
+        assert!(
+            weaker_than(&hash(id, v13, params(8192, 1, 2)), &server),
+            "t"
+        );
+        assert!(
+            weaker_than(&hash(id, v13, params(8192, 2, 1)), &server),
+            "p"
+        );
+        // Another algorithm or an older version, at the same costs.
+        let (i, d) = (argon2::Algorithm::Argon2i, argon2::Algorithm::Argon2d);
+        assert!(
+            weaker_than(&hash(i, v13, params(4096, 2, 2)), &server),
+            "argon2i"
+        );
+        assert!(
+            weaker_than(&hash(d, v13, params(4096, 2, 2)), &server),
+            "argon2d"
+        );
+        let old = hash(id, argon2::Version::V0x10, params(4096, 2, 2));
+        assert!(old.contains("$v=16$"), "{old}");
+        assert!(weaker_than(&old, &server), "v=16");
+        // Unparseable, or without its salt or output.
+        for garbage in [
+            "",
+            "not a phc string",
+            "$argon2id$v=19$m=4096,t=2,p=2",
+            "$argon2id$v=19$m=4096,t=2,p=2$MDEyMzQ1Njc4OWFiY2RlZg",
+            "$bcrypt$v=19$m=4096,t=2,p=2$MDEyMzQ1Njc4OWFiY2RlZg$AAAAAAAAAAAAAAAAAAAAAA",
+            "$argon2id$v=99$m=4096,t=2,p=2$MDEyMzQ1Njc4OWFiY2RlZg$AAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(weaker_than(garbage, &server), "{garbage:?}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The server as browsers and attackers meet it: CORS for devise's JavaScript clients,
 //! form-encoded bodies, account update and deletion, `Cache-Control`, the order of a
 //! password change against a locked database, `--batch-token current` against stale
-//! tokens, the database file's mode, and sign-in throttling.
+//! tokens, the database file's mode, sign-in throttling, and where the signing key may come
+//! from.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -291,6 +292,113 @@ async fn form_encoded_bodies_work_on_every_endpoint_with_a_body() {
         assert_eq!(json["success"], false);
         assert!(json["errors"][0].as_str().unwrap().starts_with("Malformed"));
     }
+}
+
+/// A body is read only as JSON (`application/json`, `application/*+json`) or as a form,
+/// by its `Content-Type`: `text/plain` or none, which a page of another origin may send
+/// without a CORS preflight, is 415 in devise's error shape, before anything is looked up,
+/// hashed or stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_without_a_json_or_form_content_type_are_415_and_change_nothing() {
+    let (_dir, server) = server(&["--batch-window-ms", "0"]).await;
+    let http = server.http();
+    let auth = http.sign_up("mia@example.com", PASSWORD).await;
+    let sign_in = json!({"email": "mia@example.com", "password": PASSWORD}).to_string();
+    let sign_up = json!({"email": "new@example.com", "password": PASSWORD,
+                         "password_confirmation": PASSWORD})
+    .to_string();
+    let password = json!({"current_password": PASSWORD, "password": "another password",
+                          "password_confirmation": "another password"})
+    .to_string();
+    let before = server.snapshot();
+    let unsupported = json!({"success": false, "errors":
+        ["Unsupported Content-Type: send application/json or application/x-www-form-urlencoded."]});
+    let requests = [
+        (Method::POST, "/auth/sign_in", &sign_in, Vec::new()),
+        (Method::POST, "/auth", &sign_up, Vec::new()),
+        (Method::PUT, "/auth/password", &password, auth.headers()),
+        (Method::PUT, "/auth", &password, auth.headers()),
+    ];
+    for content_type in [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "multipart/form-data; boundary=x",
+        "application/jsonp",
+        "application/+json",
+        "json",
+    ] {
+        for (method, path, body, headers) in &requests {
+            let mut headers = headers.clone();
+            headers.push(("content-type".to_owned(), content_type.to_owned()));
+            let resp = http.send(method.clone(), path, &headers, Some(body)).await;
+            assert_eq!(resp.status, 415, "{content_type} {path}: {}", resp.text);
+            assert_eq!(resp.json(), unsupported, "{content_type} {path}");
+            assert!(resp.token().is_none(), "{content_type} {path}");
+        }
+    }
+    // No Content-Type at all: raw bytes, as a typed client adds one.
+    for (method, path, body, headers) in &requests {
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        let (status, text) = http.raw(request.as_bytes()).await;
+        assert_eq!(status, 415, "no Content-Type, {path}: {text}");
+        let json = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert_eq!(
+            serde_json::from_str::<Value>(json).unwrap(),
+            unsupported,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        server.snapshot(),
+        before,
+        "a refused body changed something"
+    );
+    let lines = server.log_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("POST /auth/sign_in 415 bad_request")),
+        "{lines:#?}"
+    );
+    // JSON under its other names, and forms, with parameters and in any case.
+    for content_type in [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/json;charset=UTF-8",
+        "application/vnd.api+json",
+    ] {
+        let headers = [("content-type".to_owned(), content_type.to_owned())];
+        let resp = http
+            .send(Method::POST, "/auth/sign_in", &headers, Some(&sign_in))
+            .await;
+        assert_eq!(resp.status, 200, "{content_type}: {}", resp.text);
+    }
+    let headers = [(
+        "content-type".to_owned(),
+        "application/x-www-form-urlencoded; charset=UTF-8".to_owned(),
+    )];
+    let resp = http
+        .send(
+            Method::POST,
+            "/auth/sign_in",
+            &headers,
+            Some("email=mia%40example.com&password=correct+horse+battery"),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(
+        server.count("users"),
+        1,
+        "the refused sign-up created no user"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -697,9 +805,14 @@ async fn the_database_files_are_private_whatever_the_umask() {
 // Throttling
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_in_is_throttled_per_account_and_per_address_with_retry_after() {
-    let (_dir, server) =
-        server(&["--throttle-per-account", "3", "--throttle-per-address", "6"]).await;
+async fn sign_in_is_throttled_per_address_and_account_and_per_address_with_retry_after() {
+    let (_dir, server) = server(&[
+        "--throttle-per-address-account",
+        "3",
+        "--throttle-per-address",
+        "6",
+    ])
+    .await;
     let http = server.http();
     let attempt = |email: &'static str| {
         let http = http.clone();
@@ -714,12 +827,15 @@ async fn sign_in_is_throttled_per_account_and_per_address_with_retry_after() {
     for _ in 0..3 {
         assert_eq!(attempt("victim@example.com").await.status, 401);
     }
-    let resp = attempt("VICTIM@example.com").await;
-    assert_eq!(resp.status, 429, "the same account, however spelt");
+    let resp = attempt(" VICTIM@example.com").await;
+    assert_eq!(
+        resp.status, 429,
+        "the same account from the same address, however spelt"
+    );
     let retry: u64 = resp.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=20).contains(&retry), "{retry}");
     assert_eq!(resp.json()["success"], false);
-    // Other accounts from the same address, up to the address's quota (3 used so far,
+    // Other accounts from the same address, up to the address's quota (4 used so far,
     // the refused one counted too).
     assert_eq!(attempt("a@example.com").await.status, 401);
     assert_eq!(attempt("b@example.com").await.status, 401);
@@ -731,4 +847,300 @@ async fn sign_in_is_throttled_per_account_and_per_address_with_retry_after() {
         lines.iter().any(|l| l.contains(" 429 throttled")),
         "{lines:#?}"
     );
+}
+
+/// Someone guessing an account's password from one address uses up the quota of that
+/// address for that account, not the account's: its owner, signing in from another
+/// address with the right password, is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_from_one_address_never_lock_the_owner_out_from_another() {
+    let (_dir, server) = server(&[
+        "--throttle-per-address-account",
+        "3",
+        "--throttle-per-address",
+        "100",
+    ])
+    .await;
+    let owner = client::Http::from_local(server.addr, "127.0.0.2".parse().unwrap());
+    owner.sign_up("lock@ex.test", PASSWORD).await;
+    let attacker = server.http(); // from 127.0.0.1
+    let guess = |email: &'static str, password: &'static str| {
+        let attacker = attacker.clone();
+        async move {
+            attacker
+                .post(
+                    "/auth/sign_in",
+                    &json!({"email": email, "password": password}).to_string(),
+                )
+                .await
+        }
+    };
+    // The attacker's quota for this account runs out, whatever the spelling...
+    let spellings = [
+        "LOCK@ex.test",
+        "lock@ex.test",
+        " Lock@Ex.Test",
+        "lock@EX.TEST",
+    ];
+    let mut wrong = 0;
+    loop {
+        let resp = guess(spellings[wrong % spellings.len()], "wrong password").await;
+        if resp.status == 429 {
+            break;
+        }
+        assert_eq!(resp.status, 401, "{}", resp.text);
+        wrong += 1;
+        assert!(wrong <= 3, "{wrong} guesses and not throttled");
+    }
+    // ...and stays out for it, the right password included.
+    let resp = guess("lock@ex.test", PASSWORD).await;
+    assert_eq!(resp.status, 429, "{}", resp.text);
+    assert!(resp.header("retry-after").is_some());
+    // The owner, from another address, is not refused because of someone else's guesses.
+    let auth = owner.sign_in("LOCK@ex.test", PASSWORD).await;
+    assert_eq!(auth.uid, "lock@ex.test");
+    assert_eq!(owner.get("/auth/validate_token", &auth).await.status, 200);
+}
+
+/// `--throttle-per-account`, the flag's name before it counted per address, still sets it.
+#[test]
+fn the_former_throttle_flag_name_still_sets_the_per_address_account_quota() {
+    for flag in ["--throttle-per-account", "--throttle-per-address-account"] {
+        let devise_server::cli::Command::Run(cli) =
+            devise_server::cli::parse([flag.to_owned(), "7".to_owned()]).unwrap()
+        else {
+            panic!("{flag}: not a run");
+        };
+        assert_eq!(cli.limits().per_address_account_per_minute, 7, "{flag}");
+    }
+    assert!(!devise_server::cli::usage().contains("--throttle-per-account "));
+}
+
+// ---------------------------------------------------------------------------------------
+// The signing key
+
+/// A test key with varied bytes (not a secret).
+const KEY_HEX: &str = "3f2a91c4077be0d5186ea3f94c2b7d60e85a1fc3946b02d7a8e13c5f60b9d24e";
+
+/// The built `devise_server` with `args` and the environment `env` (and no `ROTAUTH_KEY`
+/// but the one given), until it exits by itself: `(exit code, stdout, stderr)`.
+fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_devise_server"))
+        .args(args)
+        .env_remove("ROTAUTH_KEY")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The built `devise_server` serving `db` on 127.0.0.1:0 with `args` and `env` (and no
+/// `ROTAUTH_KEY` but the one given), once it listens.
+fn start_binary(
+    db: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_devise_server"))
+        .args(["--addr", "127.0.0.1:0", "--db"])
+        .arg(db)
+        .args(args)
+        .env_remove("ROTAUTH_KEY")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first.trim().rsplit("http://").next().unwrap().parse();
+    let Ok(addr) = addr else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the server did not start: {first:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    (child, addr)
+}
+
+/// SIGTERM, then the server's stderr once it has exited.
+fn stop_binary(child: std::process::Child) -> String {
+    let killed = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A key on the command line would be readable by every user in the process list: the
+/// flag is refused, whatever its form, pointing at the two ways that are taken, and its
+/// value is never echoed.
+#[test]
+fn a_key_on_the_command_line_is_refused() {
+    let with_value = format!("--key={KEY_HEX}");
+    for args in [&["--key", KEY_HEX][..], &[with_value.as_str()], &["--key"]] {
+        let (code, stdout, stderr) = run_binary(args, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert!(
+            stderr.contains("ROTAUTH_KEY") && stderr.contains("--key-file"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains(&KEY_HEX[..16]), "the key echoed: {stderr}");
+    }
+    let refused = devise_server::cli::parse(["--key".to_owned(), KEY_HEX.to_owned()]).unwrap_err();
+    assert!(refused.contains("ROTAUTH_KEY"), "{refused}");
+    assert!(!devise_server::cli::usage().contains("--key "));
+}
+
+/// A key of one byte value repeated (all zeros, all 0x07...) is a placeholder anyone can
+/// guess: the server refuses to start with it, saying where the key came from and never
+/// showing it.
+#[test]
+fn a_key_of_one_repeated_byte_is_refused() {
+    let dir = TempDir::new();
+    let db = dir.db();
+    let db = db.to_str().unwrap();
+    for key in ["00".repeat(32), "07".repeat(32), "FF".repeat(48)] {
+        let (code, stdout, stderr) = run_binary(
+            &["--addr", "127.0.0.1:0", "--db", db],
+            &[("ROTAUTH_KEY", &key)],
+        );
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stdout.is_empty(),
+            "listening with a placeholder key: {stdout}"
+        );
+        assert!(stderr.contains("ROTAUTH_KEY"), "{stderr}");
+        assert!(stderr.contains("same value"), "{stderr}");
+        assert!(!stderr.contains(&key[..16]), "the key echoed: {stderr}");
+    }
+    let file = dir.0.join("key");
+    std::fs::write(&file, "07".repeat(32)).unwrap();
+    let refused = devise_server::cli::signing_key(Some(&file), None)
+        .err()
+        .unwrap();
+    assert!(refused.starts_with("--key-file "), "{refused}");
+    assert!(refused.contains("same value"), "{refused}");
+    // A key of varied bytes is taken, in either case.
+    for key in [KEY_HEX.to_owned(), KEY_HEX.to_ascii_uppercase()] {
+        let taken = devise_server::cli::signing_key(None, Some(std::ffi::OsStr::new(&key)));
+        assert!(taken.is_ok_and(|k| !k.generated && k.warnings.is_empty()));
+    }
+}
+
+/// `--key-file`: the key in hex with trailing whitespace ignored; tokens it signs are
+/// accepted by a server given the same key in `ROTAUTH_KEY`, so it is the key used. A file
+/// other users may read is used with a warning; `ROTAUTH_KEY` and `--key-file` together are
+/// refused.
+#[cfg(unix)]
+#[test]
+fn a_key_file_gives_the_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let file = dir.0.join("rotauth.key");
+    std::fs::write(&file, format!("{KEY_HEX}\n \n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let (child, addr) = start_binary(
+        &dir.db(),
+        &["--key-file", file_arg, "--insecure-fast-hashing"],
+        &[],
+    );
+    let auth = runtime.block_on(client::Http::new(addr).sign_up("kay@example.com", PASSWORD));
+    let stderr = stop_binary(child);
+    assert!(!stderr.contains("ROTAUTH_KEY is not set"), "{stderr}");
+    assert!(!stderr.contains("other users"), "{stderr}");
+
+    let (child, addr) = start_binary(
+        &dir.db(),
+        &["--insecure-fast-hashing"],
+        &[("ROTAUTH_KEY", KEY_HEX)],
+    );
+    let status = runtime
+        .block_on(client::Http::new(addr).get("/auth/validate_token", &auth))
+        .status;
+    stop_binary(child);
+    assert_eq!(status, 200, "a token signed with the file's key");
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let key = devise_server::cli::signing_key(Some(&file), None).unwrap();
+    assert!(!key.generated);
+    assert_eq!(key.warnings.len(), 1, "{:?}", key.warnings);
+    assert!(key.warnings[0].contains("chmod 600"), "{:?}", key.warnings);
+    assert!(!key.warnings[0].contains(&KEY_HEX[..16]));
+
+    let (code, _, stderr) = run_binary(
+        &["--key-file", file_arg, "--db", ":memory:"],
+        &[("ROTAUTH_KEY", KEY_HEX)],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("both ROTAUTH_KEY and --key-file"),
+        "{stderr}"
+    );
+    let missing = dir.0.join("missing.key");
+    let refused = devise_server::cli::signing_key(Some(&missing), None)
+        .err()
+        .unwrap();
+    assert!(refused.contains("cannot open"), "{refused}");
+}
+
+// ---------------------------------------------------------------------------------------
+// --insecure-fast-hashing
+
+/// `--insecure-fast-hashing` says at every start, in a block on stderr before anything
+/// else, that the password hashes are cheap to crack and that the flag is for tests only;
+/// without the flag nothing of it is said.
+#[test]
+fn fast_hashing_warns_in_a_block_at_every_start() {
+    let dir = TempDir::new();
+    let key = [("ROTAUTH_KEY", KEY_HEX)];
+    for start in 0..2 {
+        let (child, _) = start_binary(&dir.db(), &["--insecure-fast-hashing"], &key);
+        let stderr = stop_binary(child);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let end = 1 + lines[1..]
+            .iter()
+            .position(|l| l.starts_with("+--"))
+            .unwrap_or_else(|| panic!("start {start}: no block: {stderr}"));
+        let block = &lines[..=end];
+        assert!(block[0].starts_with("+--") && block.len() >= 5, "{stderr}");
+        let width = block[0].chars().count();
+        assert!(block.iter().all(|l| l.chars().count() == width), "{stderr}");
+        assert!(
+            block[1..end]
+                .iter()
+                .all(|l| l.starts_with("| ") && l.ends_with(" |")),
+            "{stderr}"
+        );
+        let text = block.join("\n");
+        assert!(
+            block[1].contains("WARNING: --insecure-fast-hashing") && text.contains("TESTS ONLY"),
+            "{stderr}"
+        );
+        assert!(text.contains("cheap to crack"), "{stderr}");
+        assert_eq!(stderr.matches("WARNING").count(), 1, "{stderr}");
+    }
+    let (child, _) = start_binary(&dir.db(), &[], &key);
+    let stderr = stop_binary(child);
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+    assert!(!stderr.contains("insecure-fast-hashing"), "{stderr}");
 }

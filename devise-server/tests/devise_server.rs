@@ -1134,7 +1134,16 @@ fn flags_parse_and_bad_ones_are_refused() {
     assert!(cli::config(&cli).unwrap_err().contains("window"));
     assert!(cli::keyring(Some("00ff")).is_err(), "short key");
     assert!(cli::keyring(Some(&"zz".repeat(32))).is_err(), "not hex");
-    assert!(cli::keyring(Some(&"ab".repeat(32))).is_ok_and(|(_, generated)| !generated));
+    assert!(
+        cli::keyring(Some(&"ab".repeat(32))).is_err(),
+        "one byte repeated"
+    );
+    assert!(
+        cli::keyring(Some(
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+        ))
+        .is_ok_and(|(_, generated)| !generated)
+    );
     assert!(cli::keyring(None).is_ok_and(|(_, generated)| generated));
 }
 
@@ -1154,7 +1163,10 @@ fn the_example_binary_serves_and_logs_no_token() {
     let mut child = Command::new(&bin)
         .args(["--addr", "127.0.0.1:0", "--batch-window-ms", "0", "--db"])
         .arg(dir.db())
-        .env("ROTAUTH_KEY", "ab".repeat(32))
+        .env(
+            "ROTAUTH_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -12,7 +12,7 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -144,6 +144,17 @@ impl Http {
         }
     }
 
+    /// A client whose connections leave from the local address `local`, so that the server
+    /// sees another client: on Linux every address of 127.0.0.0/8 is the loopback's.
+    pub fn from_local(addr: SocketAddr, local: IpAddr) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(local));
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            addr,
+        }
+    }
+
     /// The same client (and pool) for the server at `addr`.
     pub fn at(&self, addr: SocketAddr) -> Self {
         Self {
@@ -152,7 +163,9 @@ impl Http {
         }
     }
 
-    /// One request; `Err` when the server is unreachable or the connection breaks.
+    /// One request; `Err` when the server is unreachable or the connection breaks. A body
+    /// goes as `Content-Type: application/json` unless `headers` name another type (the
+    /// server refuses bodies of other types, or of none, with 415).
     pub async fn try_send(
         &self,
         method: Method,

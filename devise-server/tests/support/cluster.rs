@@ -28,7 +28,7 @@ use rotauth::Session;
 use crate::client::{Auth, Http, Resp, assert_record, random_suffix};
 
 /// The signing key every instance of a test shares (hex; a test key, not a secret).
-pub const KEY_HEX: &str = "0707070707070707070707070707070707070707070707070707070707070707";
+pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 pub const PASSWORD: &str = "correct horse battery";
 /// Where `bash scripts/with-postgres.sh` puts the throwaway cluster.
 pub const DATABASE_ENV: &str = "ROTAUTH_TEST_DATABASE_URL";
@@ -174,7 +174,7 @@ impl Instance {
                 "--insecure-fast-hashing",
                 "--throttle-per-address",
                 "0",
-                "--throttle-per-account",
+                "--throttle-per-address-account",
                 "0",
             ])
             .args(args)

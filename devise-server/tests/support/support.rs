@@ -48,11 +48,16 @@ impl TestServer {
     ) -> Self {
         // Suites sign in hundreds of times from one address: no throttling unless a test
         // asks for it (its own flags come later and win).
-        let mut args: Vec<String> = ["--throttle-per-address", "0", "--throttle-per-account", "0"]
-            .iter()
-            .chain(flags)
-            .map(|s| (*s).to_owned())
-            .collect();
+        let mut args: Vec<String> = [
+            "--throttle-per-address",
+            "0",
+            "--throttle-per-address-account",
+            "0",
+        ]
+        .iter()
+        .chain(flags)
+        .map(|s| (*s).to_owned())
+        .collect();
         args.extend(["--db".to_owned(), db.display().to_string()]);
         let cli = match cli::parse(args).unwrap() {
             cli::Command::Run(cli) => cli,
