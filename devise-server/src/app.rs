@@ -39,7 +39,9 @@ use crate::db::{self, Database, EmailChange, User};
 use crate::email::normalize_email;
 use crate::limits::{Limits, Throttle};
 use crate::metrics::Metrics;
-use crate::passwords::{Hasher, hash_blocking, hash_password, password_errors, verify_blocking};
+use crate::passwords::{
+    Hasher, hash_blocking, hash_password, password_errors, verify_blocking, weaker_than,
+};
 
 /// Largest request body accepted: sign-up and password bodies are a few hundred bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -534,6 +536,28 @@ fn validation_failed(email: &str, field_errors: &[(&'static str, String)], top: 
 // ---------------------------------------------------------------------------------------
 // Sign up, sign in
 
+/// Replaces a weak password hash with one at the server's parameters, unless the hash
+/// changed meanwhile (a password change wins). A failure costs the upgrade, not the
+/// sign-in: it is logged and tried again at the next sign-in.
+async fn upgrade_hash<D: Database>(
+    state: &AppState<D>,
+    user: &User,
+    old: &str,
+    password: Zeroizing<String>,
+) {
+    let params = state.0.argon2.clone();
+    let new = match hash_blocking(&state.0.hashing, params, password).await {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::warn!(error = %e, "password hash upgrade failed");
+            return;
+        }
+    };
+    if let Err(e) = state.0.db.upgrade_password_hash(user, old, &new).await {
+        tracing::warn!(error = %e, "password hash upgrade failed");
+    }
+}
+
 /// Begins a sign-in of `user` (see `Authenticator::begin_sign_in`): before the password
 /// hash that the sign-in checks is read.
 async fn begin_sign_in<D: Database>(
@@ -731,10 +755,22 @@ async fn sign_in<D: Database>(
         Some(current) => (Some(current.user), current.password_hash),
         None => (None, state.0.dummy_hash.clone()),
     };
-    let verified = verify_blocking(&state.0.hashing, hash, password).await;
+    // A hash made with weaker parameters than the server's (an older default, or
+    // `--insecure-fast-hashing`) is checked quickly: a wrong password for it also pays for
+    // a hash at the server's cost, so that it answers as slowly as any other, and a right
+    // one is hashed again at that cost.
+    let weak = user.is_some() && weaker_than(&hash, &state.0.argon2);
+    let verified = verify_blocking(&state.0.hashing, hash.clone(), password.clone()).await;
+    if weak && !verified {
+        let dummy = state.0.dummy_hash.clone();
+        let _ = verify_blocking(&state.0.hashing, dummy, password.clone()).await;
+    }
     let (Some(user), Some(pending)) = (user.filter(|_| verified), pending) else {
         return invalid();
     };
+    if weak {
+        upgrade_hash(&state, &user, &hash, password).await;
+    }
     match new_session(&state, pending, &user).await {
         Ok(None) => note(
             invalid(),

@@ -148,8 +148,6 @@ fn verify_password(hash: &str, password: &[u8], area: &mut Vec<argon2::Block>) -
 /// its salt or output, counts as weaker: rehashing is all there is to do with it. Answers
 /// whether a password verified at sign-in should be hashed again with `params`, for
 /// accounts hashed under `--insecure-fast-hashing` or before the cost was raised.
-// Called by the sign-in path that rehashes such accounts.
-#[allow(dead_code)]
 pub(crate) fn weaker_than(hash: &str, params: &argon2::Params) -> bool {
     use argon2::password_hash::phc::PasswordHash;
     let Ok(phc) = PasswordHash::new(hash) else {

@@ -5,6 +5,10 @@
 //! session of the old account, password or email works afterwards. Then the same races
 //! unparked, as an attacker would run them, and the account ids SQLite hands out.
 //!
+//! Then what an outsider can do to an account without its password: guessing from one
+//! address never locks the owner out from another, a weak hash is upgraded at the owner's
+//! next sign-in, and a body a page of another origin can send unasked is refused.
+//!
 //! Every scenario runs on SQLite and on PostgreSQL (`bash scripts/with-postgres.sh`).
 #![allow(
     clippy::unwrap_used,
@@ -233,9 +237,114 @@ async fn twenty_racing_deletions_leave_no_working_session<D: Database>(
     eprintln!("{signed_in} of 20 racing sign-ins answered 200 before the deletion; none works");
 }
 
+/// Someone guessing an account's password from one address uses up the quota of that
+/// address for that account, not the account's: its owner, signing in from another
+/// address with the right password, is served.
+async fn guesses_from_one_address_never_lock_the_owner_out_from_another<D: Database>(
+    _db: &ParkingDb<D>,
+    attacker: &Http, // from 127.0.0.1
+) {
+    let owner = attacker.sending_from("127.0.0.2".parse().unwrap());
+    owner.sign_up("lock@ex.test", PASSWORD).await;
+    let guess = |email: &'static str, password: &'static str| {
+        let attacker = attacker.clone();
+        async move {
+            attacker
+                .post(
+                    "/auth/sign_in",
+                    &json!({"email": email, "password": password}).to_string(),
+                )
+                .await
+        }
+    };
+    // The attacker's quota for this account runs out, whatever the spelling...
+    let spellings = [
+        "LOCK@ex.test",
+        "lock@ex.test",
+        " Lock@Ex.Test",
+        "lock@EX.TEST",
+    ];
+    let mut wrong = 0;
+    loop {
+        let resp = guess(spellings[wrong % spellings.len()], "wrong password").await;
+        if resp.status == 429 {
+            break;
+        }
+        assert_eq!(resp.status, 401, "{}", resp.text);
+        wrong += 1;
+        assert!(wrong <= 3, "{wrong} guesses and not throttled");
+    }
+    // ...and stays out for it, the right password included.
+    let resp = guess("lock@ex.test", PASSWORD).await;
+    assert_eq!(resp.status, 429, "{}", resp.text);
+    assert!(resp.header("retry-after").is_some());
+    // The owner, from another address, is not refused because of someone else's guesses.
+    let auth = owner.sign_in("LOCK@ex.test", PASSWORD).await;
+    assert_eq!(auth.uid, "lock@ex.test");
+    assert_eq!(owner.get("/auth/validate_token", &auth).await.status, 200);
+}
+
+/// A stored hash weaker than the server's parameters (`--insecure-fast-hashing`, an older
+/// default) is replaced at the next sign-in with the right password, and only then; the
+/// password goes on working.
+async fn weak_password_hashes_are_upgraded_at_sign_in<D: Database>(db: &ParkingDb<D>, http: &Http) {
+    use argon2::password_hash::PasswordHasher as _;
+    let address = email("weak");
+    sign_up(http, &address).await;
+    let user = db.user_by_email(&address).await.unwrap().unwrap().user;
+    let weak = argon2::Argon2::from(&argon2::Params::new(256, 1, 1, None).unwrap())
+        .hash_password_with_salt(PASSWORD.as_bytes(), b"0123456789abcdef")
+        .unwrap()
+        .to_string();
+    assert!(db.set_password_hash(&user, &weak).await.unwrap());
+    let stored = || async {
+        db.user_by_email(&address)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+    };
+    assert_eq!(
+        sign_in(http, &address, "a wrong password").await.status,
+        401
+    );
+    assert_eq!(stored().await, weak, "a wrong password upgrades nothing");
+    assert_eq!(sign_in(http, &address, PASSWORD).await.status, 200);
+    let upgraded = stored().await;
+    assert!(
+        upgraded.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+        "the server's parameters: {upgraded}"
+    );
+    assert_eq!(sign_in(http, &address, PASSWORD).await.status, 200);
+    assert_eq!(stored().await, upgraded, "a strong hash is kept");
+}
+
+/// A sign-in or sign-up body sent as `text/plain` or without a type (what a page of
+/// another origin may send without a preflight) is 415, and creates nothing.
+async fn bodies_other_than_json_or_form_are_refused<D: Database>(db: &ParkingDb<D>, http: &Http) {
+    let address = email("plain");
+    let body = json!({"email": address, "password": PASSWORD, "password_confirmation": PASSWORD})
+        .to_string();
+    let plain = [("content-type".to_owned(), "text/plain".to_owned())];
+    let resp = http.send(Method::POST, "/auth", &plain, Some(&body)).await;
+    assert_eq!(resp.status, 415, "{}", resp.text);
+    let raw = format!(
+        "POST /auth HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(http.raw(raw.as_bytes()).await.0, 415);
+    assert!(db.user_by_email(&address).await.unwrap().is_none());
+    sign_up(http, &address).await;
+    let resp = http
+        .send(Method::POST, "/auth/sign_in", &plain, Some(&body))
+        .await;
+    assert_eq!(resp.status, 415, "{}", resp.text);
+    assert!(resp.token().is_none());
+}
+
 /// One test per scenario and database.
 macro_rules! on_sqlite_and_postgres {
-    ($($scenario:ident),* $(,)?) => {
+    ($($scenario:ident ($($flag:literal),*)),* $(,)?) => {
         mod sqlite {
             use super::*;
             $(
@@ -248,7 +357,7 @@ macro_rules! on_sqlite_and_postgres {
                         .unwrap();
                     let db = ParkingDb::new(sqlite);
                     let server =
-                        support::TestServer::start_with(db.clone(), &path, &support::KEY, &[]).await;
+                        support::TestServer::start_with(db.clone(), &path, &support::KEY, &[$($flag),*]).await;
                     super::$scenario(&db, &server.http()).await;
                     server.stop().await;
                 }
@@ -266,7 +375,7 @@ macro_rules! on_sqlite_and_postgres {
                         db.clone(),
                         std::path::Path::new("postgres"),
                         &support::KEY,
-                        &[],
+                        &[$($flag),*],
                     )
                     .await;
                     super::$scenario(&db, &server.http()).await;
@@ -278,10 +387,18 @@ macro_rules! on_sqlite_and_postgres {
 }
 
 on_sqlite_and_postgres!(
-    a_deletion_racing_a_sign_in_leaves_no_session,
-    a_password_change_racing_a_sign_in_leaves_no_old_password_session,
-    an_email_change_racing_a_sign_in_leaves_no_old_email_session,
-    twenty_racing_deletions_leave_no_working_session,
+    a_deletion_racing_a_sign_in_leaves_no_session(),
+    a_password_change_racing_a_sign_in_leaves_no_old_password_session(),
+    an_email_change_racing_a_sign_in_leaves_no_old_email_session(),
+    twenty_racing_deletions_leave_no_working_session(),
+    guesses_from_one_address_never_lock_the_owner_out_from_another(
+        "--throttle-per-address-account",
+        "3",
+        "--throttle-per-address",
+        "100"
+    ),
+    weak_password_hashes_are_upgraded_at_sign_in(),
+    bodies_other_than_json_or_form_are_refused(),
 );
 
 /// A database written by earlier versions (`users.id INTEGER PRIMARY KEY`, which SQLite

@@ -155,6 +155,11 @@ impl Http {
         }
     }
 
+    /// A client of the same server, sending from the local address `local`.
+    pub fn sending_from(&self, local: IpAddr) -> Self {
+        Self::from_local(self.addr, local)
+    }
+
     /// The same client (and pool) for the server at `addr`.
     pub fn at(&self, addr: SocketAddr) -> Self {
         Self {
