@@ -331,6 +331,7 @@ impl axum::response::IntoResponse for Error {
 
 /// Why [`Authenticator::change_credentials`] failed, and whether the change was made.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ChangeError<T, E> {
     /// Signing the user out before the change failed: the change did not run, nothing
     /// changed.
