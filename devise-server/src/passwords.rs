@@ -106,71 +106,80 @@ pub(crate) fn hash_password(
     Ok(phc.to_string())
 }
 
+/// A stored PHC string, read: the argon2 settings it was made with, its salt and its
+/// output. `None` for anything else (another format, a missing salt or output, unknown
+/// settings). A string without a version is version 0x13, argon2's default.
+struct StoredHash {
+    argon2: Argon2<'static>,
+    params: argon2::Params,
+    algorithm: argon2::Algorithm,
+    version: argon2::Version,
+    salt: Vec<u8>,
+    expected: argon2::password_hash::phc::Output,
+}
+
+impl StoredHash {
+    fn parse(hash: &str) -> Option<Self> {
+        use argon2::password_hash::phc::PasswordHash;
+        let phc = PasswordHash::new(hash).ok()?;
+        let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+            return None;
+        };
+        let algorithm = argon2::Algorithm::try_from(phc.algorithm.as_str()).ok()?;
+        let params = argon2::Params::try_from(&phc).ok()?;
+        let version = phc
+            .version
+            .map(argon2::Version::try_from)
+            .transpose()
+            .ok()?
+            .unwrap_or_default();
+        Some(Self {
+            argon2: Argon2::new(algorithm, version, params.clone()),
+            params,
+            algorithm,
+            version,
+            salt: salt.as_ref().to_vec(),
+            expected: *expected,
+        })
+    }
+}
+
 /// Whether `password` matches the PHC string `hash` (its own parameters, salt and
 /// length), computed in `area` and compared in constant time.
 fn verify_password(hash: &str, password: &[u8], area: &mut Vec<argon2::Block>) -> bool {
-    use argon2::password_hash::phc::{Output, PasswordHash};
-    let Ok(phc) = PasswordHash::new(hash) else {
+    use argon2::password_hash::phc::Output;
+    let Some(stored) = StoredHash::parse(hash) else {
         return false;
     };
-    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
-        return false;
-    };
-    let (Ok(algorithm), Ok(params)) = (
-        argon2::Algorithm::try_from(phc.algorithm.as_str()),
-        argon2::Params::try_from(&phc),
-    ) else {
-        return false;
-    };
-    let version = match phc.version.map(argon2::Version::try_from).transpose() {
-        Ok(version) => version.unwrap_or_default(),
-        Err(_) => return false,
-    };
-    let argon2 = Argon2::new(algorithm, version, params.clone());
     let mut buffer = Zeroizing::new([0u8; 64]);
-    let Some(out) = buffer.get_mut(..expected.len()) else {
+    let Some(out) = buffer.get_mut(..stored.expected.len()) else {
         return false;
     };
-    if argon2
-        .hash_password_into_with_memory(password, salt, out, blocks(area, &params))
+    if stored
+        .argon2
+        .hash_password_into_with_memory(password, &stored.salt, out, blocks(area, &stored.params))
         .is_err()
     {
         return false;
     }
     // `Output`'s equality is constant-time.
-    Output::new(out).is_ok_and(|actual| actual == *expected)
+    Output::new(out).is_ok_and(|actual| actual == stored.expected)
 }
 
 /// Whether the stored PHC string `hash` was computed with weaker argon2 settings than
 /// `params`: another algorithm than argon2id (the one [`hash_password`] uses), an older
-/// version, or less memory (`m`), fewer passes (`t`) or fewer lanes (`p`). A string without
-/// a version is read as [`verify_password`] reads it. A hash that does not parse, or lacks
-/// its salt or output, counts as weaker: rehashing is all there is to do with it. Answers
+/// version, or less memory (`m`), fewer passes (`t`) or fewer lanes (`p`). A hash that
+/// does not parse counts as weaker: rehashing is all there is to do with it. Answers
 /// whether a password verified at sign-in should be hashed again with `params`, for
 /// accounts hashed under `--insecure-fast-hashing` or before the cost was raised.
 pub(crate) fn weaker_than(hash: &str, params: &argon2::Params) -> bool {
-    use argon2::password_hash::phc::PasswordHash;
-    let Ok(phc) = PasswordHash::new(hash) else {
-        return true;
-    };
-    if phc.salt.is_none() || phc.hash.is_none() {
-        return true;
-    }
-    let (Ok(algorithm), Ok(stored)) = (
-        argon2::Algorithm::try_from(phc.algorithm.as_str()),
-        argon2::Params::try_from(&phc),
-    ) else {
-        return true;
-    };
-    let version = match phc.version.map(argon2::Version::try_from).transpose() {
-        Ok(version) => version.unwrap_or_default(),
-        Err(_) => return true,
-    };
-    algorithm != argon2::Algorithm::Argon2id
-        || version < argon2::Version::V0x13
-        || stored.m_cost() < params.m_cost()
-        || stored.t_cost() < params.t_cost()
-        || stored.p_cost() < params.p_cost()
+    StoredHash::parse(hash).is_none_or(|stored| {
+        stored.algorithm != argon2::Algorithm::Argon2id
+            || stored.version < argon2::Version::V0x13
+            || stored.params.m_cost() < params.m_cost()
+            || stored.params.t_cost() < params.t_cost()
+            || stored.params.p_cost() < params.p_cost()
+    })
 }
 
 /// Hashes on the blocking pool under a hashing permit (see [`Hasher`]).
