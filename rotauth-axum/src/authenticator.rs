@@ -4,8 +4,12 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rotauth::rand_core::TryCryptoRng;
-use rotauth::{ClientId, Decision, DecisionKind, RejectReason, Rotator, Session, Timestamp, Token};
+use rotauth::{
+    ClientId, Decision, DecisionKind, KeyId, Keyring, RejectReason, Rotator, Session, Timestamp,
+    Token,
+};
 use zeroize::Zeroizing;
 
 use crate::store::{Record, SessionStore, StoreError, Swap};
@@ -374,7 +378,9 @@ impl<T, E: fmt::Display> fmt::Display for ChangeError<T, E> {
 /// A store error anywhere is 503 without a token. No path hands out a token that is not
 /// stored: the [`Reply`] is built only after the write returned `Ok`.
 ///
-/// Cloning is cheap (the rotator and the store are shared).
+/// Cloning is cheap (the rotator and the store are shared). The keys can change while it
+/// serves ([`set_keyring`](Self::set_keyring)): every clone decides with the new ones
+/// from then on.
 ///
 /// ```
 /// use rotauth::{Config, KeyId, Keyring, Rotator, Timestamp};
@@ -401,7 +407,7 @@ impl<T, E: fmt::Display> fmt::Display for ChangeError<T, E> {
 /// # }
 /// ```
 pub struct Authenticator<S> {
-    rotator: Arc<Rotator>,
+    rotator: Arc<ArcSwap<Rotator>>,
     store: Arc<S>,
     max_sessions_per_user: usize,
     max_attempts: usize,
@@ -445,7 +451,7 @@ impl<S: SessionStore> Authenticator<S> {
     #[must_use]
     pub fn new(rotator: Rotator, store: S) -> Self {
         Self {
-            rotator: Arc::new(rotator),
+            rotator: Arc::new(ArcSwap::from_pointee(rotator)),
             store: Arc::new(store),
             max_sessions_per_user: Self::MAX_SESSIONS_PER_USER,
             max_attempts: Self::MAX_ATTEMPTS,
@@ -505,10 +511,36 @@ impl<S: SessionStore> Authenticator<S> {
         &self.store
     }
 
-    /// The rotator.
+    /// The rotator as it is now (a later [`set_keyring`](Self::set_keyring) does not
+    /// change this one).
     #[must_use]
-    pub fn rotator(&self) -> &Rotator {
-        &self.rotator
+    pub fn rotator(&self) -> Arc<Rotator> {
+        self.rotator.load_full()
+    }
+
+    /// Decides with `keyring` from now on, keeping the configuration: how an operator
+    /// changes keys without a restart. Requests already deciding finish with the keys they
+    /// started with. To change keys without signing anyone out, on every instance in turn:
+    /// add the new key (not primary); once every instance has it, make it primary; once
+    /// no session is left on the old key ([`sessions_per_key`](Self::sessions_per_key)) or
+    /// the old key's tokens have all expired, remove it.
+    pub fn set_keyring(&self, keyring: Keyring) {
+        let config = *self.rotator.load().config();
+        let ids: Vec<KeyId> = keyring.ids().collect();
+        self.rotator.store(Arc::new(Rotator::new(keyring, config)));
+        tracing::info!(keys = ?ids, "rotauth: keyring replaced (the first key is primary)");
+    }
+
+    /// How many sessions that have not expired at `now` are on each key (the key of their
+    /// current token), by key id: a key no live session is on can be removed without
+    /// signing anyone out. A scan of the whole store: for a dashboard or an operator, not
+    /// for every request.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
+    pub async fn sessions_per_key(&self, now: Timestamp) -> Result<Vec<(KeyId, u64)>, Error> {
+        Ok(self.store.sessions_per_key(now).await?)
     }
 
     /// Begins signing `user_id` in: call it **before** reading the credentials the
@@ -560,7 +592,8 @@ impl<S: SessionStore> Authenticator<S> {
         now: Timestamp,
     ) -> Result<SignedIn, Error> {
         let PendingSignIn { user_id, epoch } = pending;
-        let (session, token) = self.rotator.try_sign_in(rng, now).map_err(|_| Error::Rng)?;
+        let rotator = self.rotator.load();
+        let (session, token) = rotator.try_sign_in(rng, now).map_err(|_| Error::Rng)?;
         let mut live = Vec::new();
         for summary in self.store.list(&user_id).await? {
             if summary.expires_at <= now {
@@ -673,6 +706,7 @@ impl<S: SessionStore> Authenticator<S> {
         unbatch: bool,
     ) -> Outcome {
         let client_id = credentials.client_id;
+        let rotator = self.rotator.load();
         let mut first_generation = None;
         for lost_swaps in 0..self.max_attempts {
             let (user_id, version, session) = match self.load(credentials).await {
@@ -687,7 +721,7 @@ impl<S: SessionStore> Authenticator<S> {
             if unbatch && session.generation() == first {
                 request = request.force_rotation();
             }
-            let decision = self.rotator.decide(&session, request);
+            let decision = rotator.decide(&session, request);
             let kind = decision.kind();
             let (to_store, send) = match self.duties(decision, credentials).await {
                 Ok(duties) => duties,
@@ -714,7 +748,7 @@ impl<S: SessionStore> Authenticator<S> {
             let reply = match send {
                 Send::New(token) => Reply::NewToken { token, expires_at },
                 Send::Same(token) => Reply::SameToken { token, expires_at },
-                Send::Nothing => self.batch_reply(credentials, kept),
+                Send::Nothing => self.batch_reply(&rotator, credentials, kept),
             };
             tracing::debug!(%client_id, decision = kind.as_str(), lost_swaps, "rotauth: served");
             return Outcome::Served {
@@ -739,7 +773,7 @@ impl<S: SessionStore> Authenticator<S> {
             Ok(loaded) => loaded,
             Err(denied) => return denied.into(),
         };
-        let decision = self.rotator.decide(
+        let decision = self.rotator.load().decide(
             &session,
             rotauth::Request::new(credentials.token.as_str(), now),
         );
@@ -811,14 +845,14 @@ impl<S: SessionStore> Authenticator<S> {
     }
 
     /// A batch member's reply under the [`BatchToken`] policy, from the session as kept.
-    fn batch_reply(&self, credentials: &Credentials, kept: &Session) -> Reply {
+    fn batch_reply(&self, rotator: &Rotator, credentials: &Credentials, kept: &Session) -> Reply {
         let expires_at = kept.expires_at();
         let current = match self.batch_token {
             BatchToken::Blank => None,
             BatchToken::Current => Token::from_text(credentials.token.as_str())
                 .ok()
                 .filter(|presented| presented.generation().saturating_add(1) >= kept.generation())
-                .and_then(|_| self.rotator.current_token(kept)),
+                .and_then(|_| rotator.current_token(kept)),
         };
         match current {
             Some(token) => Reply::Current { token, expires_at },

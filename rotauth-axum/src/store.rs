@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 
-use rotauth::{ClientId, DecodeError, Session, Timestamp};
+use rotauth::{ClientId, DecodeError, KeyId, Session, Timestamp};
 use zeroize::Zeroizing;
 
 pub(crate) mod memory;
@@ -71,6 +71,13 @@ impl Record {
     #[must_use]
     pub fn client_id(&self) -> ClientId {
         self.session.client_id()
+    }
+
+    /// The key of the session's current token: a session stays on a key until it rotates
+    /// under another primary.
+    #[must_use]
+    pub fn key_id(&self) -> KeyId {
+        self.session.key_id()
     }
 
     /// The record's version: what [`SessionStore::compare_and_swap`] compares.
@@ -326,6 +333,50 @@ pub trait SessionStore: Send + Sync + 'static {
         from: &str,
         to: &str,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// How many sessions that have not expired at `now` are on each key
+    /// ([`Record::key_id`]), by key id, in no particular order and without zero counts. A
+    /// scan of every session, in bounded memory (a page at a time): for an operator
+    /// deciding whether an old key can go, not for requests. Records that do not decode
+    /// are skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the backend fails.
+    fn sessions_per_key(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<(KeyId, u64)>, StoreError>> + Send;
+}
+
+/// Counts sessions per key, for [`SessionStore::sessions_per_key`].
+#[derive(Default)]
+pub(crate) struct KeyCensus(Vec<(KeyId, u64)>);
+
+impl KeyCensus {
+    /// Counts `record` if it is live at `now`.
+    pub(crate) fn count(&mut self, record: &Record, now: Timestamp) {
+        if record.expires_at() <= now {
+            return;
+        }
+        let key = record.key_id();
+        match self.0.iter_mut().find(|(id, _)| *id == key) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => self.0.push((key, 1)),
+        }
+    }
+
+    /// Counts the bytes of a stored record, skipping what does not decode.
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+    pub(crate) fn count_bytes(&mut self, bytes: &[u8], now: Timestamp) {
+        if let Ok(record) = Record::from_bytes(bytes) {
+            self.count(&record, now);
+        }
+    }
+
+    pub(crate) fn into_counts(self) -> Vec<(KeyId, u64)> {
+        self.0
+    }
 }
 
 /// Converts a version to the signed 64-bit integer SQL databases store.

@@ -440,6 +440,12 @@ async fn lost_swaps_are_bounded() {
         ) -> Result<usize, rotauth_axum::StoreError> {
             self.inner.rename_user(from, to).await
         }
+        async fn sessions_per_key(
+            &self,
+            now: rotauth::Timestamp,
+        ) -> Result<Vec<(rotauth::KeyId, u64)>, rotauth_axum::StoreError> {
+            self.inner.sessions_per_key(now).await
+        }
     }
     let loads = Arc::new(AtomicUsize::new(0));
     let store = AlwaysLoses {
@@ -527,6 +533,12 @@ async fn corrupt_record_is_refused() {
         }
         async fn rename_user(&self, _: &str, _: &str) -> Result<usize, rotauth_axum::StoreError> {
             Ok(0)
+        }
+        async fn sessions_per_key(
+            &self,
+            _: rotauth::Timestamp,
+        ) -> Result<Vec<(rotauth::KeyId, u64)>, rotauth_axum::StoreError> {
+            Ok(Vec::new())
         }
     }
     let auth = Authenticator::new(rotator(short_window()), Corrupt);

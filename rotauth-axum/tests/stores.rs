@@ -468,6 +468,82 @@ async fn sign_ins_racing_a_sign_out<S: SessionStore + Clone>(store: S) {
     eprintln!("sign-ins racing a sign-out: {refused} refused, {stored} stored then deleted");
 }
 
+/// Keys change while the authenticator serves, in the documented three steps, and the
+/// census says which sessions are still on the old key: removing it then signs out those
+/// and no others. Key ids 7 and 8 are this test's own, so the counts are exact in a store
+/// other tests share.
+async fn keys_change_while_serving<S: SessionStore + Clone>(store: S) {
+    use rotauth::{KeyId, Keyring};
+    const OLD: KeyId = KeyId(7);
+    const NEW: KeyId = KeyId(8);
+    let keyring = |ids: &[KeyId]| {
+        let key = |id: KeyId| -> &[u8] {
+            if id == OLD {
+                b"the old key, at least thirty-two bytes"
+            } else {
+                b"the new key, at least thirty-two bytes"
+            }
+        };
+        let mut keyring = Keyring::new(ids[0], key(ids[0])).unwrap();
+        for &id in &ids[1..] {
+            keyring.insert(id, key(id)).unwrap();
+        }
+        keyring
+    };
+    let config = *default_rotator().config();
+    let auth = Authenticator::new(rotauth::Rotator::new(keyring(&[OLD]), config), store);
+    let census = |auth: Authenticator<S>, now| async move {
+        let counts = auth.sessions_per_key(now).await.unwrap();
+        let on = |id| counts.iter().find(|(k, _)| *k == id).map_or(0, |(_, n)| *n);
+        (on(OLD), on(NEW))
+    };
+    let t0 = Timestamp::now();
+    let user = unique("keys");
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let pending = auth.begin_sign_in(&user).await.unwrap();
+        let signed_in = auth
+            .sign_in_with(pending, &mut getrandom::SysRng, t0)
+            .await
+            .unwrap();
+        sessions.push((signed_in.client_id, signed_in.token));
+    }
+    assert_eq!(census(auth.clone(), t0).await, (3, 0));
+
+    // 1. Add the new key (on every instance): nothing moves yet.
+    auth.set_keyring(keyring(&[OLD, NEW]));
+    let (a, a0) = sessions[0].clone();
+    let a1 = rotated(&auth, a, &a0, after(t0, 6_000), false).await;
+    assert_eq!(a1.key_id(), OLD, "the old key is still primary");
+    // 2. Make it primary: each session moves at its next rotation.
+    auth.set_keyring(keyring(&[NEW, OLD]));
+    let later = after(t0, 12_000);
+    let a2 = rotated(&auth, a, &a1, later, false).await;
+    assert_eq!(a2.key_id(), NEW);
+    let (b, b0) = sessions[1].clone();
+    assert_eq!(rotated(&auth, b, &b0, later, false).await.key_id(), NEW);
+    assert_eq!(census(auth.clone(), later).await, (1, 2));
+    let expired = after(t0, 400 * 24 * 3_600 * 1_000);
+    assert_eq!(
+        census(auth.clone(), expired).await,
+        (0, 0),
+        "expired sessions count nowhere"
+    );
+    // 3. Remove the old key: the one session the census still showed on it is signed
+    //    out, the others are not.
+    auth.set_keyring(keyring(&[NEW]));
+    let later = after(t0, 13_000);
+    let (c, c0) = sessions[2].clone();
+    assert!(matches!(
+        auth.authenticate(&credentials(c, &c0), later, false).await,
+        Outcome::Refused(Refusal::Rejected(RejectReason::UnknownKey))
+    ));
+    assert!(matches!(
+        auth.authenticate(&credentials(a, &a2), later, false).await,
+        Outcome::Served { .. }
+    ));
+}
+
 /// Signing in beyond the cap evicts the sessions expiring first; expired ones go first.
 async fn per_user_cap<S: SessionStore + Clone>(store: S) {
     let auth = Authenticator::new(default_rotator(), store.clone()).max_sessions_per_user(3);
@@ -943,6 +1019,10 @@ macro_rules! contract {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn sign_ins_racing_a_sign_out() {
             super::sign_ins_racing_a_sign_out($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn keys_change_while_serving() {
+            super::keys_change_while_serving($make).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn per_user_cap() {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rotauth::ClientId;
 
-use super::{Record, SessionStore, SessionSummary, StoreError, StoredSession, Swap};
+use super::{KeyCensus, Record, SessionStore, SessionSummary, StoreError, StoredSession, Swap};
 
 #[derive(Default)]
 struct Sessions {
@@ -209,5 +209,16 @@ impl SessionStore for MemoryStore {
             .or_default()
             .extend(moved);
         Ok(count)
+    }
+
+    async fn sessions_per_key(
+        &self,
+        now: rotauth::Timestamp,
+    ) -> Result<Vec<(rotauth::KeyId, u64)>, StoreError> {
+        let mut census = KeyCensus::default();
+        for stored in self.lock().by_client.values() {
+            census.count(&stored.record, now);
+        }
+        Ok(census.into_counts())
     }
 }

@@ -7,7 +7,7 @@ use redis::{AsyncCommands, Script};
 use rotauth::{ClientId, Timestamp};
 use zeroize::Zeroizing;
 
-use super::{Record, SessionStore, SessionSummary, StoreError, StoredSession, Swap};
+use super::{KeyCensus, Record, SessionStore, SessionSummary, StoreError, StoredSession, Swap};
 
 /// Inserts a session hash unless it exists or the user's epoch moved, sets its expiry,
 /// adds it to the user's set. Returns 1, 0 for a taken id, -1 for a moved epoch.
@@ -321,5 +321,47 @@ impl SessionStore for RedisStore {
             .await
             .map_err(StoreError::backend)?;
         Ok(usize::try_from(moved).unwrap_or(usize::MAX))
+    }
+
+    async fn sessions_per_key(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<(rotauth::KeyId, u64)>, StoreError> {
+        let mut conn = self.conn();
+        let pattern = format!("{}*", self.session_prefix());
+        let mut census = KeyCensus::default();
+        let mut cursor: u64 = 0;
+        loop {
+            // SCAN walks the keyspace a page at a time without blocking Redis; a key may
+            // be returned twice across pages only while keys are added or dropped, which a
+            // census of live sessions tolerates.
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(StoreError::backend)?;
+            if !keys.is_empty() {
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.hget(key, "record");
+                }
+                let records: Vec<Option<Vec<u8>>> = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(StoreError::backend)?;
+                for bytes in records.into_iter().flatten() {
+                    census.count_bytes(&Zeroizing::new(bytes), now);
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(census.into_counts())
     }
 }

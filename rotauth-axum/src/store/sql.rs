@@ -24,6 +24,9 @@ pub(crate) const CREATE_EPOCH: &str = "INSERT INTO rotauth_user_epochs (user_id,
 pub(crate) const NEXT_EPOCH: &str = "INSERT INTO rotauth_user_epochs (user_id, epoch) \
      VALUES ($1, 1) ON CONFLICT (user_id) DO UPDATE SET epoch = rotauth_user_epochs.epoch + 1";
 
+/// Sessions per page when counting them per key.
+pub(crate) const CENSUS_PAGE: i64 = 1000;
+
 /// `impl SessionStore for $store` on its `pool` field, tables `rotauth_sessions` and
 /// `rotauth_user_epochs`; `$insert` is the guarded insert (parameters: client id, user id,
 /// record, version, expiry, epoch).
@@ -205,6 +208,39 @@ macro_rules! sql_session_store {
                         .map_err(StoreError::backend)?;
                 tx.commit().await.map_err(StoreError::backend)?;
                 Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+            }
+
+            async fn sessions_per_key(
+                &self,
+                now: rotauth::Timestamp,
+            ) -> Result<Vec<(rotauth::KeyId, u64)>, StoreError> {
+                let mut census = super::KeyCensus::default();
+                // Pages in client id order, each starting after the last id of the one
+                // before: no cursor held open, memory bounded by one page.
+                let mut after: Vec<u8> = Vec::new();
+                loop {
+                    let rows = sqlx::query(
+                        "SELECT client_id, record FROM rotauth_sessions
+                         WHERE expires_at > $1 AND client_id > $2 ORDER BY client_id LIMIT $3",
+                    )
+                    .bind(sql_int(now.unix_millis())?)
+                    .bind(&after[..])
+                    .bind(super::sql::CENSUS_PAGE)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(StoreError::backend)?;
+                    let Some(last) = rows.last() else { break };
+                    after = last.try_get(0).map_err(StoreError::backend)?;
+                    for row in &rows {
+                        let bytes =
+                            Zeroizing::new(row.try_get::<Vec<u8>, _>(1).map_err(StoreError::backend)?);
+                        census.count_bytes(&bytes, now);
+                    }
+                    if i64::try_from(rows.len()).unwrap_or(i64::MAX) < super::sql::CENSUS_PAGE {
+                        break;
+                    }
+                }
+                Ok(census.into_counts())
             }
         }
     };

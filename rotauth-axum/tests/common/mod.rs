@@ -212,6 +212,14 @@ impl<S: SessionStore> SessionStore for Wrapped<S> {
         self.check(&self.fail_writes)?;
         self.inner.rename_user(from, to).await
     }
+
+    async fn sessions_per_key(
+        &self,
+        now: rotauth::Timestamp,
+    ) -> Result<Vec<(rotauth::KeyId, u64)>, StoreError> {
+        self.check(&self.fail_load)?;
+        self.inner.sessions_per_key(now).await
+    }
 }
 
 /// What happened, in order: a generation stored for a client, or a token handed out.
@@ -290,6 +298,13 @@ impl<S: SessionStore> SessionStore for JournalStore<S> {
 
     async fn rename_user(&self, from: &str, to: &str) -> Result<usize, StoreError> {
         self.inner.rename_user(from, to).await
+    }
+
+    async fn sessions_per_key(
+        &self,
+        now: rotauth::Timestamp,
+    ) -> Result<Vec<(rotauth::KeyId, u64)>, StoreError> {
+        self.inner.sessions_per_key(now).await
     }
 }
 
