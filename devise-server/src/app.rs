@@ -38,7 +38,7 @@ use crate::connections::ClientAddr;
 use crate::db::{self, Database, EmailChange, User};
 use crate::email::normalize_email;
 use crate::limits::{Limits, Throttle};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, render_keys};
 use crate::passwords::{
     Hasher, hash_blocking, hash_password, password_errors, verify_blocking, weaker_than,
 };
@@ -152,6 +152,11 @@ impl<D: Database> AppState<D> {
             hashing,
             throttle,
         })))
+    }
+
+    /// Decides with `keyring` from now on (SIGHUP): see `Authenticator::set_keyring`.
+    pub fn set_keyring(&self, keyring: rotauth::Keyring) {
+        self.0.auth.set_keyring(keyring);
     }
 
     /// The counters since start.
@@ -1341,7 +1346,14 @@ async fn page<D: Database>(State(state): State<AppState<D>>) -> Response {
 /// `GET /metrics` (with `--metrics`): counters in Prometheus' text format, for load tools
 /// and dashboards. Nothing in it identifies a user or a session.
 async fn metrics<D: Database>(State(state): State<AppState<D>>) -> Response {
-    let mut response = (StatusCode::OK, state.metrics().render()).into_response();
+    let mut text = state.metrics().render();
+    // The key gauges scan the session store: a scrape's cost, not a request's.
+    let auth = &state.0.auth;
+    match auth.sessions_per_key(state.now()).await {
+        Ok(sessions) => text.push_str(&render_keys(auth.rotator().keyring(), &sessions)),
+        Err(e) => tracing::warn!(error = %e, "metrics: counting sessions per key failed"),
+    }
+    let mut response = (StatusCode::OK, text).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

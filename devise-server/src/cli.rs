@@ -1,29 +1,27 @@
-//! Command-line flags and the signing key (from the environment or a file, never a flag).
+//! Command-line flags (the signing keys are not among them: see `keys`).
 
 use core::time::Duration;
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use rotauth::rand_core::TryRng;
-use rotauth::{Config, KeyId, Keyring, Mode, ReplayPolicy};
+use rotauth::{Config, Keyring, Mode, ReplayPolicy};
 
 use rotauth_axum::BatchToken;
-use zeroize::Zeroizing;
 
 use crate::app::{LogSink, Settings};
 use crate::limits::Limits;
 
 /// The flags, parsed by clap; `DATABASE_URL` may come from the environment. The signing
-/// key is not among them: see [`signing_key`].
+/// keys are not among them: see [`crate::keys`].
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
     name = "devise_server",
     args_override_self = true,
     about = "A devise_token_auth-compatible auth server on rotauth",
-    after_help = "Environment: ROTAUTH_KEY, the signing key in hex, at least 32 bytes (64 hex digits),\n\
-                  not all one byte value (e.g. `openssl rand -hex 32`); or give it in a file with\n\
-                  --key-file, never on the command line. Without either a random key is generated and\n\
-                  sessions do not survive a restart.\n\
+    after_help = "Environment: ROTAUTH_KEY (or ROTAUTH_KEYS), the signing key in hex, at least 32 bytes\n\
+                  (64 hex digits), not all one byte value (e.g. `openssl rand -hex 32`); or several keys\n\
+                  as ID:HEX,ID:HEX, the first of them primary. Or give the same text in a file with\n\
+                  --key-file, which SIGHUP reads again; never on the command line. Without either a\n\
+                  random key is generated and sessions do not survive a restart.\n\
                   DATABASE_URL, as --database-url.\n\n\
                   The first line on stdout is `... listening on http://ADDR`; logs go to stderr.\n\
                   Open http://ADDR/ in a browser for the page that shows rotation live."
@@ -103,8 +101,9 @@ pub struct Cli {
     /// users quickly; never in production.
     #[arg(long = "insecure-fast-hashing")]
     pub fast_hashing: bool,
-    /// A file holding the signing key in hex (trailing whitespace ignored), instead of
-    /// ROTAUTH_KEY. It should be readable by its owner only: otherwise a warning is logged.
+    /// A file holding the signing key in hex, or keys as ID:HEX,ID:HEX with the primary
+    /// first (commas or line breaks between them), instead of ROTAUTH_KEY; read again on
+    /// SIGHUP. It should be readable by its owner only: otherwise a warning is logged.
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
     /// Refused: a key on the command line shows in the process list (`/proc/PID/cmdline`)
@@ -132,9 +131,6 @@ fn refuse_key_flag(_: &str) -> Result<KeyFlag, String> {
 
 const KEY_FLAG_REFUSED: &str = "the signing key is never taken from the command line, where \
     every user of the machine can read it: set ROTAUTH_KEY in the environment or use --key-file PATH";
-
-/// The environment variable that holds the signing key in hex.
-pub const KEY_ENV: &str = "ROTAUTH_KEY";
 
 impl Cli {
     /// The abuse limits these flags set.
@@ -243,133 +239,6 @@ pub fn config(cli: &Cli) -> Result<Config, String> {
         .replay_policy(cli.replay)
         .build()
         .map_err(|e| format!("invalid configuration: {e}"))
-}
-
-/// The signing key and what to say about it at start.
-pub struct SigningKey {
-    /// The keyring holding it.
-    pub keyring: Keyring,
-    /// Whether it was generated at random (no key configured).
-    pub generated: bool,
-    /// Warnings to log (never holding the key).
-    pub warnings: Vec<String>,
-}
-
-/// The longest key file read, in bytes: a 2 KiB key in hex, with room for whitespace.
-const MAX_KEY_FILE: u64 = 4096;
-
-/// The signing key: the value of `ROTAUTH_KEY` (`env`, read from the environment by the
-/// caller) or the contents of `--key-file` (`file`), never both; with neither, a fresh
-/// random key. Every error names where the key came from and never shows the key.
-pub fn signing_key(file: Option<&Path>, env: Option<&OsStr>) -> Result<SigningKey, String> {
-    let mut warnings = Vec::new();
-    let (hex, origin) = match (file, env) {
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "both {KEY_ENV} and --key-file are set; give the key in one of them"
-            ));
-        }
-        (Some(path), None) => {
-            let origin = format!("--key-file {}", path.display());
-            let hex = read_key_file(path, &origin, &mut warnings)?;
-            (Some(hex), origin)
-        }
-        (None, Some(value)) => {
-            let hex = value
-                .to_str()
-                .map(|text| Zeroizing::new(text.to_owned()))
-                .ok_or_else(|| format!("{KEY_ENV}: must be hex digits"))?;
-            (Some(hex), KEY_ENV.to_owned())
-        }
-        (None, None) => (None, String::new()),
-    };
-    let (keyring, generated) =
-        keyring(hex.as_ref().map(|hex| hex.as_str())).map_err(|e| format!("{origin}: {e}"))?;
-    Ok(SigningKey {
-        keyring,
-        generated,
-        warnings,
-    })
-}
-
-/// The key file's text, at most [`MAX_KEY_FILE`] bytes, read into one buffer that is wiped
-/// when dropped and never grows (a grown buffer would leave a copy of the key behind).
-fn read_key_file(
-    path: &Path,
-    origin: &str,
-    warnings: &mut Vec<String>,
-) -> Result<Zeroizing<String>, String> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| format!("{origin}: cannot open: {e}"))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = file
-            .metadata()
-            .map_err(|e| format!("{origin}: {e}"))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            warnings.push(format!(
-                "{origin}: the key file may be read by other users (mode {:03o}); \
-                 make it readable by its owner only (chmod 600)",
-                mode & 0o777
-            ));
-        }
-    }
-    let capacity = usize::try_from(MAX_KEY_FILE)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(2);
-    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
-    file.take(MAX_KEY_FILE.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{origin}: cannot read: {e}"))?;
-    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_KEY_FILE {
-        return Err(format!(
-            "{origin}: longer than {MAX_KEY_FILE} bytes, not a key in hex"
-        ));
-    }
-    let text = std::str::from_utf8(&bytes).map_err(|_| format!("{origin}: must be hex digits"))?;
-    Ok(Zeroizing::new(text.trim_end().to_owned()))
-}
-
-/// The signing key from hex, or a fresh random one (`true` = generated). The key must be
-/// at least 32 bytes (64 hex digits), and not one byte value repeated (all zeros, all
-/// `0x07`...): such a key is a placeholder, and anyone who guesses it can mint tokens. The
-/// errors name neither the key nor where it came from.
-pub fn keyring(hex: Option<&str>) -> Result<(Keyring, bool), String> {
-    let key = match hex {
-        Some(hex) => (decode_hex(hex.trim()).ok_or("must be hex digits")?, false),
-        None => {
-            let mut key = vec![0u8; 32];
-            rand::rngs::SysRng
-                .try_fill_bytes(&mut key)
-                .map_err(|e| format!("system RNG failed: {e}"))?;
-            (key, true)
-        }
-    };
-    let (key, generated) = (Zeroizing::new(key.0), key.1);
-    let keyring = Keyring::new(KeyId(1), &key).map_err(|e| format!("{e} (64 hex digits)"))?;
-    if one_byte_repeated(&key) {
-        return Err(
-            "refused: every byte of the key is the same value, a placeholder rather \
-                    than a secret; generate a key, e.g. with `openssl rand -hex 32`"
-                .to_owned(),
-        );
-    }
-    Ok((keyring, generated))
-}
-
-/// Whether every byte of `key` equals its first, in constant time.
-fn one_byte_repeated(key: &[u8]) -> bool {
-    let first = key.first().copied().unwrap_or(0);
-    key.iter().fold(0u8, |diff, &b| diff | (b ^ first)) == 0
-}
-
-/// The key from hex, upper or lower case, in constant time (no branch or table lookup
-/// on the digits, so timing does not leak the key).
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    base16ct::mixed::decode_vec(text).ok()
 }
 
 /// The block printed on standard error at every start with `--insecure-fast-hashing`: one

@@ -1,5 +1,5 @@
 //! A devise_token_auth-compatible auth server on rotauth, as a library: the routes and their
-//! state (`app`), the accept loop (`connections`), the command line (`cli`), the accounts
+//! state (`app`), the accept loop (`connections`), the command line (`cli`), the signing keys (`keys`), the accounts
 //! and sessions in SQLite or PostgreSQL (`db`), how emails are compared (`email`), the
 //! abuse limits (`limits`), password hashing (`passwords`) and the counters (`metrics`).
 //! Every token is decided by rotauth-axum's request loop, read from and written to
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod connections;
 pub mod db;
 pub mod email;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod passwords;

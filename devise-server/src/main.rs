@@ -22,7 +22,7 @@
 //! on an ephemeral port and talk to over HTTP.
 
 use devise_server::db::{self, Database};
-use devise_server::{app, cli, connections};
+use devise_server::{app, cli, connections, keys};
 
 fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -87,14 +87,32 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
         }
         cli.max_connections = fit;
     }
-    // The key from the environment or a file only: a flag would show it in the process list.
-    let key = cli::signing_key(
+    // The keys from the environment or a file only: a flag would show them in the process
+    // list.
+    let env = match (
+        std::env::var_os(keys::KEY_ENV),
+        std::env::var_os(keys::KEYS_ENV),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "both {} and {} are set; give the keys in one of them",
+                keys::KEY_ENV,
+                keys::KEYS_ENV
+            ));
+        }
+        (Some(value), None) => Some((keys::KEY_ENV, value)),
+        (None, Some(value)) => Some((keys::KEYS_ENV, value)),
+        (None, None) => None,
+    };
+    let key = keys::signing_key(
         cli.key_file.as_deref(),
-        std::env::var_os(cli::KEY_ENV).as_deref(),
+        env.as_ref().map(|(name, value)| (*name, value.as_os_str())),
     )?;
+    drop(env);
     for warning in &key.warnings {
         tracing::warn!("{warning}");
     }
+    let key_file = key.file.clone();
     let settings = cli::settings(&cli, key.keyring, app::LogSink::Stderr)?;
     if key.generated {
         tracing::warn!(
@@ -114,18 +132,22 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
             let db = db::Postgres::open(url, connections)
                 .await
                 .map_err(|e| format!("database: {e}"))?;
-            serve(&cli, app::AppState::new(db, settings)?).await
+            serve(&cli, app::AppState::new(db, settings)?, key_file).await
         }
         None => {
             let db = db::Sqlite::open(&cli.db, connections)
                 .await
                 .map_err(|e| format!("database {}: {e}", cli.db))?;
-            serve(&cli, app::AppState::new(db, settings)?).await
+            serve(&cli, app::AppState::new(db, settings)?, key_file).await
         }
     }
 }
 
-async fn serve<D: Database>(cli: &cli::Cli, state: app::AppState<D>) -> Result<(), String> {
+async fn serve<D: Database>(
+    cli: &cli::Cli,
+    state: app::AppState<D>,
+    key_file: Option<std::path::PathBuf>,
+) -> Result<(), String> {
     use std::io::Write as _;
 
     let listener = tokio::net::TcpListener::bind(&cli.addr)
@@ -134,6 +156,16 @@ async fn serve<D: Database>(cli: &cli::Cli, state: app::AppState<D>) -> Result<(
     let addr = listener
         .local_addr()
         .map_err(|e| format!("no local address: {e}"))?;
+    // Signal handlers before the first line: a script may signal as soon as it reads it.
+    let shutdown = shutdown_signal();
+    #[cfg(unix)]
+    let reloading = tokio::spawn(reload_keys_on_sighup(
+        state.clone(),
+        key_file,
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+    ));
+    #[cfg(not(unix))]
+    drop(key_file);
     // The first stdout line is the protocol for scripts and tests that pass port 0.
     println!("rotauth devise_server listening on http://{addr}");
     let _ = std::io::stdout().flush();
@@ -147,9 +179,11 @@ async fn serve<D: Database>(cli: &cli::Cli, state: app::AppState<D>) -> Result<(
         cli.rotate,
         cli.batch_token,
     );
-    let result = connections::serve(listener, state.clone(), shutdown_signal())
+    let result = connections::serve(listener, state.clone(), shutdown)
         .await
         .map_err(|e| format!("server failed: {e}"));
+    #[cfg(unix)]
+    reloading.abort();
     let metrics = state.metrics();
     tracing::info!(
         "stopped: {} compare-and-swap conflicts decided again, {} gave up",
@@ -163,18 +197,66 @@ async fn serve<D: Database>(cli: &cli::Cli, state: app::AppState<D>) -> Result<(
     result
 }
 
+/// Reads the key file again at every SIGHUP and decides with its keys from then on; a file
+/// that does not read or parse changes nothing (logged). Without a key file (keys from the
+/// environment, which a running process cannot see change) SIGHUP only says so.
+#[cfg(unix)]
+async fn reload_keys_on_sighup<D: Database>(
+    state: app::AppState<D>,
+    key_file: Option<std::path::PathBuf>,
+    hangups: Option<tokio::signal::unix::Signal>,
+) {
+    let Some(mut hangups) = hangups else {
+        tracing::warn!("cannot listen for SIGHUP: keys are not reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let Some(file) = &key_file else {
+            tracing::warn!("SIGHUP: the keys come from the environment; restart to change them");
+            continue;
+        };
+        match keys::reload(file) {
+            Ok(key) => {
+                for warning in &key.warnings {
+                    tracing::warn!("{warning}");
+                }
+                let ids: Vec<u8> = key.keyring.ids().map(|id| id.0).collect();
+                state.set_keyring(key.keyring);
+                tracing::info!("SIGHUP: keys reloaded, ids {ids:?} (the first is primary)");
+            }
+            Err(e) => tracing::error!("SIGHUP: keys not reloaded, the old ones stay: {e}"),
+        }
+    }
+}
+
 /// Ctrl-C, or SIGTERM on Unix (what `kill` and container runtimes send).
-async fn shutdown_signal() {
+///
+/// The SIGTERM handler is installed when this is called, not when the future is first
+/// polled: a SIGTERM that arrives as soon as the listening line is out must not find the
+/// default action (exit at once) still in place.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        shutdown(
+            #[cfg(unix)]
+            term,
+        )
+        .await;
+    }
+}
+
+async fn shutdown(#[cfg(unix)] term: Option<tokio::signal::unix::Signal>) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     #[cfg(unix)]
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
+        match term {
+            Some(mut signal) => {
                 signal.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]

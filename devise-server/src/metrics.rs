@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rotauth::DecisionKind;
+use std::fmt::Write as _;
+
+use rotauth::{DecisionKind, KeyId, Keyring};
 
 /// Counters since start through the `metrics` facade, into a Prometheus recorder of this
 /// server's own (not the process-wide one, so servers in one process, as in the tests,
@@ -80,4 +82,44 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.handle.render()
     }
+}
+
+/// The key gauges in Prometheus' text format, computed at each scrape rather than kept,
+/// so that a removed key leaves no stale series: `rotauth_keys` (1 per key the server
+/// holds, `primary="true"` on the one that signs) and `rotauth_sessions_by_key` (live
+/// sessions whose current token is under each key, the keys held and any other that
+/// sessions are still on). An old key with no session left can go without signing anyone
+/// out.
+pub fn render_keys(keyring: &Keyring, sessions: &[(KeyId, u64)]) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# HELP rotauth_keys The signing keys this server holds; primary signs new tokens.\n\
+         # TYPE rotauth_keys gauge"
+    );
+    for id in keyring.ids() {
+        let primary = id == keyring.primary();
+        let _ = writeln!(
+            text,
+            "rotauth_keys{{key_id=\"{}\",primary=\"{primary}\"}} 1",
+            id.0
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP rotauth_sessions_by_key Live sessions whose current token is under each key.\n\
+         # TYPE rotauth_sessions_by_key gauge"
+    );
+    let mut ids: Vec<KeyId> = keyring.ids().collect();
+    ids.extend(sessions.iter().map(|(id, _)| *id));
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        let n = sessions
+            .iter()
+            .find(|(k, _)| *k == id)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(text, "rotauth_sessions_by_key{{key_id=\"{}\"}} {n}", id.0);
+    }
+    text
 }

@@ -976,14 +976,17 @@ fn a_key_of_one_repeated_byte_is_refused() {
     }
     let file = dir.0.join("key");
     std::fs::write(&file, "07".repeat(32)).unwrap();
-    let refused = devise_server::cli::signing_key(Some(&file), None)
+    let refused = devise_server::keys::signing_key(Some(&file), None)
         .err()
         .unwrap();
     assert!(refused.starts_with("--key-file "), "{refused}");
     assert!(refused.contains("same value"), "{refused}");
     // A key of varied bytes is taken, in either case.
     for key in [KEY_HEX.to_owned(), KEY_HEX.to_ascii_uppercase()] {
-        let taken = devise_server::cli::signing_key(None, Some(std::ffi::OsStr::new(&key)));
+        let taken = devise_server::keys::signing_key(
+            None,
+            Some(("ROTAUTH_KEY", std::ffi::OsStr::new(&key))),
+        );
         assert!(taken.is_ok_and(|k| !k.generated && k.warnings.is_empty()));
     }
 }
@@ -1028,7 +1031,7 @@ fn a_key_file_gives_the_key() {
     assert_eq!(status, 200, "a token signed with the file's key");
 
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let key = devise_server::cli::signing_key(Some(&file), None).unwrap();
+    let key = devise_server::keys::signing_key(Some(&file), None).unwrap();
     assert!(!key.generated);
     assert_eq!(key.warnings.len(), 1, "{:?}", key.warnings);
     assert!(key.warnings[0].contains("chmod 600"), "{:?}", key.warnings);
@@ -1044,7 +1047,7 @@ fn a_key_file_gives_the_key() {
         "{stderr}"
     );
     let missing = dir.0.join("missing.key");
-    let refused = devise_server::cli::signing_key(Some(&missing), None)
+    let refused = devise_server::keys::signing_key(Some(&missing), None)
         .err()
         .unwrap();
     assert!(refused.contains("cannot open"), "{refused}");

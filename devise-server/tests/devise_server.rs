@@ -1132,19 +1132,17 @@ fn flags_parse_and_bad_ones_are_refused() {
         panic!()
     };
     assert!(cli::config(&cli).unwrap_err().contains("window"));
-    assert!(cli::keyring(Some("00ff")).is_err(), "short key");
-    assert!(cli::keyring(Some(&"zz".repeat(32))).is_err(), "not hex");
+    use devise_server::keys;
+    assert!(keys::keyring("00ff").is_err(), "short key");
+    assert!(keys::keyring(&"zz".repeat(32)).is_err(), "not hex");
     assert!(
-        cli::keyring(Some(&"ab".repeat(32))).is_err(),
+        keys::keyring(&"ab".repeat(32)).is_err(),
         "one byte repeated"
     );
     assert!(
-        cli::keyring(Some(
-            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-        ))
-        .is_ok_and(|(_, generated)| !generated)
+        keys::keyring("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff").is_ok()
     );
-    assert!(cli::keyring(None).is_ok_and(|(_, generated)| generated));
+    assert!(keys::signing_key(None, None).is_ok_and(|key| key.generated));
 }
 
 /// The built binary itself (cargo builds it for the package's tests): first stdout line, a

@@ -99,6 +99,13 @@ impl<S: SessionStore> SessionStore for ParkingSessions<S> {
     async fn rename_user(&self, from: &str, to: &str) -> Result<usize, StoreError> {
         self.inner.rename_user(from, to).await
     }
+
+    async fn sessions_per_key(
+        &self,
+        now: rotauth::Timestamp,
+    ) -> Result<Vec<(rotauth::KeyId, u64)>, StoreError> {
+        self.inner.sessions_per_key(now).await
+    }
 }
 
 /// A database whose sessions can park the next insert ([`Self::park_next_insert`]).
