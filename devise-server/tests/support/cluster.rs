@@ -164,8 +164,28 @@ impl Instance {
     /// Starts the binary with `args` (and the shared key, cheap hashing, `--metrics`,
     /// `--quiet`, no sign-in throttling, port 0); returns before it has printed its address: see [`Self::ready`].
     pub fn start(args: &[&str], dir: &Path, name: &str) -> (Child, PathBuf) {
+        Self::launch(args, dir, name, |command| {
+            command.env("ROTAUTH_KEY", KEY_HEX)
+        })
+    }
+
+    /// As [`Self::spawn`], with the keys from the `--key-file` among `args` instead of the
+    /// shared key.
+    pub fn spawn_with_key_file(args: &[&str], dir: &Path, name: &str) -> Self {
+        Self::ready(Self::launch(args, dir, name, |command| {
+            command.env_remove("ROTAUTH_KEY")
+        }))
+    }
+
+    fn launch(
+        args: &[&str],
+        dir: &Path,
+        name: &str,
+        key: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> (Child, PathBuf) {
         let log = dir.join(format!("{name}.log"));
-        let child = Command::new(server_binary())
+        let mut command = Command::new(server_binary());
+        command
             .args([
                 "--addr",
                 "127.0.0.1:0",
@@ -177,8 +197,8 @@ impl Instance {
                 "--throttle-per-address-account",
                 "0",
             ])
-            .args(args)
-            .env("ROTAUTH_KEY", KEY_HEX)
+            .args(args);
+        let child = key(&mut command)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
