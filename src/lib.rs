@@ -251,6 +251,7 @@ extern crate std;
 
 mod config;
 mod decision;
+pub mod exchange;
 mod keyring;
 mod mac;
 mod rotator;
