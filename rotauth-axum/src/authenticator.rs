@@ -1,259 +1,18 @@
-//! The request loop: decide, store, answer.
+//! The request loop: rotauth's [`Exchange`] driven with the store's I/O, and sign-in,
+//! sign-out and credential changes around it.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rotauth::exchange::{Answer, BatchToken, Exchange, Loaded, Options, Step, Swapped};
 use rotauth::rand_core::TryCryptoRng;
-use rotauth::{
-    ClientId, Decision, DecisionKind, KeyId, Keyring, RejectReason, Rotator, Session, Timestamp,
-    Token,
-};
-use zeroize::Zeroizing;
+use rotauth::{ClientId, KeyId, Keyring, Rotator, Timestamp};
 
+use crate::error::{ChangeError, Error};
+use crate::request::{Authenticated, Checked, Credentials, Outcome, SignedIn, Unavailable};
 use crate::store::{Record, SessionStore, StoreError, Swap};
-
-/// The credentials a request presents, as a [`Protocol`](crate::Protocol) read them.
-pub struct Credentials {
-    /// The session's client id.
-    pub client_id: ClientId,
-    /// The token as sent (text, trimmed). Checked by rotauth, wiped on drop, never printed.
-    pub token: Zeroizing<String>,
-    /// The user the client claims to be (devise's `uid`), if the protocol carries one: a
-    /// request whose claim differs from the session's user is refused (see
-    /// [`Authenticator::uid_in_user_id`] for user ids that carry more than the claim).
-    pub uid: Option<String>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("client_id", &self.client_id)
-            .field("uid", &self.uid)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Who an accepted request belongs to. The layer puts it in the request's extensions, and
-/// handlers take it as an extractor:
-///
-/// ```
-/// use rotauth_axum::Authenticated;
-///
-/// async fn me(who: Authenticated) -> String {
-///     format!("hello {}", who.user_id)
-/// }
-/// # let _: axum::routing::MethodRouter = axum::routing::get(me);
-/// ```
-///
-/// A handler behind the layer always gets one; without the layer in front, extracting it
-/// fails with 500 (a server misconfiguration, logged), never with a request served as
-/// anonymous.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Authenticated {
-    /// The session's client id (public: clients send it in the clear).
-    pub client_id: ClientId,
-    /// The session's user, as given to [`Authenticator::sign_in`].
-    pub user_id: String,
-}
-
-/// What the response to an accepted request carries. A [`Protocol`](crate::Protocol)
-/// writes it into the response headers.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Reply {
-    /// A new token, already stored: the client must use it from now on.
-    NewToken {
-        /// The token to send.
-        token: Token,
-        /// When the session expires unless it rotates first.
-        expires_at: Timestamp,
-    },
-    /// A batch member: no token (devise sends `access-token: " "`). The client keeps the
-    /// token it has, and must not replace a newer one with anything from this response.
-    Batch {
-        /// When the session expires unless it rotates first.
-        expires_at: Timestamp,
-    },
-    /// A batch member under [`BatchToken::Current`]: the session's current token `T(n)`,
-    /// which the client may already hold. Sent only to a holder of `T(n)` or `T(n-1)`.
-    Current {
-        /// `T(n)`.
-        token: Token,
-        /// When the session expires unless it rotates first.
-        expires_at: Timestamp,
-    },
-    /// Rotation is switched off: the presented token stays valid and is sent back.
-    SameToken {
-        /// The presented token.
-        token: Token,
-        /// When the session expires.
-        expires_at: Timestamp,
-    },
-}
-
-impl Reply {
-    /// The token the response carries, if any.
-    #[must_use]
-    pub fn token(&self) -> Option<&Token> {
-        match self {
-            Self::NewToken { token, .. }
-            | Self::Current { token, .. }
-            | Self::SameToken { token, .. } => Some(token),
-            Self::Batch { .. } => None,
-        }
-    }
-
-    /// When the session expires unless it rotates first.
-    #[must_use]
-    pub fn expires_at(&self) -> Timestamp {
-        match self {
-            Self::NewToken { expires_at, .. }
-            | Self::Batch { expires_at }
-            | Self::Current { expires_at, .. }
-            | Self::SameToken { expires_at, .. } => *expires_at,
-        }
-    }
-}
-
-/// What the response to a batch member carries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BatchToken {
-    /// No token ([`Reply::Batch`]; devise sends `access-token: " "`): a response that
-    /// arrives after a newer one can never hand the client an older token. For clients
-    /// that keep their token when a response carries none (ng-token-auth, vue-auth,
-    /// devise-token-auth-client).
-    #[default]
-    Blank,
-    /// The session's current token `T(n)` ([`Reply::Current`]), for clients that take the
-    /// token of every response, blank or not (j-toker). Only a holder of `T(n)` or
-    /// `T(n-1)` gets it: handing `T(n)` to an in-window `T(n-2)` would upgrade a token
-    /// two rotations old to one that outlives the window. Others get [`Reply::Batch`].
-    /// The trade-off: a response that overtakes a newer one carries a token one
-    /// generation older than the client's, which a strict client then sends (and which
-    /// the batch window still accepts for the rest of the window).
-    Current,
-}
-
-/// Why a request was refused with 401. For logs and metrics; the response body never says
-/// which (it would help an attacker tell a forged token from an expired one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Refusal {
-    /// The request carries no credentials.
-    MissingCredentials,
-    /// The credentials are not in the protocol's shape (a malformed client id, say).
-    MalformedCredentials,
-    /// No session has this client id (signed out, evicted, expired and purged, revoked).
-    UnknownSession,
-    /// The request claims another user than the session's (devise's `uid`).
-    UserMismatch,
-    /// rotauth rejected the token.
-    Rejected(RejectReason),
-    /// rotauth rejected the token as a replay and the session was deleted.
-    Revoked(RejectReason),
-    /// The stored record does not decode.
-    CorruptRecord,
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::MissingCredentials => f.write_str("no credentials"),
-            Self::MalformedCredentials => f.write_str("malformed credentials"),
-            Self::UnknownSession => f.write_str("no such session"),
-            Self::UserMismatch => f.write_str("uid does not match the session"),
-            Self::Rejected(reason) => write!(f, "{reason}"),
-            Self::Revoked(reason) => write!(f, "{reason}; session revoked"),
-            Self::CorruptRecord => f.write_str("stored record is corrupt"),
-        }
-    }
-}
-
-/// Why a request answered 503 without a token.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Unavailable {
-    /// The store failed.
-    Store(StoreError),
-    /// [`Authenticator::MAX_ATTEMPTS`] compare-and-swaps in a row were lost to other
-    /// requests of the same session.
-    Contention,
-}
-
-impl fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Store(e) => write!(f, "{e}"),
-            Self::Contention => f.write_str("too many lost compare-and-swaps in a row"),
-        }
-    }
-}
-
-/// The outcome of [`Authenticator::authenticate`].
-#[derive(Debug)]
-#[must_use]
-pub enum Outcome {
-    /// Serve the request, then write `reply` into the response. Anything the reply
-    /// carries is already stored.
-    Served {
-        /// Who the request belongs to.
-        who: Authenticated,
-        /// What the response carries.
-        reply: Reply,
-        /// What rotauth decided, for logs and metrics.
-        decision: DecisionKind,
-        /// Compare-and-swaps this request lost to other requests of the same session
-        /// before its decision held, for logs and metrics.
-        lost_swaps: usize,
-    },
-    /// Answer 401, send no token. Nothing of the handler runs.
-    Refused(Refusal),
-    /// Answer 503, send no token. Nothing of the handler runs.
-    Unavailable(Unavailable),
-}
-
-/// The outcome of [`Authenticator::check`].
-#[derive(Debug)]
-#[must_use]
-pub enum Checked {
-    /// The credentials are accepted now; nothing was stored and no token is to be sent.
-    Accepted {
-        /// Who the request belongs to.
-        who: Authenticated,
-        /// What rotauth decided, for logs and metrics (what
-        /// [`authenticate`](Authenticator::authenticate) would store is not stored).
-        decision: DecisionKind,
-    },
-    /// Answer 401, send no token.
-    Refused(Refusal),
-    /// Answer 503, send no token.
-    Unavailable(Unavailable),
-}
-
-/// A new session, stored: send `token` to the client with the sign-in response.
-pub struct SignedIn {
-    /// The new session's client id.
-    pub client_id: ClientId,
-    /// Its user.
-    pub user_id: String,
-    /// `T(0)`, the session's first token. Never printed.
-    pub token: Token,
-    /// When the session expires unless it rotates first.
-    pub expires_at: Timestamp,
-}
-
-impl fmt::Debug for SignedIn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SignedIn")
-            .field("client_id", &self.client_id)
-            .field("user_id", &self.user_id)
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
 
 /// A sign-in begun with [`Authenticator::begin_sign_in`], before the password (or any
 /// other credential) is checked: it holds the user's epoch as it was then, and
@@ -274,101 +33,16 @@ impl PendingSignIn {
     }
 }
 
-/// Why sign-in, sign-out or a credential change failed. Nothing was sent; as a response
-/// it is 401 for [`CredentialsChanged`](Self::CredentialsChanged), 503 otherwise.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// The store failed.
-    Store(StoreError),
-    /// The operating system's RNG failed; no session was made.
-    Rng,
-    /// The user's sessions were signed out (a password change, an account deletion, a
-    /// renamed user) after the sign-in began: the credentials it checked may be gone. No
-    /// session was made; the client signs in again.
-    CredentialsChanged,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Store(e) => write!(f, "{e}"),
-            Self::Rng => f.write_str("the system RNG failed"),
-            Self::CredentialsChanged => {
-                f.write_str("the user's credentials changed while the sign-in was checked")
-            }
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Store(e) => Some(e),
-            Self::Rng | Self::CredentialsChanged => None,
-        }
-    }
-}
-
-impl From<StoreError> for Error {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::EpochChanged => Self::CredentialsChanged,
-            other => Self::Store(other),
-        }
-    }
-}
-
-impl axum::response::IntoResponse for Error {
-    fn into_response(self) -> axum::response::Response {
-        if let Self::CredentialsChanged = self {
-            tracing::info!(error = %self, "rotauth: sign-in refused");
-            return crate::protocol::json_response(
-                http::StatusCode::UNAUTHORIZED,
-                r#"{"errors":["unauthorized"]}"#,
-            );
-        }
-        tracing::error!(error = %self, "rotauth: sign-in or sign-out failed");
-        crate::protocol::unavailable_response()
-    }
-}
-
-/// Why [`Authenticator::change_credentials`] failed, and whether the change was made.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ChangeError<T, E> {
-    /// Signing the user out before the change failed: the change did not run, nothing
-    /// changed.
-    NotStarted(Error),
-    /// The change failed. The user's sessions but the kept one are signed out already.
-    Change(E),
-    /// The change was made (`T` is its result) and every session from before it is
-    /// signed out, but signing out again after it failed: a sign-in that raced the change
-    /// may have stored a session. Call [`Authenticator::sign_out_others`] again.
-    NotConfirmed(T, Error),
-}
-
-impl<T, E: fmt::Display> fmt::Display for ChangeError<T, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotStarted(e) => write!(f, "signing the user out before the change failed: {e}"),
-            Self::Change(e) => write!(f, "{e}"),
-            Self::NotConfirmed(_, e) => {
-                write!(f, "signing the user out after the change failed: {e}")
-            }
-        }
-    }
-}
-
 /// rotauth's request loop over a [`SessionStore`], written once: every request of every
 /// protocol goes through [`authenticate`](Self::authenticate), every new session through
 /// [`begin_sign_in`](Self::begin_sign_in) and [`sign_in`](Self::sign_in), every change of
 /// a user's credentials through [`change_credentials`](Self::change_credentials).
 ///
-/// The loop, for one request:
+/// The loop for one request is rotauth's own [`Exchange`], which keeps every rule of it
+/// (see [`rotauth::exchange`]); the authenticator only does the I/O it asks for:
 ///
-/// 1. load the session by client id (none: 401);
-/// 2. let rotauth decide on the record, the presented token and `now`;
+/// 1. load the session by client id (none: 401; a claimed `uid` not its owner's: 401);
+/// 2. rotauth decides on the record, the presented token and `now`;
 /// 3. a rejection: 401 without a token; a revoking one deletes the session first;
 /// 4. a decision with a record to store: compare-and-swap it on the version loaded; on a
 ///    lost swap go back to 1 (the retry is then part of the batch), at most
@@ -376,7 +50,8 @@ impl<T, E: fmt::Display> fmt::Display for ChangeError<T, E> {
 /// 5. only then is the request served and the token (if any) sent.
 ///
 /// A store error anywhere is 503 without a token. No path hands out a token that is not
-/// stored: the [`Reply`] is built only after the write returned `Ok`.
+/// stored: the [`Reply`](rotauth::exchange::Reply) is made only after the write returned
+/// `Ok`.
 ///
 /// Cloning is cheap (the rotator and the store are shared). The keys can change while it
 /// serves ([`set_keyring`](Self::set_keyring)): every clone decides with the new ones
@@ -441,11 +116,10 @@ impl<S> fmt::Debug for Authenticator<S> {
 impl<S: SessionStore> Authenticator<S> {
     /// Sessions per user unless set otherwise (devise's `max_number_of_devices`).
     pub const MAX_SESSIONS_PER_USER: usize = 10;
-    /// Decisions per request unless set otherwise: one plus the swaps a request may lose.
-    /// Each lost swap means another request of the same session committed in between, and
-    /// the retry is then a batch member that stores nothing, so two are normally enough;
-    /// the bound keeps a pathological storm from spinning.
-    pub const MAX_ATTEMPTS: usize = 4;
+    /// Decisions per request unless set otherwise: one plus the swaps a request may lose
+    /// (rotauth's [`Options::MAX_ATTEMPTS`], which says why).
+    #[allow(clippy::as_conversions, reason = "4 fits every usize")]
+    pub const MAX_ATTEMPTS: usize = Options::MAX_ATTEMPTS as usize;
 
     /// An authenticator deciding with `rotator` over `store`.
     #[must_use]
@@ -705,61 +379,33 @@ impl<S: SessionStore> Authenticator<S> {
         now: Timestamp,
         unbatch: bool,
     ) -> Outcome {
+        let options = Options::default()
+            .forced(unbatch)
+            .batch_token(self.batch_token)
+            .max_attempts(u32::try_from(self.max_attempts).unwrap_or(u32::MAX));
+        let exchange = Exchange::new(credentials.token.as_str(), now, options);
         let client_id = credentials.client_id;
-        let rotator = self.rotator.load();
-        let mut first_generation = None;
-        for lost_swaps in 0..self.max_attempts {
-            let (user_id, version, session) = match self.load(credentials).await {
-                Ok(loaded) => loaded,
-                Err(denied) => return denied.into(),
-            };
-            let mut request = rotauth::Request::new(credentials.token.as_str(), now);
-            // A forced request that lost its swap to a rotation has had its rotation: the
-            // winner moved the session on and sent the new token. Forcing again would
-            // rotate a second time and hand the burst two new tokens.
-            let first = *first_generation.get_or_insert(session.generation());
-            if unbatch && session.generation() == first {
-                request = request.force_rotation();
-            }
-            let decision = rotator.decide(&session, request);
-            let kind = decision.kind();
-            let (to_store, send) = match self.duties(decision, credentials).await {
-                Ok(duties) => duties,
-                Err(denied) => return denied.into(),
-            };
-            let kept: &Session = match &to_store {
-                Some(next) => {
-                    match self
-                        .store
-                        .compare_and_swap(version, &Record::from_session(next))
-                        .await
-                    {
-                        Ok(Swap::Swapped) => next,
-                        Ok(Swap::Lost) => {
-                            tracing::debug!(%client_id, lost_swaps, "rotauth: lost a compare-and-swap; deciding again");
-                            continue;
-                        }
-                        Err(e) => return self.store_failed(client_id, e).into(),
-                    }
+        match self.drive(exchange, credentials).await {
+            (
+                Answer::Serve {
+                    reply,
+                    decision,
+                    lost_swaps,
+                },
+                Some(user_id),
+                _,
+            ) => {
+                tracing::debug!(%client_id, decision = decision.as_str(), lost_swaps, "rotauth: served");
+                Outcome::Served {
+                    who: Authenticated { client_id, user_id },
+                    reply,
+                    decision,
+                    lost_swaps: usize::try_from(lost_swaps).unwrap_or(usize::MAX),
                 }
-                None => &session,
-            };
-            let expires_at = kept.expires_at();
-            let reply = match send {
-                Send::New(token) => Reply::NewToken { token, expires_at },
-                Send::Same(token) => Reply::SameToken { token, expires_at },
-                Send::Nothing => self.batch_reply(&rotator, credentials, kept),
-            };
-            tracing::debug!(%client_id, decision = kind.as_str(), lost_swaps, "rotauth: served");
-            return Outcome::Served {
-                who: Authenticated { client_id, user_id },
-                reply,
-                decision: kind,
-                lost_swaps,
-            };
+            }
+            (Answer::Refuse(refusal), _, _) => Outcome::Refused(refusal),
+            (answer, _, failure) => Outcome::Unavailable(unavailable(client_id, &answer, failure)),
         }
-        tracing::warn!(%client_id, attempts = self.max_attempts, "rotauth: too many lost compare-and-swaps; 503");
-        Outcome::Unavailable(Unavailable::Contention)
     }
 
     /// Decides whether `credentials` are accepted at `now`, without storing the decision
@@ -769,138 +415,110 @@ impl<S: SessionStore> Authenticator<S> {
     /// [`authenticate`](Self::authenticate). A replay that the policy revokes still
     /// deletes its session.
     pub async fn check(&self, credentials: &Credentials, now: Timestamp) -> Checked {
-        let (user_id, _, session) = match self.load(credentials).await {
-            Ok(loaded) => loaded,
-            Err(denied) => return denied.into(),
-        };
-        let decision = self.rotator.load().decide(
-            &session,
-            rotauth::Request::new(credentials.token.as_str(), now),
-        );
-        let kind = decision.kind();
-        match self.duties(decision, credentials).await {
-            Ok(_) => Checked::Accepted {
-                who: Authenticated {
-                    client_id: credentials.client_id,
-                    user_id,
-                },
-                decision: kind,
-            },
-            Err(denied) => denied.into(),
-        }
-    }
-
-    /// The session of `credentials` with its user and stored version, if the claimed user
-    /// (if any) is its owner.
-    async fn load(&self, credentials: &Credentials) -> Result<(String, u64, Session), Denied> {
+        let exchange = Exchange::check(credentials.token.as_str(), now);
         let client_id = credentials.client_id;
-        let stored = match self.store.load(client_id).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return Err(Denied::Refused(Refusal::UnknownSession)),
-            Err(e) => return Err(self.store_failed(client_id, e)),
-        };
-        if credentials
-            .uid
-            .as_deref()
-            .is_some_and(|uid| uid != (self.uid_in_user_id)(&stored.user_id))
-        {
-            return Err(Denied::Refused(Refusal::UserMismatch));
+        match self.drive(exchange, credentials).await {
+            (Answer::Accepted { decision }, Some(user_id), _) => Checked::Accepted {
+                who: Authenticated { client_id, user_id },
+                decision,
+            },
+            (Answer::Refuse(refusal), _, _) => Checked::Refused(refusal),
+            (answer, _, failure) => Checked::Unavailable(unavailable(client_id, &answer, failure)),
         }
-        let version = stored.record.version();
-        Ok((stored.user_id, version, stored.record.into_session()))
     }
 
-    /// A decision's duties: refuse, or revoke (delete the session) and refuse, or the
-    /// record to store and what to send once it is stored. The match is exhaustive on
-    /// purpose: a new decision (a new duty) must break this build, not fall into a default.
-    async fn duties(
+    /// Drives `exchange` with the store's I/O to its answer: rotauth keeps every rule of
+    /// the loop, this does the loads, compare-and-swaps and deletes it asks for. Also
+    /// returns the user of the session as last loaded, and the store's error behind an
+    /// answer of 503.
+    async fn drive(
         &self,
-        decision: Decision,
+        (mut exchange, mut step): (Exchange<'_>, Step),
         credentials: &Credentials,
-    ) -> Result<(Option<Session>, Send), Denied> {
+    ) -> (Answer, Option<String>, Option<StoreError>) {
         let client_id = credentials.client_id;
-        match decision {
-            Decision::Reject { reason } => {
-                tracing::debug!(%client_id, %reason, "rotauth: refused");
-                Err(Denied::Refused(Refusal::Rejected(reason)))
-            }
-            Decision::Revoke { reason } => match self.store.delete(client_id).await {
-                Ok(_) => {
-                    tracing::info!(%client_id, %reason, "rotauth: session revoked");
-                    Err(Denied::Refused(Refusal::Revoked(reason)))
+        // One keyring for the whole request, even if the keys change meanwhile.
+        let rotator = self.rotator.load();
+        let (mut user_id, mut failure) = (None, None);
+        loop {
+            step = match step {
+                Step::Load => match self.store.load(client_id).await {
+                    Ok(Some(stored)) => {
+                        let claim_matches = credentials
+                            .uid
+                            .as_deref()
+                            .is_none_or(|uid| uid == (self.uid_in_user_id)(&stored.user_id));
+                        let version = stored.record.version();
+                        let session = stored.record.into_session();
+                        user_id = Some(stored.user_id);
+                        let loaded = Loaded::Found {
+                            session: &session,
+                            version,
+                            claim_matches,
+                        };
+                        exchange.loaded(&rotator, loaded)
+                    }
+                    Ok(None) => exchange.loaded(&rotator, Loaded::Missing),
+                    Err(StoreError::Corrupt(e)) => {
+                        tracing::error!(%client_id, error = %e, "rotauth: stored session record is corrupt; 401");
+                        exchange.loaded(&rotator, Loaded::Corrupt)
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        exchange.loaded(&rotator, Loaded::Failed)
+                    }
+                },
+                Step::Store {
+                    session,
+                    expected_version,
+                } => {
+                    let record = Record::from_session(&session);
+                    let swapped = match self.store.compare_and_swap(expected_version, &record).await
+                    {
+                        Ok(Swap::Swapped) => Swapped::Stored,
+                        Ok(Swap::Lost) => {
+                            tracing::debug!(%client_id, lost_swaps = exchange.lost_swaps(), "rotauth: lost a compare-and-swap; deciding again");
+                            Swapped::Lost
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            Swapped::Failed
+                        }
+                    };
+                    exchange.swapped(&rotator, swapped)
                 }
-                Err(e) => Err(self.store_failed(client_id, e)),
-            },
-            Decision::Rotate { session, token } => Ok((Some(session), Send::New(token))),
-            // Recover mode: `T(n)` again, after storing the mark that spends the recovery.
-            Decision::Reissue { updated, token } => Ok((updated, Send::New(token))),
-            Decision::BatchReuse { updated } => Ok((updated, Send::Nothing)),
-            // Rotation off: the presented token stays valid and goes back. It parsed, or
-            // the decision would not have accepted it; if it somehow does not, send none.
-            Decision::Accept { updated } => Ok((
-                updated,
-                Token::from_text(credentials.token.as_str()).map_or(Send::Nothing, Send::Same),
-            )),
-        }
-    }
-
-    /// A batch member's reply under the [`BatchToken`] policy, from the session as kept.
-    fn batch_reply(&self, rotator: &Rotator, credentials: &Credentials, kept: &Session) -> Reply {
-        let expires_at = kept.expires_at();
-        let current = match self.batch_token {
-            BatchToken::Blank => None,
-            BatchToken::Current => Token::from_text(credentials.token.as_str())
-                .ok()
-                .filter(|presented| presented.generation().saturating_add(1) >= kept.generation())
-                .and_then(|_| rotator.current_token(kept)),
-        };
-        match current {
-            Some(token) => Reply::Current { token, expires_at },
-            None => Reply::Batch { expires_at },
-        }
-    }
-
-    fn store_failed(&self, client_id: ClientId, error: StoreError) -> Denied {
-        match error {
-            StoreError::Corrupt(e) => {
-                tracing::error!(%client_id, error = %e, "rotauth: stored session record is corrupt; 401");
-                Denied::Refused(Refusal::CorruptRecord)
-            }
-            other => {
-                tracing::warn!(%client_id, error = %other, "rotauth: session store failed; 503");
-                Denied::Unavailable(Unavailable::Store(other))
-            }
+                Step::Delete => match self.store.delete(client_id).await {
+                    Ok(_) => {
+                        tracing::info!(%client_id, "rotauth: session revoked");
+                        exchange.deleted(true)
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        exchange.deleted(false)
+                    }
+                },
+                Step::Answer(answer) => return (answer, user_id, failure),
+            };
         }
     }
 }
 
-/// Why a request is not served: the two answers without a token.
-enum Denied {
-    Refused(Refusal),
-    Unavailable(Unavailable),
-}
-
-impl From<Denied> for Outcome {
-    fn from(denied: Denied) -> Self {
-        match denied {
-            Denied::Refused(refusal) => Self::Refused(refusal),
-            Denied::Unavailable(why) => Self::Unavailable(why),
+/// The 503 of an answer that is neither served nor refused, logged with its cause.
+fn unavailable(client_id: ClientId, answer: &Answer, failure: Option<StoreError>) -> Unavailable {
+    match (answer, failure) {
+        (Answer::Unavailable(rotauth::exchange::Unavailable::Contention), _) => {
+            tracing::warn!(%client_id, "rotauth: too many lost compare-and-swaps; 503");
+            Unavailable::Contention
+        }
+        (_, Some(error)) => {
+            tracing::warn!(%client_id, %error, "rotauth: session store failed; 503");
+            Unavailable::Store(error)
+        }
+        // An answer the loop should not give here (a served request without a loaded
+        // user): no token, nobody logged out.
+        (answer, None) => {
+            tracing::error!(%client_id, ?answer, "rotauth: unexpected answer; 503");
+            Unavailable::Store(StoreError::backend("the request loop answered out of turn"))
         }
     }
-}
-
-impl From<Denied> for Checked {
-    fn from(denied: Denied) -> Self {
-        match denied {
-            Denied::Refused(refusal) => Self::Refused(refusal),
-            Denied::Unavailable(why) => Self::Unavailable(why),
-        }
-    }
-}
-
-/// What to send once the decision's record (if any) is stored.
-enum Send {
-    New(Token),
-    Same(Token),
-    Nothing,
 }

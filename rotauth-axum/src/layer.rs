@@ -15,8 +15,9 @@ use rotauth::Timestamp;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::authenticator::{Authenticated, Authenticator, Outcome};
+use crate::authenticator::Authenticator;
 use crate::protocol::Protocol;
+use crate::request::{Authenticated, Outcome};
 use crate::store::{BoxError, SessionStore};
 
 /// A tower [`Layer`] that authenticates every request with rotauth before the inner

@@ -91,16 +91,20 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authenticator;
+mod error;
 mod layer;
 mod protocol;
+mod request;
 mod store;
 
-pub use authenticator::{
-    Authenticated, Authenticator, BatchToken, ChangeError, Checked, Credentials, Error, Outcome,
-    PendingSignIn, Refusal, Reply, SignedIn, Unavailable,
-};
+pub use authenticator::{Authenticator, PendingSignIn};
+pub use error::{ChangeError, Error};
 pub use layer::{AuthLayer, AuthService, MissingAuthLayer};
 pub use protocol::{BearerProtocol, DeviseProtocol, Protocol};
+pub use request::{Authenticated, Checked, Credentials, Outcome, SignedIn, Unavailable};
+/// What a response carries, why a request is refused, and what a batch member is sent:
+/// rotauth's request loop's own types, the same for every host.
+pub use rotauth::exchange::{BatchToken, Refusal, Reply};
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;

@@ -5,7 +5,9 @@ use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
-use crate::authenticator::{Authenticated, Credentials, Refusal, Reply, SignedIn};
+use rotauth::exchange::{Refusal, Reply};
+
+use crate::request::{Authenticated, Credentials, SignedIn};
 
 mod bearer;
 mod devise;

@@ -6,7 +6,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use zeroize::Zeroizing;
 
 use super::{Protocol, authorization, no_store, unauthorized};
-use crate::authenticator::{Authenticated, Credentials, Refusal, Reply};
+use rotauth::exchange::{Refusal, Reply};
+
+use crate::request::{Authenticated, Credentials};
 
 /// The response header carrying the next credentials.
 pub(crate) const ROTAUTH_TOKEN: HeaderName = HeaderName::from_static("rotauth-token");

@@ -8,7 +8,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use zeroize::Zeroizing;
 
 use super::{Protocol, authorization, header_text, no_store, unauthorized};
-use crate::authenticator::{Authenticated, Credentials, Refusal, Reply};
+use rotauth::exchange::{Refusal, Reply};
+
+use crate::request::{Authenticated, Credentials};
 
 /// The token header.
 pub(crate) const ACCESS_TOKEN: HeaderName = HeaderName::from_static("access-token");
