@@ -335,6 +335,19 @@ impl fmt::Display for Unavailable {
     }
 }
 
+/// The token a batch member holding `held` is sent under [`BatchToken::Current`]: the
+/// session's current token `T(n)` (of `kept`, the session as stored) if `held` is `T(n)` or
+/// `T(n-1)`, none otherwise (an in-window `T(n-2)` must not be upgraded to a token that
+/// outlives the window), and none if `T(n)`'s key has been removed. For hosts that drive
+/// the decision without an [`Exchange`].
+#[must_use]
+pub fn current_for(rotator: &Rotator, kept: &Session, held: &Token) -> Option<Token> {
+    if held.generation().saturating_add(1) < kept.generation() {
+        return None;
+    }
+    rotator.current_token(kept)
+}
+
 /// One request's loop around the decision. Made by [`Exchange::new`] (decide and store)
 /// or [`Exchange::check`] (decide only), driven by the host through [`Step`]s; see the
 /// module docs for the rules it keeps and an example host loop.
@@ -540,13 +553,9 @@ impl<'a> Exchange<'a> {
             Send::New(token) => Reply::NewToken { token, expires_at },
             Send::Same(token) => Reply::SameToken { token, expires_at },
             Send::Nothing => {
-                let current = match self.options.batch_token {
-                    BatchToken::Blank => None,
-                    BatchToken::Current => self
-                        .token
-                        .as_ref()
-                        .filter(|held| held.generation().saturating_add(1) >= kept.generation())
-                        .and_then(|_| rotator.current_token(kept)),
+                let current = match (self.options.batch_token, &self.token) {
+                    (BatchToken::Current, Some(held)) => current_for(rotator, kept, held),
+                    _ => None,
                 };
                 match current {
                     Some(token) => Reply::Current { token, expires_at },

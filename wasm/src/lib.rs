@@ -404,6 +404,41 @@ pub extern "C" fn current_token(record_len: u32) -> i32 {
     })
 }
 
+/// Writes the token a batch member presenting the token at `INPUT` (`token_len` bytes of
+/// text) is sent under the "current" batch-token policy, for the record at `RECORD`
+/// (`record_len` bytes): `T(n)` to a holder of `T(n)` or `T(n-1)` (returns 0), nothing to
+/// anyone else (returns 1; rotauth's `exchange::current_for` says why).
+#[unsafe(no_mangle)]
+pub extern "C" fn batch_token(record_len: u32, token_len: u32) -> i32 {
+    wiped(|state| {
+        let result = (|| {
+            let rotator = state.rotator.as_ref().ok_or(Status::NotInitialized)?;
+            let session = session(&state.io, record_len)?;
+            let presented = usize::try_from(token_len)
+                .ok()
+                .filter(|len| *len <= MAX_INPUT_LEN)
+                .and_then(|len| state.io.get(INPUT..INPUT + len))
+                .ok_or(Status::TokenTooLong)?;
+            let held = core::str::from_utf8(presented)
+                .ok()
+                .and_then(|text| rotauth::Token::from_text(text).ok());
+            match held.and_then(|held| rotauth::exchange::current_for(rotator, &session, &held)) {
+                Some(token) => {
+                    write(
+                        &mut state.io,
+                        TOKEN_OUT,
+                        token.to_text().as_str().as_bytes(),
+                    );
+                    Ok(0)
+                }
+                None => Ok(1),
+            }
+        })();
+        wipe(&mut state.io, INPUT, MAX_INPUT_LEN);
+        status(result)
+    })
+}
+
 /// Checks that the record at `RECORD` (`record_len` bytes) decodes. Returns 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn check_record(record_len: u32) -> i32 {

@@ -138,6 +138,20 @@ function millis(value, what) {
   throw new InputError('invalid_time', `${what} must be Unix milliseconds: a non-negative integer`);
 }
 
+/**
+ * Writes presented token text into the input area; returns its length. Token text is
+ * ASCII; anything else cannot be a token, and is handed over as a byte that no token
+ * contains. Text longer than the area is handed over as empty: both are "malformed".
+ */
+function putToken(io, token) {
+  if (token.length > MAX_INPUT_LEN) return 0;
+  for (let i = 0; i < token.length; i += 1) {
+    const c = token.charCodeAt(i);
+    io[INPUT + i] = c < 0x80 ? c : 0xff;
+  }
+  return token.length;
+}
+
 function keyId(id) {
   if (!Number.isInteger(id) || id < 0 || id > 255) throw fail(-3);
   return id;
@@ -392,17 +406,7 @@ export class Rotator {
         this.#putRecord(io, data);
         recordLen = RECORD_LEN;
       }
-      // Token text is ASCII; anything else cannot be a token, and is handed over as a
-      // byte that no token contains. Text longer than the buffer is handed over as empty:
-      // both are the decision's "malformed".
-      let tokenLen = 0;
-      if (token.length <= MAX_INPUT_LEN) {
-        tokenLen = token.length;
-        for (let i = 0; i < tokenLen; i += 1) {
-          const c = token.charCodeAt(i);
-          io[INPUT + i] = c < 0x80 ? c : 0xff;
-        }
-      }
+      const tokenLen = putToken(io, token);
       const r = this.#exports.decide(recordLen, tokenLen, high, low, flags);
       if (r < 0) throw fail(r);
       const kind = KINDS[r & 0xf];
@@ -434,6 +438,25 @@ export class Rotator {
       const status = this.#exports.current_token(RECORD_LEN);
       if (status < 0) throw fail(status);
       return this.#token(io);
+    });
+  }
+
+  /**
+   * The token a batch member presenting `token` is sent when batch responses carry the
+   * current token: `T(n)` of `record` to a holder of `T(n)` or `T(n-1)`, `undefined` to
+   * anyone else (an in-window `T(n-2)` is never upgraded to a token that outlives the
+   * window). The rule is rotauth's (`exchange::current_for`), not this wrapper's.
+   */
+  batchToken(record, token) {
+    const data = bytes(record, 'record');
+    if (typeof token !== 'string') {
+      throw new InputError('invalid_token', 'the presented token must be a string');
+    }
+    return this.#wiped((io) => {
+      this.#putRecord(io, data);
+      const status = this.#exports.batch_token(RECORD_LEN, putToken(io, token));
+      if (status < 0) throw fail(status);
+      return status === 0 ? this.#token(io) : undefined;
     });
   }
 

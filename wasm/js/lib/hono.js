@@ -213,7 +213,8 @@ export async function authenticate({ rotator, store, clock = Date.now, echoCurre
     if (decision.kind === 'accept') {
       token = presented.token;
     } else if (decision.kind === 'batch_reuse' && echoCurrent) {
-      token = rotator.currentToken(decision.record ?? record);
+      // `T(n)` only to a holder of `T(n)` or `T(n-1)`: rotauth's rule, not this loop's.
+      token = rotator.batchToken(decision.record ?? record, presented.token);
     }
     const headers = deviseHeaders({
       clientId: presented.client,

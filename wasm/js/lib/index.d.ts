@@ -130,6 +130,11 @@ export class Rotator {
   currentToken(record: Uint8Array): string;
   /** The public fields of a record, after checking that it decodes. */
   inspect(record: Uint8Array): SessionInfo;
+  /**
+   * The token a batch member presenting `token` is sent when batch responses carry the
+   * current token: `T(n)` to a holder of `T(n)` or `T(n-1)`, `undefined` otherwise.
+   */
+  batchToken(record: Uint8Array, token: string): string | undefined;
   /** Adds a key that verifies tokens naming `id`; it signs nothing until made primary. */
   addKey(id: number, key: Uint8Array): void;
   /** Makes `id` the key that signs new tokens; sessions move to it as they rotate. */

@@ -446,6 +446,39 @@ export function suite(env) {
     equal(rotator.currentToken(stored.record), sent[0]);
   });
 
+  api('echo_current_never_upgrades_a_token_two_generations_old', async () => {
+    const { MemoryStore, authenticate } = env.hono;
+    const rotator = await make();
+    const store = new MemoryStore();
+    let now = T0;
+    const options = { rotator, store, clock: () => now, echoCurrent: true };
+    const s = rotator.signIn(T0);
+    await store.insert(s.clientId, { uid: 'a@example.com', version: s.version, record: s.record });
+    const request = (token, query = '') =>
+      new Request(`http://example.test/demo${query}`, { headers: { 'access-token': token, client: s.clientId, uid: 'a@example.com' } });
+    // Rotate once after the window, then again inside it with unbatch: T(0), T(1), T(2).
+    now = T0 + W + 1;
+    const first = await authenticate(options, request(s.token));
+    equal(first.kind, 'rotate');
+    const t1 = first.headers.get('access-token');
+    now += 1;
+    const second = await authenticate(options, request(t1, '?unbatch=true'));
+    equal(second.kind, 'rotate');
+    const t2 = second.headers.get('access-token');
+    // T(0) is in the window, two generations back: served as a batch member, sent no token.
+    now += 1;
+    const stale = await authenticate(options, request(s.token));
+    equal(stale.kind, 'batch_reuse');
+    equal(stale.headers.get('access-token').trim(), '', 'T(n-2) is not upgraded to T(n)');
+    // T(1) and T(2) are sent T(2).
+    for (const held of [t1, t2]) {
+      const member = await authenticate(options, request(held));
+      equal(member.kind, 'batch_reuse');
+      equal(member.headers.get('access-token'), t2);
+    }
+    equal(rotator.batchToken((await store.get(s.clientId)).record, 'not a token'), undefined);
+  });
+
   // -- the example app over HTTP (devise headers) -----------------------------------------
 
   const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
