@@ -439,6 +439,13 @@ pub extern "C" fn batch_token(record_len: u32, token_len: u32) -> i32 {
     })
 }
 
+/// How many decisions one request may take before it answers 503 (one plus the
+/// compare-and-swaps it may lose): rotauth's bound, which every host's loop keeps.
+#[unsafe(no_mangle)]
+pub extern "C" fn max_attempts() -> i32 {
+    i32::try_from(rotauth::exchange::Options::MAX_ATTEMPTS).unwrap_or(i32::MAX)
+}
+
 /// Checks that the record at `RECORD` (`record_len` bytes) decodes. Returns 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn check_record(record_len: u32) -> i32 {

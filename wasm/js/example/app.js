@@ -3,7 +3,7 @@
 // `worker.js` serves it from Cloudflare Workers and workerd.
 import { Hono } from 'hono';
 import { cors } from 'hono/cors';
-import { MemoryStore, authenticate, rotauth, startSession } from 'rotauth/hono';
+import { MemoryStore, check, rotauth, startSession } from 'rotauth/hono';
 
 const MIN_PASSWORD = 8;
 const encoder = new TextEncoder();
@@ -96,7 +96,7 @@ export function createApp({ rotator, store = new MemoryStore(), clock = Date.now
 
   app.delete('/auth/sign_out', async (c) => {
     // Any token the decision accepts (batch members too) signs the session out; nothing rotates.
-    const result = await authenticate(auth, c.req.raw, { rotate: false });
+    const result = await check(auth, c.req.raw);
     if (!result.ok || !(await store.delete(result.clientId))) {
       return c.json({ success: false, errors: ['User was not found or was not logged in.'] }, 404);
     }

@@ -460,6 +460,14 @@ export class Rotator {
     });
   }
 
+  /**
+   * How many decisions one request may take before it answers 503 (one plus the
+   * compare-and-swaps it may lose): rotauth's bound, the same in every host.
+   */
+  get maxAttempts() {
+    return this.#exports.max_attempts();
+  }
+
   /** The public fields of a stored record (client id, generation, times, version). */
   inspect(record) {
     const data = bytes(record, 'record');

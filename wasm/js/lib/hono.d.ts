@@ -57,7 +57,12 @@ export interface RotauthVariables {
 
 export type AuthResult =
   | { ok: true; uid: string; clientId: string; kind: DecisionKind; headers?: Headers }
-  | { ok: false; status: 401 | 503; reason: RejectReason | 'no_credentials' | 'store_conflict'; revoked?: boolean };
+  | {
+      ok: false;
+      status: 401 | 503;
+      reason: RejectReason | 'no_credentials' | 'unknown_session' | 'user_mismatch' | 'store_failed' | 'store_conflict';
+      revoked?: boolean;
+    };
 
 export interface MiddlewareOptions extends AuthOptions {
   /** The response for a refused request. Default: 401 with devise's body. */
@@ -67,14 +72,22 @@ export interface MiddlewareOptions extends AuthOptions {
 /** The middleware: 401 when refused, else `c.var.rotauth` and the devise headers on the response. */
 export function rotauth(options: MiddlewareOptions): MiddlewareHandler<{ Variables: { rotauth: RotauthVariables } }>;
 
-/** Decides one request, persisting first; `rotate: false` (sign-out) stores nothing. */
-export function authenticate(options: AuthOptions, request: Request, how?: { rotate?: boolean }): Promise<AuthResult>;
+/** Decides one request, storing the decision before anything is sent. */
+export function authenticate(options: AuthOptions, request: Request): Promise<AuthResult>;
+
+/** Whether a request's credentials are accepted, storing nothing (sign-out, account deletion). */
+export function check(options: AuthOptions, request: Request): Promise<AuthResult>;
+
+/** The 503 of a request the store could not serve: no token, `Retry-After: 1`. */
+export function unavailableResponse(): Response;
+
+export const UNAVAILABLE_BODY: Readonly<{ errors: string[] }>;
 
 /** Signs `uid` in: stores a new session and returns the headers that carry `T(0)`. */
 export function startSession(options: { rotator: Rotator; store: SessionStore; uid: string; now?: number }): Promise<{ clientId: string; headers: Headers }>;
 
-/** The credentials of a request (headers, else `Authorization: Bearer <base64 JSON>`). */
-export function credentials(headers: Headers): { token: string; client: string; uid: string } | undefined;
+/** The credentials of a request (headers, else `Authorization: Bearer <base64 JSON>`, else the query string of `url`). */
+export function credentials(headers: Headers, url?: string): { token: string; client: string; uid: string } | undefined;
 
 /** devise's `unbatch` query parameter. */
 export function unbatch(url: string): boolean;

@@ -17,8 +17,10 @@ export const UNAUTHORIZED_BODY = Object.freeze({
   errors: ['You need to sign in or sign up before continuing.'],
 });
 
-/** How many lost compare-and-swaps in a row a request sits out before answering 503. */
-const MAX_ATTEMPTS = 8;
+/** The body of a 503, as rotauth's Rust layer answers it. */
+export const UNAVAILABLE_BODY = Object.freeze({
+  errors: ['Service unavailable, please try again later.'],
+});
 /** Longest `Authorization` value decoded. */
 const MAX_AUTHORIZATION_LEN = 2048;
 
@@ -102,17 +104,22 @@ function bearer(headers) {
 
 /**
  * The credentials of a request: `access-token`, `client` and `uid`, each from its own
- * header, else from `Authorization: Bearer <base64 of the JSON of the five>`. A blank value
- * counts as absent (devise's batch responses carry `access-token: " "`). `undefined` if one
- * is missing.
+ * header, else from `Authorization: Bearer <base64 of the JSON of the five>`, else from the
+ * query string (as devise reads `params`; `url` optional). A blank value counts as absent
+ * (devise's batch responses carry `access-token: " "`). `undefined` if one is missing.
  */
-export function credentials(headers) {
+export function credentials(headers, url) {
   const json = bearer(headers);
+  let query;
   const field = (name) => {
     const own = text(headers, name);
     if (own !== undefined) return own;
     const value = json?.[name];
-    return typeof value === 'string' && value.trim() !== '' ? value.trim() : undefined;
+    if (typeof value === 'string' && value.trim() !== '') return value.trim();
+    if (url === undefined) return undefined;
+    query ??= new URL(url).searchParams;
+    const param = query.get(name)?.trim();
+    return param === undefined || param === '' ? undefined : param;
   };
   const token = field(HEADERS.accessToken);
   const client = field(HEADERS.client);
@@ -171,42 +178,75 @@ export async function startSession({ rotator, store, uid, now = Date.now() }) {
 }
 
 /**
- * Decides the request carrying `headers` at `url`, persisting first with compare-and-swap
- * and deciding again on a lost swap, as the core's contract says. Returns
- * `{ ok: true, uid, clientId, kind, headers }` to serve (send `headers`), or
- * `{ ok: false, reason, status }` to refuse (401, or 503 when the store keeps losing).
- * With `rotate: false` (sign-out) nothing is stored and no token is made.
+ * Decides one request, storing the decision first: reads its devise credentials, loads the
+ * session (refused if the `uid` is not its owner's), lets rotauth decide, and stores with
+ * a compare-and-swap before anything is sent, deciding again on a lost swap, at most
+ * `rotator.maxAttempts` times. Returns `{ ok: true, uid, clientId, kind, headers }` to
+ * serve (send `headers`), or `{ ok: false, reason, status }` to refuse (401) or to answer
+ * 503 (`store_failed`, `store_conflict`) without a token.
  */
-export async function authenticate({ rotator, store, clock = Date.now, echoCurrent = false }, request, { rotate = true } = {}) {
-  const presented = credentials(request.headers);
+export async function authenticate(options, request) {
+  return decideRequest(options, request, true);
+}
+
+/**
+ * Whether a request's credentials are accepted, storing nothing and sending no token: for
+ * sign-out and account deletion. A replay that the policy revokes still deletes its
+ * session. Returns `{ ok: true, uid, clientId, kind }` or a refusal as `authenticate`.
+ */
+export async function check(options, request) {
+  return decideRequest(options, request, false);
+}
+
+async function decideRequest({ rotator, store, clock = Date.now, echoCurrent = false }, request, commit) {
+  const presented = credentials(request.headers, request.url);
   if (presented === undefined) return { ok: false, status: 401, reason: 'no_credentials' };
-  const force = rotate && unbatch(request.url);
+  const force = commit && unbatch(request.url);
+  const unavailable = { ok: false, status: 503, reason: 'store_failed' };
   let firstGeneration;
-  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt += 1) {
-    const stored = await store.get(presented.client);
+  for (let attempt = 0; attempt < rotator.maxAttempts; attempt += 1) {
+    let stored;
+    try {
+      stored = await store.get(presented.client);
+    } catch {
+      return unavailable;
+    }
+    if (stored === undefined) return { ok: false, status: 401, reason: 'unknown_session' };
     // devise finds the user by `uid`, then the token among that user's clients.
-    const record = stored !== undefined && stored.uid === presented.uid ? stored.record : null;
+    if (stored.uid !== presented.uid) return { ok: false, status: 401, reason: 'user_mismatch' };
+    const record = stored.record;
     // A forced request that lost its swap to a rotation has had its rotation: the winner
     // moved the session on and sent the new token. Forcing again would rotate twice.
-    const generation = force && record !== null ? rotator.inspect(record).generation : undefined;
+    const generation = force ? rotator.inspect(record).generation : undefined;
     firstGeneration ??= generation;
     const forceNow = force && generation === firstGeneration;
     const decision = rotator.decide(record, presented.token, clock(), { unbatch: forceNow });
     if (!decision.accepted) {
-      if (decision.revoke) await store.delete(presented.client);
       decision.record?.fill(0);
+      if (decision.revoke) {
+        try {
+          await store.delete(presented.client);
+        } catch {
+          return unavailable;
+        }
+      }
       return { ok: false, status: 401, reason: decision.reason, revoked: decision.revoke };
     }
-    if (!rotate) {
+    if (!commit) {
       decision.record?.fill(0);
       return { ok: true, uid: presented.uid, clientId: presented.client, kind: decision.kind };
     }
     if (decision.record !== undefined) {
-      // The store may keep this very array: it is not wiped here.
-      const swapped = await store.compareAndSwap(presented.client, stored.version, {
-        record: decision.record,
-        version: decision.version,
-      });
+      let swapped;
+      try {
+        // The store may keep this very array: it is not wiped here.
+        swapped = await store.compareAndSwap(presented.client, stored.version, {
+          record: decision.record,
+          version: decision.version,
+        });
+      } catch {
+        return unavailable;
+      }
       if (!swapped) continue;
     }
     let token = decision.token;
@@ -227,6 +267,18 @@ export async function authenticate({ rotator, store, clock = Date.now, echoCurre
   return { ok: false, status: 503, reason: 'store_conflict' };
 }
 
+/** The 503 of a request the store could not serve: no token, `Retry-After: 1`. */
+export function unavailableResponse() {
+  return new Response(JSON.stringify(UNAVAILABLE_BODY), {
+    status: 503,
+    headers: {
+      'content-type': 'application/json; charset=utf-8',
+      'retry-after': '1',
+      'cache-control': 'no-store',
+    },
+  });
+}
+
 /**
  * The middleware: authenticates every request it guards, answers 401 with devise's body
  * (or `onUnauthorized(c, result)`) when refused, and otherwise sets `c.var.rotauth`
@@ -243,9 +295,7 @@ export function rotauth(options) {
   return async (c, next) => {
     const result = await authenticate(options, c.req.raw);
     if (!result.ok) {
-      if (result.status === 503) {
-        return c.json({ success: false, errors: ['Service unavailable, try again.'] }, 503);
-      }
+      if (result.status === 503) return unavailableResponse();
       return options.onUnauthorized?.(c, result) ?? c.json(UNAUTHORIZED_BODY, 401);
     }
     c.set('rotauth', { uid: result.uid, clientId: result.clientId, kind: result.kind });

@@ -135,6 +135,8 @@ export class Rotator {
    * current token: `T(n)` to a holder of `T(n)` or `T(n-1)`, `undefined` otherwise.
    */
   batchToken(record: Uint8Array, token: string): string | undefined;
+  /** Decisions per request before a 503 (one plus the lost compare-and-swaps allowed). */
+  readonly maxAttempts: number;
   /** Adds a key that verifies tokens naming `id`; it signs nothing until made primary. */
   addKey(id: number, key: Uint8Array): void;
   /** Makes `id` the key that signs new tokens; sessions move to it as they rotate. */

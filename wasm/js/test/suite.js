@@ -479,6 +479,59 @@ export function suite(env) {
     equal(rotator.batchToken((await store.get(s.clientId)).record, 'not a token'), undefined);
   });
 
+  api('the_loop_keeps_the_rust_layers_bound_503_and_refusals', async () => {
+    const { MemoryStore, authenticate, check, unavailableResponse, UNAVAILABLE_BODY } = env.hono;
+    const rotator = await make();
+    equal(rotator.maxAttempts, 4, "rotauth's bound, as the Rust layer keeps it");
+    const s = rotator.signIn(T0);
+    const headers = { 'access-token': s.token, client: s.clientId, uid: 'a@example.com' };
+    const request = (h = headers, query = '') => new Request(`http://example.test/demo${query}`, { headers: h });
+    // A store that always loses its swaps: exactly maxAttempts decisions, then 503.
+    class Losing extends MemoryStore {
+      loads = 0;
+      async get(id) {
+        this.loads += 1;
+        return super.get(id);
+      }
+      async compareAndSwap() {
+        return false;
+      }
+    }
+    const losing = new Losing();
+    await losing.insert(s.clientId, { uid: 'a@example.com', version: s.version, record: s.record });
+    const lost = await authenticate({ rotator, store: losing, clock: () => T0 + W + 1 }, request());
+    deepEqual([lost.ok, lost.status, lost.reason, losing.loads], [false, 503, 'store_conflict', 4]);
+    // A store that throws: 503, not an exception.
+    class Failing extends MemoryStore {
+      async get() {
+        throw new Error('connection refused');
+      }
+    }
+    const failed = await authenticate({ rotator, store: new Failing(), clock: () => T0 }, request());
+    deepEqual([failed.ok, failed.status, failed.reason], [false, 503, 'store_failed']);
+    const response = unavailableResponse();
+    deepEqual([response.status, response.headers.get('retry-after')], [503, '1']);
+    deepEqual(await response.json(), UNAVAILABLE_BODY);
+    deepEqual(UNAVAILABLE_BODY, { errors: ['Service unavailable, please try again later.'] });
+    // Another uid than the session's is its own refusal, not an unknown session.
+    const store = new MemoryStore();
+    await store.insert(s.clientId, { uid: 'a@example.com', version: s.version, record: s.record });
+    const options = { rotator, store, clock: () => T0 + 1 };
+    const mismatch = await authenticate(options, request({ ...headers, uid: 'b@example.com' }));
+    deepEqual([mismatch.status, mismatch.reason], [401, 'user_mismatch']);
+    const unknown = await authenticate(options, request({ ...headers, client: 'AAAAAAAAAAAAAAAAAAAAAA' }));
+    deepEqual([unknown.status, unknown.reason], [401, 'unknown_session']);
+    // Credentials in the query string when the headers are absent, as devise reads params.
+    const query = `?access-token=${encodeURIComponent(s.token)}&client=${s.clientId}&uid=a%40example.com`;
+    const fromQuery = await authenticate(options, request({}, query));
+    ok(fromQuery.ok, 'credentials from the query string');
+    // A check stores nothing.
+    const before = (await store.get(s.clientId)).version;
+    const checked = await check({ ...options, clock: () => T0 + W + 1 }, request());
+    ok(checked.ok && checked.headers === undefined, 'a check sends no headers');
+    equal((await store.get(s.clientId)).version, before, 'a check stores nothing');
+  });
+
   // -- the example app over HTTP (devise headers) -----------------------------------------
 
   const json = (body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
