@@ -85,8 +85,8 @@ pub struct Authenticator<S> {
     rotator: Arc<ArcSwap<Rotator>>,
     store: Arc<S>,
     max_sessions_per_user: usize,
-    max_attempts: usize,
-    batch_token: BatchToken,
+    /// How every request's exchange runs (its `force` is set per request).
+    options: Options,
     uid_in_user_id: fn(&str) -> &str,
 }
 
@@ -96,8 +96,7 @@ impl<S> Clone for Authenticator<S> {
             rotator: Arc::clone(&self.rotator),
             store: Arc::clone(&self.store),
             max_sessions_per_user: self.max_sessions_per_user,
-            max_attempts: self.max_attempts,
-            batch_token: self.batch_token,
+            options: self.options,
             uid_in_user_id: self.uid_in_user_id,
         }
     }
@@ -107,8 +106,7 @@ impl<S> fmt::Debug for Authenticator<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
             .field("max_sessions_per_user", &self.max_sessions_per_user)
-            .field("max_attempts", &self.max_attempts)
-            .field("batch_token", &self.batch_token)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
@@ -128,8 +126,7 @@ impl<S: SessionStore> Authenticator<S> {
             rotator: Arc::new(ArcSwap::from_pointee(rotator)),
             store: Arc::new(store),
             max_sessions_per_user: Self::MAX_SESSIONS_PER_USER,
-            max_attempts: Self::MAX_ATTEMPTS,
-            batch_token: BatchToken::Blank,
+            options: Options::default(),
             uid_in_user_id: |user_id| user_id,
         }
     }
@@ -145,14 +142,16 @@ impl<S: SessionStore> Authenticator<S> {
     /// Sets how many decisions one request may take (at least 1) before it answers 503.
     #[must_use]
     pub fn max_attempts(mut self, max: usize) -> Self {
-        self.max_attempts = max.max(1);
+        self.options = self
+            .options
+            .max_attempts(u32::try_from(max).unwrap_or(u32::MAX));
         self
     }
 
     /// Sets what a batch member's response carries ([`BatchToken::Blank`] unless set).
     #[must_use]
     pub fn batch_token(mut self, batch_token: BatchToken) -> Self {
-        self.batch_token = batch_token;
+        self.options = self.options.batch_token(batch_token);
         self
     }
 
@@ -379,11 +378,11 @@ impl<S: SessionStore> Authenticator<S> {
         now: Timestamp,
         unbatch: bool,
     ) -> Outcome {
-        let options = Options::default()
-            .forced(unbatch)
-            .batch_token(self.batch_token)
-            .max_attempts(u32::try_from(self.max_attempts).unwrap_or(u32::MAX));
-        let exchange = Exchange::new(credentials.token.as_str(), now, options);
+        let exchange = Exchange::new(
+            credentials.token.as_str(),
+            now,
+            self.options.forced(unbatch),
+        );
         let client_id = credentials.client_id;
         match self.drive(exchange, credentials).await {
             (
