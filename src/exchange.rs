@@ -6,7 +6,9 @@
 //! Every rule of the loop lives here, so that every host keeps it the same way: the
 //! presented token is parsed once; the claimed user is checked before anything is decided;
 //! a revocation deletes before it refuses; a decision is stored before its token is
-//! answered ("no token is answered that was not stored"); a lost compare-and-swap is
+//! answered ("no token is answered that was not stored"), and a write whose fate a store
+//! failure left unknown is read back before anything is answered for it; a lost
+//! compare-and-swap is
 //! decided again, and is then a batch member ("one rotation per window"), except that a
 //! forced request is forced again only while the record still has the generation of its
 //! first load (a rotation that beat it did what it asked); the lost swaps are bounded
@@ -38,6 +40,8 @@
 //!             exchange.swapped(&rotator, Swapped::Stored)
 //!         }
 //!         Step::Delete => exchange.deleted(true),
+//!         // A host with patience waits here and calls `retry`.
+//!         Step::StoreFailed => exchange.give_up(),
 //!         Step::Answer(answer) => break answer,
 //!     };
 //! };
@@ -151,6 +155,12 @@ pub enum Step {
     },
     /// Delete the session (a revocation), then call [`Exchange::deleted`].
     Delete,
+    /// The store failed. Either wait (a restart, a failover, a network blip may be over
+    /// soon) and call [`Exchange::retry`], which loads again, or call
+    /// [`Exchange::give_up`], which answers 503. How long to keep trying is the host's
+    /// to choose: the exchange has no clock. A request that tries again still decides with
+    /// the time it arrived, so the requests of one burst stay one batch.
+    StoreFailed,
     /// The exchange is over.
     Answer(Answer),
 }
@@ -185,7 +195,11 @@ pub enum Swapped {
     Stored,
     /// The stored version was another one, or the session is gone: nothing was written.
     Lost,
-    /// The store failed (whether it wrote or not is unknown).
+    /// The store failed, and whether it wrote is unknown (a timeout, a connection lost
+    /// before the acknowledgement). The exchange remembers the write: if a later load finds
+    /// exactly that record, the write landed and its token is answered, rather than leaving
+    /// a rotation the client never hears of (whose token before it would then be a replay
+    /// after the window).
     Failed,
 }
 
@@ -364,7 +378,22 @@ pub struct Exchange<'a> {
     /// The generation of the first load: a forced request is forced only while it holds.
     first_generation: Option<u64>,
     lost_swaps: u32,
+    /// Writes whose compare-and-swap failed without saying whether it landed, newest
+    /// first; a load that finds one of them settles it. Each try after a failure writes at
+    /// most once, so a few slots hold every write a patient host makes in practice; beyond
+    /// them the oldest is forgotten.
+    unconfirmed: [Option<Pending>; UNCONFIRMED],
     waiting: Waiting,
+}
+
+/// How many unconfirmed writes an exchange remembers.
+const UNCONFIRMED: usize = 4;
+
+/// A write to settle: the record written, what its answer sends, what was decided.
+struct Pending {
+    kept: Session,
+    send: Send,
+    decision: DecisionKind,
 }
 
 /// What the exchange waits for.
@@ -376,10 +405,13 @@ enum Waiting {
         decision: DecisionKind,
     },
     Delete(RejectReason),
+    /// A host's decision to retry or give up after a store failure.
+    Retry,
     Done,
 }
 
 /// What to send once the decision's record (if any) is stored.
+#[derive(Clone)]
 enum Send {
     New(Token),
     Same(Token),
@@ -425,6 +457,7 @@ impl<'a> Exchange<'a> {
             store,
             first_generation: None,
             lost_swaps: 0,
+            unconfirmed: [const { None }; UNCONFIRMED],
             waiting: Waiting::Load,
         }
     }
@@ -444,8 +477,19 @@ impl<'a> Exchange<'a> {
             } => (session, version),
             Loaded::Missing => return self.end(Answer::Refuse(Refusal::UnknownSession)),
             Loaded::Corrupt => return self.end(Answer::Refuse(Refusal::CorruptRecord)),
-            Loaded::Failed => return self.end(Answer::Unavailable(Unavailable::Store)),
+            Loaded::Failed => return self.failed(),
         };
+        // A write that failed without saying whether it landed, found in the store: it
+        // did, and its answer is the one to give.
+        if let Some(pending) = self
+            .unconfirmed
+            .iter_mut()
+            .find(|slot| slot.as_ref().is_some_and(|p| p.kept == *session))
+            .and_then(Option::take)
+        {
+            let reply = self.reply(rotator, &pending.kept, pending.send);
+            return self.serve(reply, pending.decision);
+        }
         let mut request = match &self.token {
             Some(token) => Request::new(token, self.now),
             None => Request::new(self.text, self.now),
@@ -523,7 +567,18 @@ impl<'a> Exchange<'a> {
                 // Load again and decide again: the retry is then part of the batch.
                 Step::Load
             }
-            Swapped::Failed => self.end(Answer::Unavailable(Unavailable::Store)),
+            Swapped::Failed => {
+                // Remember it, newest first, to settle at the next load.
+                self.unconfirmed.rotate_right(1);
+                if let Some(slot) = self.unconfirmed.first_mut() {
+                    *slot = Some(Pending {
+                        kept,
+                        send,
+                        decision,
+                    });
+                }
+                self.failed()
+            }
         }
     }
 
@@ -535,8 +590,28 @@ impl<'a> Exchange<'a> {
         if deleted {
             self.end(Answer::Refuse(Refusal::Revoked(reason)))
         } else {
-            self.end(Answer::Unavailable(Unavailable::Store))
+            self.failed()
         }
+    }
+
+    /// After [`Step::StoreFailed`]: try again, from a load (which also settles a write
+    /// whose fate was unknown).
+    pub fn retry(&mut self) -> Step {
+        if !matches!(self.waiting, Waiting::Retry) {
+            return self.out_of_turn();
+        }
+        self.waiting = Waiting::Load;
+        Step::Load
+    }
+
+    /// After [`Step::StoreFailed`]: answer 503 without a token. A write whose fate is still
+    /// unknown may have landed unannounced; a host that gives up only after the outages it
+    /// means to ride out keeps that rare (Recover mode reissues such a lost token once).
+    pub fn give_up(&mut self) -> Step {
+        if !matches!(self.waiting, Waiting::Retry) {
+            return self.out_of_turn();
+        }
+        self.end(Answer::Unavailable(Unavailable::Store))
     }
 
     /// Compare-and-swaps lost so far.
@@ -572,6 +647,11 @@ impl<'a> Exchange<'a> {
             decision,
             lost_swaps,
         })
+    }
+
+    fn failed(&mut self) -> Step {
+        self.waiting = Waiting::Retry;
+        Step::StoreFailed
     }
 
     fn end(&mut self, answer: Answer) -> Step {

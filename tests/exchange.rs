@@ -8,7 +8,9 @@
 //! - bounded attempts: no exchange loads more than `max_attempts` times;
 //! - a stale token is never upgraded: under `BatchToken::Current`, the current token goes
 //!   only to a holder of `T(n)` or `T(n-1)`;
-//! - every exchange ends, and a revocation deletes before it refuses.
+//! - every exchange ends, and a revocation deletes before it refuses;
+//! - a write that a store failure left in doubt is never a rotation the client does not
+//!   hear of, as long as the host tries again until the store answers.
 
 #![allow(
     clippy::unwrap_used,
@@ -133,6 +135,8 @@ fn run(
                 store.record = None;
                 racer.exchange.deleted(true)
             }
+            // This store never fails.
+            Step::StoreFailed => racer.exchange.give_up(),
             Step::Answer(answer) => {
                 racer.answer = Some(answer);
                 continue;
@@ -297,6 +301,114 @@ proptest! {
     }
 }
 
+/// What the flaky store does at one of its calls.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Answers.
+    None,
+    /// Fails without writing.
+    Fails,
+    /// Writes, then fails (the acknowledgement is lost).
+    WritesThenFails,
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        2 => Just(Fault::None),
+        1 => Just(Fault::Fails),
+        1 => Just(Fault::WritesThenFails),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// One request at a time against a store whose calls fail, before or after writing, as
+    /// `faults` says; the host tries again `patience` times, then gives up. Whatever
+    /// happens, a served client holds the stored session's current token (a rotation that
+    /// landed is never unannounced), and one the host gave up on holds a token the record
+    /// still accepts, unless the host gave up while a write was in doubt.
+    #[test]
+    fn a_failing_store_never_signs_a_served_client_out(
+        requests in prop::collection::vec((prop::sample::select(vec![1u64, WINDOW_MS + 1]), any::<bool>()), 1..6),
+        faults in prop::collection::vec(fault(), 0..24),
+        patience in 0usize..8,
+    ) {
+        let rotator = rotator(Mode::Strict, ReplayPolicy::Reject);
+        let (session, tokens, mut now) = history(&rotator, 0);
+        let mut store = Store { record: Some(session), held: BTreeMap::new(), stores: 0 };
+        let mut held = tokens[0].clone();
+        let mut faults = faults.into_iter();
+        let mut next_fault = move || faults.next().unwrap_or(Fault::None);
+        for (wait, force) in requests {
+            now = at(now, wait);
+            let text = held.to_text();
+            let (mut exchange, mut step) = Exchange::new(text.as_str(), now, Options::default().forced(force));
+            let (mut tries, mut in_doubt) = (0, false);
+            let answer = loop {
+                step = match step {
+                    Step::Load => match next_fault() {
+                        Fault::None => {
+                            let current = store.record.clone().unwrap();
+                            let loaded = Loaded::Found { session: &current, version: current.version(), claim_matches: true };
+                            exchange.loaded(&rotator, loaded)
+                        }
+                        _ => exchange.loaded(&rotator, Loaded::Failed),
+                    },
+                    Step::Store { session, expected_version } => match next_fault() {
+                        Fault::None => {
+                            in_doubt = false;
+                            let swapped = store.swap(expected_version, session);
+                            exchange.swapped(&rotator, swapped)
+                        }
+                        Fault::Fails => {
+                            in_doubt = true;
+                            exchange.swapped(&rotator, Swapped::Failed)
+                        }
+                        Fault::WritesThenFails => {
+                            in_doubt = true;
+                            let _ = store.swap(expected_version, session);
+                            exchange.swapped(&rotator, Swapped::Failed)
+                        }
+                    },
+                    Step::Delete => panic!("nothing is revoked here"),
+                    Step::StoreFailed if tries < patience => {
+                        tries += 1;
+                        exchange.retry()
+                    }
+                    Step::StoreFailed => exchange.give_up(),
+                    Step::Answer(answer) => break answer,
+                };
+            };
+            let record = store.record.clone().unwrap();
+            let current = rotator.current_token(&record).unwrap();
+            match answer {
+                Answer::Serve { reply, .. } => {
+                    if let Some(token) = reply.token() {
+                        held = token.clone();
+                    }
+                    prop_assert_eq!(
+                        &current,
+                        &held,
+                        "a served client does not hold the stored session's token"
+                    );
+                }
+                Answer::Unavailable(Unavailable::Store) if in_doubt => {
+                    // The documented residue: given up while a write was in doubt. The
+                    // client goes on with its old token; resync it for the next request.
+                    held = current;
+                }
+                Answer::Unavailable(_) => prop_assert_eq!(
+                    &current,
+                    &held,
+                    "a 503 without a write in doubt changed the token"
+                ),
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+}
+
 /// The steps of each kind of request, one at a time.
 #[test]
 fn each_path_asks_for_what_it_needs() {
@@ -326,8 +438,9 @@ fn each_path_asks_for_what_it_needs() {
         Options::default(),
     );
     assert!(matches!(exchange.loaded(&rotator, found), Step::Delete));
+    assert!(matches!(exchange.deleted(false), Step::StoreFailed));
     assert!(matches!(
-        exchange.deleted(false),
+        exchange.give_up(),
         Step::Answer(Answer::Unavailable(Unavailable::Store))
     ));
     // A claim of another user is refused before anything is decided.
@@ -347,7 +460,7 @@ fn each_path_asks_for_what_it_needs() {
         exchange.loaded(&rotator, found),
         Step::Answer(Answer::Accepted { .. })
     ));
-    // Text that is no token is refused as malformed; the store's failures are 503s.
+    // Text that is no token is refused as malformed; no session, or a corrupt one, is a 401.
     let (mut exchange, _) = Exchange::new("not a token", last, Options::default());
     assert!(matches!(
         exchange.loaded(&rotator, found),
@@ -355,15 +468,14 @@ fn each_path_asks_for_what_it_needs() {
             _
         ))))
     ));
-    for loaded in [Loaded::Failed, Loaded::Missing, Loaded::Corrupt] {
+    for loaded in [Loaded::Missing, Loaded::Corrupt] {
         let (mut exchange, _) = Exchange::new(texts[3].as_str(), last, Options::default());
         let Step::Answer(answer) = exchange.loaded(&rotator, loaded) else {
             panic!()
         };
         assert!(matches!(
             answer,
-            Answer::Unavailable(Unavailable::Store)
-                | Answer::Refuse(Refusal::UnknownSession | Refusal::CorruptRecord)
+            Answer::Refuse(Refusal::UnknownSession | Refusal::CorruptRecord)
         ));
     }
     // A rotation asks to store, and answers only after the store said so; a failed swap
@@ -382,8 +494,19 @@ fn each_path_asks_for_what_it_needs() {
     assert_eq!(expected_version, session.version());
     assert!(matches!(
         exchange.swapped(&rotator, Swapped::Failed),
+        Step::StoreFailed
+    ));
+    assert!(matches!(
+        exchange.give_up(),
         Step::Answer(Answer::Unavailable(Unavailable::Store))
     ));
+    // A failing store asks the host to retry or give up; retrying loads again.
+    let (mut exchange, _) = Exchange::new(texts[3].as_str(), last, Options::default());
+    assert!(matches!(
+        exchange.loaded(&rotator, Loaded::Failed),
+        Step::StoreFailed
+    ));
+    assert!(matches!(exchange.retry(), Step::Load));
     // Results out of turn are a host bug: answered as a store failure, never served.
     let (mut exchange, _) = Exchange::new(texts[3].as_str(), last, Options::default());
     assert!(matches!(

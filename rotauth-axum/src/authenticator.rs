@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rotauth::exchange::{Answer, BatchToken, Exchange, Loaded, Options, Step, Swapped};
@@ -87,6 +88,7 @@ pub struct Authenticator<S> {
     max_sessions_per_user: usize,
     /// How every request's exchange runs (its `force` is set per request).
     options: Options,
+    store_patience: Duration,
     uid_in_user_id: fn(&str) -> &str,
 }
 
@@ -97,6 +99,7 @@ impl<S> Clone for Authenticator<S> {
             store: Arc::clone(&self.store),
             max_sessions_per_user: self.max_sessions_per_user,
             options: self.options,
+            store_patience: self.store_patience,
             uid_in_user_id: self.uid_in_user_id,
         }
     }
@@ -107,6 +110,7 @@ impl<S> fmt::Debug for Authenticator<S> {
         f.debug_struct("Authenticator")
             .field("max_sessions_per_user", &self.max_sessions_per_user)
             .field("options", &self.options)
+            .field("store_patience", &self.store_patience)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +122,9 @@ impl<S: SessionStore> Authenticator<S> {
     /// (rotauth's [`Options::MAX_ATTEMPTS`], which says why).
     #[allow(clippy::as_conversions, reason = "4 fits every usize")]
     pub const MAX_ATTEMPTS: usize = Options::MAX_ATTEMPTS as usize;
+    /// How long a request keeps trying a failing store unless set otherwise: not at all
+    /// (503 at the first failure). See [`store_patience`](Self::store_patience).
+    pub const STORE_PATIENCE: Duration = Duration::ZERO;
 
     /// An authenticator deciding with `rotator` over `store`.
     #[must_use]
@@ -127,6 +134,7 @@ impl<S: SessionStore> Authenticator<S> {
             store: Arc::new(store),
             max_sessions_per_user: Self::MAX_SESSIONS_PER_USER,
             options: Options::default(),
+            store_patience: Self::STORE_PATIENCE,
             uid_in_user_id: |user_id| user_id,
         }
     }
@@ -145,6 +153,24 @@ impl<S: SessionStore> Authenticator<S> {
         self.options = self
             .options
             .max_attempts(u32::try_from(max).unwrap_or(u32::MAX));
+        self
+    }
+
+    /// Sets how long a request keeps trying when the store fails, counted from the
+    /// request's start: it tries again after a pause (10 ms, doubling up to 250 ms) until
+    /// the store answers or `patience` has passed, and only then answers 503.
+    ///
+    /// Riding out a short outage (a restart, a failover, a network blip) is what keeps
+    /// clients signed in through it: the request still decides with the time it arrived,
+    /// so a burst that waited together stays one batch; and a rotation whose write failed
+    /// without saying whether it landed is read back before anything is answered, so its
+    /// token is sent if it did. Answered 503 instead, such a rotation could land
+    /// unannounced, and the client's token before it would be a replay after the window
+    /// (Strict mode). Set it above the outages the app should ride out; every request
+    /// waiting holds its connection meanwhile.
+    #[must_use]
+    pub fn store_patience(mut self, patience: Duration) -> Self {
+        self.store_patience = patience;
         self
     }
 
@@ -439,6 +465,7 @@ impl<S: SessionStore> Authenticator<S> {
         // One keyring for the whole request, even if the keys change meanwhile.
         let rotator = self.rotator.load();
         let (mut user_id, mut failure) = (None, None);
+        let mut patience = Patience::new(self.store_patience);
         loop {
             step = match step {
                 Step::Load => match self.store.load(client_id).await {
@@ -496,9 +523,50 @@ impl<S: SessionStore> Authenticator<S> {
                         exchange.deleted(false)
                     }
                 },
+                Step::StoreFailed => {
+                    if patience.wait().await {
+                        tracing::debug!(%client_id, error = ?failure, "rotauth: session store failed; trying again");
+                        exchange.retry()
+                    } else {
+                        exchange.give_up()
+                    }
+                }
                 Step::Answer(answer) => return (answer, user_id, failure),
             };
         }
+    }
+}
+
+/// How long one request keeps trying a failing store: until a deadline set when it began,
+/// with a pause before each try that doubles up to a bound.
+struct Patience {
+    deadline: Option<Instant>,
+    pause: Duration,
+}
+
+impl Patience {
+    const FIRST_PAUSE: Duration = Duration::from_millis(10);
+    const LONGEST_PAUSE: Duration = Duration::from_millis(250);
+
+    fn new(patience: Duration) -> Self {
+        Self {
+            // A patience beyond what `Instant` can hold waits without a deadline.
+            deadline: Instant::now().checked_add(patience),
+            pause: Self::FIRST_PAUSE,
+        }
+    }
+
+    /// Waits before the next try; `false` (at once) when the deadline has passed.
+    async fn wait(&mut self) -> bool {
+        let left = self.deadline.map_or(Duration::MAX, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        });
+        if left.is_zero() {
+            return false;
+        }
+        tokio::time::sleep(self.pause.min(left)).await;
+        self.pause = self.pause.saturating_mul(2).min(Self::LONGEST_PAUSE);
+        true
     }
 }
 
