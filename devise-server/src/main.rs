@@ -128,6 +128,7 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
 async fn serve<D: Database>(cli: &cli::Cli, state: app::AppState<D>) -> Result<(), String> {
     use std::io::Write as _;
 
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(&cli.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cli.addr))?;
@@ -147,7 +148,7 @@ async fn serve<D: Database>(cli: &cli::Cli, state: app::AppState<D>) -> Result<(
         cli.rotate,
         cli.batch_token,
     );
-    let result = connections::serve(listener, state.clone(), shutdown_signal())
+    let result = connections::serve(listener, state.clone(), shutdown)
         .await
         .map_err(|e| format!("server failed: {e}"));
     let metrics = state.metrics();
@@ -163,25 +164,30 @@ async fn serve<D: Database>(cli: &cli::Cli, state: app::AppState<D>) -> Result<(
     result
 }
 
-/// Ctrl-C, or SIGTERM on Unix (what `kill` and container runtimes send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM (what `kill` and container runtimes send) or SIGINT (Ctrl-C): both start the
+/// same drain (`connections::serve`). The handlers are installed when this is called, not
+/// when the future is first polled: the server calls it before it announces its address,
+/// so a stop sent as soon as it listens drains it too instead of killing it outright.
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, String> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let handler = |kind, name| signal(kind).map_err(|e| format!("cannot handle {name}: {e}"));
+        let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
+        let mut int = handler(SignalKind::interrupt(), "SIGINT")?;
+        Ok(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!("{name}: shutting down");
+        })
     }
-    tracing::info!("shutting down");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C: shutting down");
+        })
+    }
 }

@@ -1,5 +1,5 @@
-//! Harness for `tests/devise_cluster.rs`: the built `devise_server` example run as real
-//! child processes (so killing one is real), a fresh PostgreSQL database per test, and a
+//! Harness for `tests/devise_cluster.rs` and `tests/devise_lifecycle.rs`: the built
+//! `devise_server` example run as real child processes (so signalling one is real), a fresh PostgreSQL database per test, and a
 //! load of clients that follow their tokens while each request goes to a randomly chosen
 //! instance (a load balancer without affinity), retrying on another when one is dead. The
 //! HTTP client and what a client keeps are in `client.rs`, shared with the in-process tests.
@@ -16,7 +16,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -162,14 +162,19 @@ pub struct Instance {
 
 impl Instance {
     /// Starts the binary with `args` (and the shared key, cheap hashing, `--metrics`,
-    /// `--quiet`, no sign-in throttling, port 0); returns before it has printed its address: see [`Self::ready`].
+    /// `--quiet`, no sign-in throttling, port 0; a later `--addr` in `args` wins); returns
+    /// before it has printed its address: see [`Self::ready`].
     pub fn start(args: &[&str], dir: &Path, name: &str) -> (Child, PathBuf) {
+        Self::launch(args, dir, name, true)
+    }
+
+    /// [`Self::start`], with a log line per request unless `quiet`.
+    pub fn launch(args: &[&str], dir: &Path, name: &str, quiet: bool) -> (Child, PathBuf) {
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(server_binary())
+            .args(["--addr", "127.0.0.1:0"])
+            .args(quiet.then_some("--quiet"))
             .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--quiet",
                 "--metrics",
                 "--insecure-fast-hashing",
                 "--throttle-per-address",
@@ -220,6 +225,11 @@ impl Instance {
         self.child.try_wait().unwrap().is_some()
     }
 
+    /// Waits for the process to exit (blocking).
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.wait().unwrap()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -232,13 +242,14 @@ impl Drop for Instance {
     }
 }
 
-/// SIGKILL, as a crashed machine: no graceful shutdown, responses in flight are lost.
-pub fn kill_hard(pid: u32) {
+/// Sends the signal `name` (`TERM`, `INT`, `KILL`...) to `pid` with kill(1). `KILL` is a
+/// crashed machine: no drain, responses in flight are lost.
+pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .unwrap();
-    assert!(status.success(), "kill -KILL {pid} failed");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
 
 /// The load: `clients` clients, each signed up on a random instance, then sending
@@ -352,7 +363,7 @@ pub async fn run_load(http: &Http, addrs: &[SocketAddr], plan: &Plan) -> (Vec<Ou
                         if let Some((pid, after)) = kill
                             && done == after
                         {
-                            kill_hard(pid);
+                            signal(pid, "KILL");
                         }
                         resp
                     }));
