@@ -17,7 +17,8 @@ use crate::db::Database;
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// Serves until `shutdown` resolves, then finishes the requests in flight.
+/// Serves until `shutdown` resolves (from then on `GET /readyz` answers 503), then finishes
+/// the requests in flight.
 ///
 /// The accept loop is hyper's own, for what `axum::serve` does not offer: a limit on open
 /// connections (so descriptors stay free for the database and the listener; when it is
@@ -47,6 +48,14 @@ pub async fn serve<D: Database>(
             }
         })
     };
+    // The stop: `GET /readyz` answers 503 from the signal on.
+    let stop = {
+        let state = state.clone();
+        async move {
+            shutdown.await;
+            state.readiness().start_draining();
+        }
+    };
     let router = router(state);
     let registry = Arc::new(Registry::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -54,7 +63,7 @@ pub async fn serve<D: Database>(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    let mut shutdown = std::pin::pin!(shutdown);
+    let mut stop = std::pin::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -66,7 +75,7 @@ pub async fn serve<D: Database>(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut stop => break,
         };
         // Full: the connection that has waited longest for a request head (a slow or
         // idle one, never one whose request is being handled) makes room, so a flood of

@@ -105,6 +105,15 @@ impl TestDb {
         connect(&self.url).await
     }
 
+    /// Drops the database now, closing every connection to it (the instances' included).
+    pub async fn drop_now(&self) {
+        connect(&self.admin)
+            .await
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await
+            .unwrap();
+    }
+
     /// Every session row: client id, record bytes, version column.
     pub async fn sessions(&self) -> Vec<(String, Vec<u8>, i64)> {
         self.client()
