@@ -16,7 +16,8 @@
 //! Routes (mounted at `/auth` as devise_token_auth does): `POST /auth` (sign up),
 //! `POST /auth/sign_in`, `GET /auth/validate_token`, `DELETE /auth/sign_out`,
 //! `PUT /auth/password` (new password, signs out every other session of the user) and the
-//! protected `GET /demo/members_only`. See this package's README.
+//! protected `GET /demo/members_only`; `GET /healthz` and `GET /readyz` for load balancers.
+//! SIGTERM or SIGINT drains the server before it exits. See this package's README.
 //!
 //! The server itself is the `devise_server` library of this package, which the tests run
 //! on an ephemeral port and talk to over HTTP.

@@ -4,7 +4,10 @@
 //!   logged; readiness is 503 when the database is gone (an SQLite table dropped, a
 //!   PostgreSQL table locked past the bound, the PostgreSQL database dropped) while
 //!   liveness stays 200;
-//! - the built binary drains when a stop signal comes as soon as it listens.
+//! - a stop: readiness 503 at once, requests still served for `--shutdown-delay-ms`, then
+//!   the listener closes; the built binary, given SIGTERM or SIGINT (also as soon as it
+//!   listens), answers the request in flight and exits 0, or exits 0 anyway past
+//!   `--shutdown-timeout-ms` and says so.
 //!
 //! The PostgreSQL test needs `ROTAUTH_TEST_DATABASE_URL` and FAILS without it
 //! (`bash scripts/with-postgres.sh cargo test -p devise-server --test devise_lifecycle`).
@@ -28,13 +31,14 @@ mod cluster;
 #[path = "support/support.rs"]
 mod support;
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
-use client::{Http, Resp, TempDir};
-use cluster::{Instance, TestDb};
+use client::{Http, Resp, SendError, TempDir};
+use cluster::{Instance, PASSWORD, TestDb};
 use serde_json::{Value, json};
 use support::{KEY, TestServer};
 
@@ -125,8 +129,108 @@ async fn readiness_is_503_when_a_table_is_gone_and_liveness_stays_200() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_draining_readiness_is_503_and_requests_are_served_until_the_listener_closes() {
+    let dir = TempDir::new();
+    let mut server = TestServer::start_on(&dir.db(), &KEY, &["--shutdown-delay-ms", "3000"]).await;
+    let http = server.http();
+    let mut auth = http.sign_up("drain@example.com", PASSWORD).await;
+    assert_eq!(get(&http, "/readyz").await.status, 200);
+
+    server.signal_stop();
+    // The accept loop sees the stop at its next turn: a moment, not the delay.
+    let mut resp = get(&http, "/readyz").await;
+    for _ in 0..100 {
+        if resp.status == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        resp = get(&http, "/readyz").await;
+    }
+    assert_not_ready(&resp, "draining");
+    // Still alive and still serving during the delay, on new connections too.
+    let fresh = Http::new(server.addr);
+    assert_eq!(get(&fresh, "/healthz").await.status, 200);
+    let resp = fresh.get("/demo/members_only", &auth).await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    auth.follow(&resp);
+    assert_not_ready(&get(&fresh, "/readyz").await, "draining");
+
+    let addr = server.addr;
+    let lines = server.log_lines();
+    server.stop().await;
+    // The listener is closed: nothing answers there any more.
+    match Http::new(addr)
+        .try_send(Method::GET, "/healthz", &[], None)
+        .await
+    {
+        Err(SendError::Connect(_)) => {}
+        other => panic!("still answering after the drain: {other:?}"),
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("GET /readyz 503 not_ready (draining) ")),
+        "{lines:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Stop signals, on the built binary with SQLite
+
+/// A sign-in whose head is sent with `Expect: 100-continue` and whose body is held back:
+/// once the server answers `100 Continue` its handler is reading the body, so the request
+/// is in flight, for as long as the test holds the rest.
+struct HeldRequest {
+    stream: TcpStream,
+    rest: &'static [u8],
+}
+
+impl HeldRequest {
+    fn open(addr: SocketAddr) -> Self {
+        const BODY: &[u8] = br#"{"email":"held@example.com","password":"correct horse battery"}"#;
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let head = format!(
+            "POST /auth/sign_in HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            BODY.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut continued = [0u8; 25];
+        stream.read_exact(&mut continued).unwrap();
+        assert_eq!(&continued, b"HTTP/1.1 100 Continue\r\n\r\n");
+        let (first, rest) = BODY.split_at(10);
+        stream.write_all(first).unwrap();
+        Self { stream, rest }
+    }
+
+    /// Sends the rest of the body and reads the response to the end of the connection.
+    fn finish(mut self) -> String {
+        self.stream.write_all(self.rest).unwrap();
+        self.read_to_end()
+    }
+
+    fn read_to_end(mut self) -> String {
+        let mut out = Vec::new();
+        let _ = self.stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Waits until nothing listens at `addr` any more (connection refused), for at most 10 s.
+fn wait_until_refused(addr: SocketAddr) {
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the listener stayed open"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// Waits for the instance to exit, for at most 30 s.
 fn wait_for_exit(instance: &mut Instance) -> ExitStatus {
@@ -169,6 +273,57 @@ fn a_sigterm_as_soon_as_the_server_listens_drains_it_too() {
         assert_eq!(status.code(), Some(0), "{status}: {log}");
         assert!(log.contains("SIGTERM: shutting down"), "{log}");
     }
+}
+
+#[test]
+fn sigterm_closes_the_listener_answers_the_request_in_flight_and_exits_zero() {
+    let dir = TempDir::new();
+    let mut instance = sqlite_instance(&dir, &[]);
+    let held = HeldRequest::open(instance.addr);
+    cluster::signal(instance.pid(), "TERM");
+    wait_until_refused(instance.addr);
+    assert!(!instance.exited(), "exited with a request in flight");
+    // The request in flight gets its answer, then the connection closes.
+    let response = held.finish();
+    assert!(
+        response.starts_with("HTTP/1.1 401 "),
+        "no answer: {response:?}"
+    );
+    assert!(response.contains("Invalid login credentials"));
+    let status = wait_for_exit(&mut instance);
+    let log = instance.log_text();
+    assert_eq!(status.code(), Some(0), "{log}");
+    for line in [
+        "SIGTERM: shutting down",
+        // (Other open connections are the test's own, connected to see whether the
+        // listener was still open.)
+        "listener closed; 1 requests in flight on ",
+        "1 requests answered since the listener closed, 0 dropped by their clients before \
+         the answer, none cut off",
+        "POST /auth/sign_in 401 sign_in_failed",
+    ] {
+        assert!(log.contains(line), "{line:?} not in the log:\n{log}");
+    }
+}
+
+#[test]
+fn past_the_shutdown_timeout_sigint_exits_zero_anyway_and_says_so() {
+    let dir = TempDir::new();
+    let mut instance = sqlite_instance(&dir, &["--shutdown-timeout-ms", "300"]);
+    let held = HeldRequest::open(instance.addr);
+    cluster::signal(instance.pid(), "INT");
+    let status = wait_for_exit(&mut instance);
+    let log = instance.log_text();
+    assert_eq!(status.code(), Some(0), "{log}");
+    for line in [
+        "SIGINT: shutting down",
+        "shutdown timeout of 300 ms reached: exiting anyway, cutting off 1 requests in flight \
+         on 1 connections",
+    ] {
+        assert!(log.contains(line), "{line:?} not in the log:\n{log}");
+    }
+    // The connection is closed without an answer.
+    assert_eq!(held.read_to_end(), "");
 }
 
 // ---------------------------------------------------------------------------------------
