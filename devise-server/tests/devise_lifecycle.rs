@@ -5,12 +5,15 @@
 //!   PostgreSQL table locked past the bound, the PostgreSQL database dropped) while
 //!   liveness stays 200;
 //! - a stop: readiness 503 at once, requests still served for `--shutdown-delay-ms`, then
-//!   the listener closes; the built binary, given SIGTERM or SIGINT (also as soon as it
-//!   listens), answers the request in flight and exits 0, or exits 0 anyway past
-//!   `--shutdown-timeout-ms` and says so.
+//!   the listener closes; the built binary, given SIGTERM or SIGINT, answers the request
+//!   in flight and exits 0, or exits 0 anyway past `--shutdown-timeout-ms` and says so;
+//! - one of two instances on PostgreSQL stopped with SIGTERM, or SIGKILLed, in the middle
+//!   of a load and restarted on its address, in Recover mode: no client is signed out,
+//!   and with SIGTERM no answer is lost.
 //!
-//! The PostgreSQL test needs `ROTAUTH_TEST_DATABASE_URL` and FAILS without it
-//! (`bash scripts/with-postgres.sh cargo test -p devise-server --test devise_lifecycle`).
+//! The PostgreSQL tests need `ROTAUTH_TEST_DATABASE_URL` and FAIL without it
+//! (`bash scripts/with-postgres.sh cargo test -p devise-server --test devise_lifecycle`);
+//! each creates its own database.
 // Helpers outside `#[test]` fns, which clippy.toml's `*-in-tests` settings do not reach,
 // and test arithmetic on known small values, which no clippy.toml setting covers.
 #![allow(
@@ -34,11 +37,13 @@ mod support;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitStatus;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use client::{Http, Resp, SendError, TempDir};
-use cluster::{Instance, PASSWORD, TestDb};
+use cluster::{Instance, Outcome, PASSWORD, Plan, TestDb, Totals, start_all};
 use serde_json::{Value, json};
 use support::{KEY, TestServer};
 
@@ -377,4 +382,234 @@ async fn readiness_follows_the_postgres_database() {
     db.drop_now().await;
     assert_not_ready(&get(&http, "/readyz").await, "database");
     assert_eq!(get(&http, "/healthz").await.status, 200);
+}
+
+const CLIENTS: usize = 50;
+const REQUESTS: usize = 200;
+const WINDOW_MS: u64 = 2000;
+/// The instance is stopped once this many requests are answered: 30 % of the load.
+const STOP_AFTER: usize = CLIENTS * REQUESTS * 3 / 10;
+
+/// What stopping one instance in the middle of the load did.
+struct Stopped {
+    /// How the stopped process exited.
+    exit: ExitStatus,
+    /// From the signal to the exit.
+    took: Duration,
+    /// The stopped instance's log.
+    log: String,
+    /// The instance started again on the stopped one's address.
+    restarted: Instance,
+}
+
+/// Two instances on one PostgreSQL database in Recover mode, 50 clients × 200 requests
+/// sent to either at random (a client retries elsewhere on a transport error or a 503,
+/// and signs in again if refused); once 30 % are answered, instance 1 gets `signal` and,
+/// once it has exited, is started again on its address. After the load every client
+/// waits out the batch window and validates its token, half on each instance: none may
+/// be refused.
+async fn stop_one_mid_load(signal: &str, seed: u64) -> Run {
+    let db = TestDb::create().await;
+    let dir = TempDir::new();
+    let flags: &[&str] = &["--batch-window-ms", "2000", "--mode", "recover"];
+    let mut instances = start_all(&db, &dir.0, &[flags, flags]);
+    let addrs: Vec<_> = instances.iter().map(|i| i.addr).collect();
+    let http = Http::new(addrs[0]);
+    let plan = Plan {
+        clients: CLIENTS,
+        requests: REQUESTS,
+        seed,
+    };
+    let answered = Arc::new(AtomicUsize::new(0));
+    let victim = instances.pop().unwrap();
+    let restart_args: Vec<String> = ["--database-url", &db.url]
+        .iter()
+        .chain(flags)
+        .map(|s| (*s).to_owned())
+        .chain(["--addr".to_owned(), victim.addr.to_string()])
+        .collect();
+    let log_dir = dir.0.clone();
+    let control = {
+        let answered = Arc::clone(&answered);
+        async move {
+            while answered.load(Ordering::Relaxed) < STOP_AFTER {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let start = Instant::now();
+            cluster::signal(victim.pid(), signal);
+            let (victim, exit) = tokio::task::spawn_blocking(move || {
+                let mut victim = victim;
+                let exit = victim.wait();
+                (victim, exit)
+            })
+            .await
+            .unwrap();
+            let took = start.elapsed();
+            let restarted = tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = restart_args.iter().map(String::as_str).collect();
+                Instance::spawn(&args, &log_dir, "restarted")
+            })
+            .await
+            .unwrap();
+            Stopped {
+                exit,
+                took,
+                log: victim.log_text(),
+                restarted,
+            }
+        }
+    };
+    let ((mut outcomes, totals), stopped) = tokio::join!(
+        cluster::run_load_counting(&http, &addrs, &plan, answered),
+        control
+    );
+    assert_eq!(stopped.restarted.addr, addrs[1]);
+    cluster::assert_answered(&totals, &plan);
+    assert!(totals.refused > 0, "no client met the stopped instance");
+    // The restarted instance rejoined: it decided some of the load.
+    let decided = decisions(&http.at(stopped.restarted.addr)).await;
+    assert!(decided > 0, "the restarted instance served nothing");
+
+    // Only to let the batch window pass; nothing asserts how long anything took.
+    tokio::time::sleep(Duration::from_millis(WINDOW_MS + 200)).await;
+    for (i, outcome) in outcomes.iter_mut().enumerate() {
+        let resp = http
+            .at(addrs[i % 2])
+            .get("/auth/validate_token", &outcome.auth)
+            .await;
+        assert_eq!(resp.status, 200, "client signed out: {}", resp.text);
+        assert!(outcome.auth.follow(&resp), "past the window: a new token");
+    }
+    cluster::assert_records(&outcomes, &db.sessions().await, false);
+    let survivor = instances.pop().unwrap();
+    Run {
+        outcomes,
+        totals,
+        stopped,
+        survivor,
+        db,
+    }
+}
+
+/// A load during which one instance was stopped, at its end.
+struct Run {
+    outcomes: Vec<Outcome>,
+    totals: Totals,
+    stopped: Stopped,
+    /// The instance that was not stopped.
+    survivor: Instance,
+    db: TestDb,
+}
+
+impl Run {
+    /// Rotations committed whose answer never reached the client: for each session, its
+    /// generation less the new tokens its client received.
+    async fn lost_rotations(&self) -> u64 {
+        let rows = self.db.sessions().await;
+        self.outcomes
+            .iter()
+            .map(|outcome| {
+                let (_, record, _) = rows
+                    .iter()
+                    .find(|(client, _, _)| *client == outcome.auth.client)
+                    .unwrap();
+                let session = rotauth::Session::decode(record).unwrap();
+                session.generation() - outcome.auth.received
+            })
+            .sum()
+    }
+
+    /// Lost responses that Recover mode handed out again, on both instances (the stopped
+    /// one's counters died with it).
+    async fn reissued(&self) -> u64 {
+        let mut total = 0;
+        for addr in [self.survivor.addr, self.stopped.restarted.addr] {
+            total += Http::new(addr)
+                .metric("rotauth_decisions_total{kind=\"reissue\"}")
+                .await;
+        }
+        total
+    }
+}
+
+async fn decisions(http: &Http) -> u64 {
+    http.metrics()
+        .await
+        .iter()
+        .filter(|(n, _)| n.starts_with("rotauth_decisions_total"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// The figures of a run; `lost` and `reissued` as [`Run::lost_rotations`] and
+/// [`Run::reissued`].
+fn report(label: &str, totals: &Totals, stopped: &Stopped, (lost, reissued): (u64, u64)) {
+    eprintln!(
+        "{label}: {} requests, {} answered 200, {} 401, {} clients signed in again; resent \
+         elsewhere: {} after connection refused, {} after a broken connection, {} after a \
+         503; the stopped instance exited ({}) {} ms after the signal; {lost} rotations \
+         committed without their answer reaching the client, {reissued} reissued",
+        totals.requests,
+        totals.ok,
+        totals.unauthorized,
+        totals.signed_in_again,
+        totals.refused,
+        totals.broken,
+        totals.unavailable,
+        stopped.exit,
+        stopped.took.as_millis(),
+    );
+}
+
+/// SIGTERM: the instance closes its listener, answers what it had begun and exits 0, so
+/// no response is lost: every rotation committed reached its client (the generation of
+/// each session is the number of new tokens its client received) and nothing had to be
+/// reissued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_stopped_with_sigterm_mid_load_loses_no_answer_and_logs_no_one_out() {
+    let run = stop_one_mid_load("TERM", 5).await;
+    let stopped = &run.stopped;
+    assert_eq!(stopped.exit.code(), Some(0), "{}", stopped.log);
+    assert!(stopped.log.contains("SIGTERM: shutting down"));
+    assert!(
+        stopped
+            .log
+            .contains("0 dropped by their clients before the answer, none cut off"),
+        "{}",
+        stopped.log
+    );
+    let lost = run.lost_rotations().await;
+    assert_eq!(
+        lost, 0,
+        "rotations committed whose answer never reached the client"
+    );
+    let reissued = run.reissued().await;
+    assert_eq!(reissued, 0, "a response was lost");
+    let drain = stopped
+        .log
+        .lines()
+        .find(|l| l.contains("drained in"))
+        .unwrap_or_default();
+    report("SIGTERM mid-load", &run.totals, stopped, (lost, reissued));
+    eprintln!("SIGTERM mid-load, the stopped instance's log: {drain}");
+}
+
+/// SIGKILL: requests in flight on the instance are lost, including, possibly, a response
+/// that carried a rotation already committed. Its client retries elsewhere with the token
+/// it holds: inside the window a batch member (and its next unbatched burst rotates past
+/// the lost generation); after it, Recover mode hands it the committed token again (a
+/// lost response), where Strict mode would refuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_killed_mid_load_loses_no_session_and_logs_no_one_out() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let run = stop_one_mid_load("KILL", 3).await;
+    assert_eq!(run.stopped.exit.signal(), Some(9), "{}", run.stopped.log);
+    let lost = run.lost_rotations().await;
+    let reissued = run.reissued().await;
+    report(
+        "SIGKILL mid-load",
+        &run.totals,
+        &run.stopped,
+        (lost, reissued),
+    );
 }
