@@ -37,6 +37,7 @@ use zeroize::Zeroizing;
 use crate::connections::ClientAddr;
 use crate::db::{self, Database, EmailChange, User};
 use crate::email::normalize_email;
+use crate::health::{self, Readiness};
 use crate::limits::{Limits, Throttle};
 use crate::metrics::{Metrics, render_keys};
 use crate::passwords::{
@@ -112,6 +113,8 @@ struct Inner<D: Database> {
     /// Password hashing, bounded by `Limits::concurrent_hashes`.
     hashing: Arc<Hasher>,
     throttle: Throttle,
+    /// Set when a stop signal arrives: `GET /readyz` answers 503 from then on.
+    readiness: Readiness,
 }
 
 /// The shared state of the server.
@@ -151,6 +154,7 @@ impl<D: Database> AppState<D> {
             dummy_hash,
             hashing,
             throttle,
+            readiness: Readiness::default(),
         })))
     }
 
@@ -167,6 +171,11 @@ impl<D: Database> AppState<D> {
     /// The database.
     pub fn db(&self) -> &D {
         &self.0.db
+    }
+
+    /// Whether the server is stopping, for `GET /readyz`.
+    pub fn readiness(&self) -> &Readiness {
+        &self.0.readiness
     }
 
     /// The abuse limits.
@@ -211,7 +220,8 @@ pub fn router<D: Database>(state: AppState<D>) -> Router {
             "/auth/password",
             axum::routing::put(change_password::<D>).patch(change_password::<D>),
         )
-        .route("/demo/members_only", get(members_only::<D>));
+        .route("/demo/members_only", get(members_only::<D>))
+        .merge(health::routes());
     let router = if state.0.serve_metrics {
         router.route("/metrics", get(metrics::<D>))
     } else {
@@ -298,12 +308,12 @@ struct LogNote {
     detail: Option<String>,
 }
 
-fn note(mut response: Response, kind: &'static str, detail: Option<String>) -> Response {
+pub(crate) fn note(mut response: Response, kind: &'static str, detail: Option<String>) -> Response {
     response.extensions_mut().insert(LogNote { kind, detail });
     response
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

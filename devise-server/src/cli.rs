@@ -89,6 +89,13 @@ pub struct Cli {
     /// Time to send a request head, and idle time between requests, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout_ms: u64,
+    /// After SIGTERM or SIGINT: keep serving this long, with GET /readyz answering 503,
+    /// before the listener closes (time for a load balancer's checks to see it leave).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
+    /// Then the time requests in flight have to finish; after it the server exits anyway.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub shutdown_timeout_ms: u64,
     /// TESTS ONLY: shift this server's clock by MS (signed).
     #[arg(
         long,
@@ -145,6 +152,8 @@ impl Cli {
             per_address_account_per_minute: self.throttle_per_address_account,
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            shutdown_delay: Duration::from_millis(self.shutdown_delay_ms),
+            shutdown_timeout: Duration::from_millis(self.shutdown_timeout_ms),
             ..defaults
         }
     }

@@ -1,10 +1,11 @@
 //! Connections: the accept loop, with a cap on open connections, a header-read timeout
-//! that also ends idle ones, a per-request timeout, and the peer address for throttling.
+//! that also ends idle ones, a per-request timeout, the peer address for throttling, and
+//! the drain at a stop signal.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use tokio::net::TcpListener;
@@ -17,7 +18,11 @@ use crate::db::Database;
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// Serves until `shutdown` resolves, then finishes the requests in flight.
+/// Serves until `shutdown` resolves, then drains: `GET /readyz` answers 503 at once; the
+/// server goes on accepting and serving for `Limits::shutdown_delay` (zero by default),
+/// then closes its listener, closes idle connections, and lets the requests in flight be
+/// answered for up to `Limits::shutdown_timeout`, after which it returns anyway, cutting
+/// off what is left. Either way the log says how it ended.
 ///
 /// The accept loop is hyper's own, for what `axum::serve` does not offer: a limit on open
 /// connections (so descriptors stay free for the database and the listener; when it is
@@ -47,14 +52,31 @@ pub async fn serve<D: Database>(
             }
         })
     };
+    // The stop: not ready at once, the listener open for the delay still.
+    let stop = {
+        let state = state.clone();
+        let delay = limits.shutdown_delay;
+        async move {
+            shutdown.await;
+            state.readiness().start_draining();
+            if !delay.is_zero() {
+                tracing::info!(
+                    "not ready; serving {} ms more before closing the listener",
+                    delay.as_millis()
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    };
     let router = router(state);
     let registry = Arc::new(Registry::default());
+    let requests = Arc::new(Requests::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    let mut shutdown = std::pin::pin!(shutdown);
+    let mut stop = std::pin::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -66,7 +88,7 @@ pub async fn serve<D: Database>(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut stop => break,
         };
         // Full: the connection that has waited longest for a request head (a slow or
         // idle one, never one whose request is being handled) makes room, so a flood of
@@ -91,6 +113,7 @@ pub async fn serve<D: Database>(
         let router = router.clone();
         let request_timeout = limits.request_timeout;
         let in_service = Arc::clone(&slot);
+        let requests = Arc::clone(&requests);
         let service =
             hyper::service::service_fn(
                 move |mut request: hyper::Request<hyper::body::Incoming>| {
@@ -98,6 +121,7 @@ pub async fn serve<D: Database>(
                     let router = router.clone();
                     let slot = Arc::clone(&in_service);
                     slot.waiting.store(false, Ordering::Relaxed);
+                    let in_flight = InFlight::begin(&requests);
                     async move {
                         let response =
                             match tokio::time::timeout(request_timeout, router.oneshot(request))
@@ -108,6 +132,7 @@ pub async fn serve<D: Database>(
                                 Err(_) => errors(StatusCode::REQUEST_TIMEOUT, "Request timed out."),
                             };
                         slot.waiting.store(true, Ordering::Relaxed);
+                        in_flight.answered();
                         Ok::<_, std::convert::Infallible>(response)
                     }
                 },
@@ -125,10 +150,87 @@ pub async fn serve<D: Database>(
     }
     drop(listener);
     purge.abort();
-    // Requests in flight finish; idle connections close. A client that keeps a connection
-    // busy longer than this is cut off.
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    // Idle connections close now, busy ones once their response is written (hyper turns
+    // keep-alive off); the bound cuts off a client that keeps a connection busy longer.
+    let bound = limits.shutdown_timeout;
+    let answered_before = requests.answered.load(Ordering::Relaxed);
+    let abandoned_before = requests.abandoned.load(Ordering::Relaxed);
+    tracing::info!(
+        "listener closed; {} requests in flight on {} open connections, waiting up to {} ms",
+        requests.in_flight.load(Ordering::Relaxed),
+        registry.len(),
+        bound.as_millis()
+    );
+    let start = Instant::now();
+    let drained = tokio::time::timeout(bound, graceful.shutdown()).await;
+    let answered = requests
+        .answered
+        .load(Ordering::Relaxed)
+        .saturating_sub(answered_before);
+    let abandoned = requests
+        .abandoned
+        .load(Ordering::Relaxed)
+        .saturating_sub(abandoned_before);
+    match drained {
+        Ok(()) => tracing::info!(
+            "drained in {} ms: {answered} requests answered since the listener closed, \
+             {abandoned} dropped by their clients before the answer, none cut off",
+            start.elapsed().as_millis()
+        ),
+        Err(_) => tracing::warn!(
+            "shutdown timeout of {} ms reached: exiting anyway, cutting off {} requests in \
+             flight on {} connections ({answered} answered since the listener closed, \
+             {abandoned} dropped by their clients)",
+            bound.as_millis(),
+            requests.in_flight.load(Ordering::Relaxed),
+            registry.len()
+        ),
+    }
     Ok(())
+}
+
+/// Requests between their head and their response, and how the ended ones ended.
+#[derive(Default)]
+struct Requests {
+    in_flight: AtomicUsize,
+    /// Responses handed to hyper to write.
+    answered: AtomicU64,
+    /// Requests whose handler was dropped before it answered: their connection closed
+    /// (the client went away, or the connection was evicted).
+    abandoned: AtomicU64,
+}
+
+/// One request in flight, counted in [`Requests`] from its head until it is answered or
+/// dropped.
+struct InFlight {
+    requests: Arc<Requests>,
+    answered: bool,
+}
+
+impl InFlight {
+    fn begin(requests: &Arc<Requests>) -> Self {
+        requests.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            requests: Arc::clone(requests),
+            answered: false,
+        }
+    }
+
+    fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.requests.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let ended = if self.answered {
+            &self.requests.answered
+        } else {
+            &self.requests.abandoned
+        };
+        ended.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// One open connection, as the accept loop sees it.
@@ -159,6 +261,10 @@ impl Registry {
             open.insert(id, Arc::clone(&slot));
         }
         slot
+    }
+
+    fn len(&self) -> usize {
+        self.open.lock().map_or(0, |open| open.len())
     }
 
     fn close(&self, id: u64) {

@@ -1,7 +1,8 @@
 //! A devise_token_auth-compatible auth server on rotauth, as a library: the routes and their
-//! state (`app`), the accept loop (`connections`), the command line (`cli`), the signing keys (`keys`), the accounts
-//! and sessions in SQLite or PostgreSQL (`db`), how emails are compared (`email`), the
-//! abuse limits (`limits`), password hashing (`passwords`) and the counters (`metrics`).
+//! state (`app`), the accept loop and its drain at a stop signal (`connections`), the
+//! command line (`cli`), the signing keys (`keys`), the accounts and sessions in SQLite or PostgreSQL (`db`), how
+//! emails are compared (`email`), liveness and readiness (`health`), the abuse limits
+//! (`limits`), password hashing (`passwords`) and the counters (`metrics`).
 //! Every token is decided by rotauth-axum's request loop, read from and written to
 //! devise's headers by its `DeviseProtocol`, and stored by its session stores. The
 //! `devise_server` binary runs it; the tests run the same router on an ephemeral port.
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod connections;
 pub mod db;
 pub mod email;
+pub mod health;
 pub mod keys;
 pub mod limits;
 pub mod metrics;

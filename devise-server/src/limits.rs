@@ -1,5 +1,6 @@
-//! What bounds the work an anonymous client can cause: the limits the command line sets,
-//! and sign-in and sign-up throttling.
+//! What bounds the work an anonymous client can cause: the limits the command line sets
+//! (with the time a stopping server gives its requests), and sign-in and sign-up
+//! throttling.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
@@ -30,6 +31,13 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time a request has from its head to its response (a slow body included).
     pub request_timeout: Duration,
+    /// After a stop signal: how long the server keeps accepting and serving with
+    /// `GET /readyz` answering 503, so that a load balancer's checks see it leave before
+    /// its listener closes. Zero by default: the listener closes at once.
+    pub shutdown_delay: Duration,
+    /// Then, with the listener closed: how long the requests in flight have to be
+    /// answered. Past it the server exits anyway and logs how many were cut off.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -41,6 +49,8 @@ impl Default for Limits {
             max_connections: 25_000,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -16,7 +16,8 @@
 //! Routes (mounted at `/auth` as devise_token_auth does): `POST /auth` (sign up),
 //! `POST /auth/sign_in`, `GET /auth/validate_token`, `DELETE /auth/sign_out`,
 //! `PUT /auth/password` (new password, signs out every other session of the user) and the
-//! protected `GET /demo/members_only`. See this package's README.
+//! protected `GET /demo/members_only`; `GET /healthz` and `GET /readyz` for load balancers.
+//! SIGTERM or SIGINT drains the server before it exits. See this package's README.
 //!
 //! The server itself is the `devise_server` library of this package, which the tests run
 //! on an ephemeral port and talk to over HTTP.
@@ -150,20 +151,19 @@ async fn serve<D: Database>(
 ) -> Result<(), String> {
     use std::io::Write as _;
 
+    // Signal handlers before the address is announced: a script may signal as soon as it
+    // reads it.
+    let shutdown = shutdown_signal()?;
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let listener = tokio::net::TcpListener::bind(&cli.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cli.addr))?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("no local address: {e}"))?;
-    // Signal handlers before the first line: a script may signal as soon as it reads it.
-    let shutdown = shutdown_signal();
     #[cfg(unix)]
-    let reloading = tokio::spawn(reload_keys_on_sighup(
-        state.clone(),
-        key_file,
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
-    ));
+    let reloading = tokio::spawn(reload_keys_on_sighup(state.clone(), key_file, hangups));
     #[cfg(not(unix))]
     drop(key_file);
     // The first stdout line is the protocol for scripts and tests that pass port 0.
@@ -229,41 +229,30 @@ async fn reload_keys_on_sighup<D: Database>(
     }
 }
 
-/// Ctrl-C, or SIGTERM on Unix (what `kill` and container runtimes send).
-///
-/// The SIGTERM handler is installed when this is called, not when the future is first
-/// polled: a SIGTERM that arrives as soon as the listening line is out must not find the
-/// default action (exit at once) still in place.
-fn shutdown_signal() -> impl Future<Output = ()> {
+/// SIGTERM (what `kill` and container runtimes send) or SIGINT (Ctrl-C): both start the
+/// same drain (`connections::serve`). The handlers are installed when this is called, not
+/// when the future is first polled: the server calls it before it announces its address,
+/// so a stop sent as soon as it listens drains it too instead of killing it outright.
+fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, String> {
     #[cfg(unix)]
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    async move {
-        shutdown(
-            #[cfg(unix)]
-            term,
-        )
-        .await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let handler = |kind, name| signal(kind).map_err(|e| format!("cannot handle {name}: {e}"));
+        let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
+        let mut int = handler(SignalKind::interrupt(), "SIGINT")?;
+        Ok(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!("{name}: shutting down");
+        })
     }
-}
-
-async fn shutdown(#[cfg(unix)] term: Option<tokio::signal::unix::Signal>) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match term {
-            Some(mut signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C: shutting down");
+        })
     }
-    tracing::info!("shutting down");
 }

@@ -128,6 +128,29 @@ impl Auth {
     }
 }
 
+/// Why a request got no response.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection: nothing listens there (refused), so the server never saw the request.
+    Connect(String),
+    /// The connection broke after the request was written, before a whole response came
+    /// back (a server that died, or closed an idle kept-alive connection just as the
+    /// request went out on it).
+    Broken(String),
+    /// No response within 30 s.
+    TimedOut,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(e) => write!(f, "cannot connect: {e}"),
+            Self::Broken(e) => write!(f, "connection broken: {e}"),
+            Self::TimedOut => f.write_str("timed out"),
+        }
+    }
+}
+
 /// A keep-alive HTTP/1 client talking to the server at `addr`; [`Self::at`] reaches another
 /// one through the same connection pool.
 #[derive(Clone)]
@@ -177,7 +200,7 @@ impl Http {
         path: &str,
         headers: &[(String, String)],
         body: Option<&str>,
-    ) -> Result<Resp, String> {
+    ) -> Result<Resp, SendError> {
         let mut builder = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr));
@@ -196,15 +219,21 @@ impl Http {
             .unwrap();
         let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
             .await
-            .map_err(|_| "timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| SendError::TimedOut)?
+            .map_err(|e| {
+                if e.is_connect() {
+                    SendError::Connect(e.to_string())
+                } else {
+                    SendError::Broken(e.to_string())
+                }
+            })?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response
             .into_body()
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| SendError::Broken(e.to_string()))?
             .to_bytes();
         Ok(Resp {
             status,

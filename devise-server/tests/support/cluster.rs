@@ -1,8 +1,10 @@
-//! Harness for `tests/devise_cluster.rs`: the built `devise_server` example run as real
-//! child processes (so killing one is real), a fresh PostgreSQL database per test, and a
-//! load of clients that follow their tokens while each request goes to a randomly chosen
-//! instance (a load balancer without affinity), retrying on another when one is dead. The
-//! HTTP client and what a client keeps are in `client.rs`, shared with the in-process tests.
+//! Harness for `tests/devise_cluster.rs` and `tests/devise_lifecycle.rs`: the built
+//! `devise_server` example run as real child processes (so signalling one is real), a
+//! fresh PostgreSQL database per test, and a load of clients that follow their tokens
+//! while each request goes to a randomly chosen instance (a load balancer without
+//! affinity), retrying on another when one is dead or answers 503, and signing in again
+//! when refused. The HTTP client and what a client keeps are in `client.rs`, shared with
+//! the in-process tests.
 // Helpers outside `#[test]` fns, which clippy.toml's `*-in-tests` settings do not reach,
 // and test arithmetic on known small values, which no clippy.toml setting covers.
 #![allow(
@@ -16,7 +18,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -25,7 +27,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rotauth::Session;
 
-use crate::client::{Auth, Http, Resp, assert_record, random_suffix};
+use crate::client::{Auth, Http, Resp, SendError, assert_record, random_suffix};
 
 /// The signing key every instance of a test shares (hex; a test key, not a secret).
 pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -105,6 +107,15 @@ impl TestDb {
         connect(&self.url).await
     }
 
+    /// Drops the database now, closing every connection to it (the instances' included).
+    pub async fn drop_now(&self) {
+        connect(&self.admin)
+            .await
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await
+            .unwrap();
+    }
+
     /// Every session row: client id, record bytes, version column.
     pub async fn sessions(&self) -> Vec<(String, Vec<u8>, i64)> {
         self.client()
@@ -162,34 +173,36 @@ pub struct Instance {
 
 impl Instance {
     /// Starts the binary with `args` (and the shared key, cheap hashing, `--metrics`,
-    /// `--quiet`, no sign-in throttling, port 0); returns before it has printed its address: see [`Self::ready`].
+    /// `--quiet`, no sign-in throttling, port 0; a later `--addr` in `args` wins); returns
+    /// before it has printed its address: see [`Self::ready`].
     pub fn start(args: &[&str], dir: &Path, name: &str) -> (Child, PathBuf) {
-        Self::launch(args, dir, name, |command| {
-            command.env("ROTAUTH_KEY", KEY_HEX)
-        })
+        Self::launch(args, dir, name, true)
     }
 
     /// As [`Self::spawn`], with the keys from the `--key-file` among `args` instead of the
     /// shared key.
     pub fn spawn_with_key_file(args: &[&str], dir: &Path, name: &str) -> Self {
-        Self::ready(Self::launch(args, dir, name, |command| {
-            command.env_remove("ROTAUTH_KEY")
-        }))
+        Self::ready(Self::command(args, dir, name, true, false))
     }
 
-    fn launch(
+    /// [`Self::start`], with a log line per request unless `quiet`.
+    pub fn launch(args: &[&str], dir: &Path, name: &str, quiet: bool) -> (Child, PathBuf) {
+        Self::command(args, dir, name, quiet, true)
+    }
+
+    fn command(
         args: &[&str],
         dir: &Path,
         name: &str,
-        key: impl FnOnce(&mut Command) -> &mut Command,
+        quiet: bool,
+        shared_key: bool,
     ) -> (Child, PathBuf) {
         let log = dir.join(format!("{name}.log"));
         let mut command = Command::new(server_binary());
         command
+            .args(["--addr", "127.0.0.1:0"])
+            .args(quiet.then_some("--quiet"))
             .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--quiet",
                 "--metrics",
                 "--insecure-fast-hashing",
                 "--throttle-per-address",
@@ -198,7 +211,12 @@ impl Instance {
                 "0",
             ])
             .args(args);
-        let child = key(&mut command)
+        if shared_key {
+            command.env("ROTAUTH_KEY", KEY_HEX);
+        } else {
+            command.env_remove("ROTAUTH_KEY");
+        }
+        let child = command
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -240,6 +258,11 @@ impl Instance {
         self.child.try_wait().unwrap().is_some()
     }
 
+    /// Waits for the process to exit (blocking).
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.wait().unwrap()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -252,25 +275,40 @@ impl Drop for Instance {
     }
 }
 
-/// SIGKILL, as a crashed machine: no graceful shutdown, responses in flight are lost.
-pub fn kill_hard(pid: u32) {
+/// Starts `flags.len()` instances on `db` at the same moment (so they create the schema at
+/// once), logging into `dir`, and waits until each listens.
+pub fn start_all(db: &TestDb, dir: &Path, flags: &[&[&str]]) -> Vec<Instance> {
+    let started: Vec<_> = flags
+        .iter()
+        .enumerate()
+        .map(|(i, flags)| {
+            let mut args = vec!["--database-url", db.url.as_str()];
+            args.extend_from_slice(flags);
+            Instance::start(&args, dir, &format!("instance{i}"))
+        })
+        .collect();
+    started.into_iter().map(Instance::ready).collect()
+}
+
+/// Sends the signal `name` (`TERM`, `INT`, `KILL`...) to `pid` with kill(1). `KILL` is a
+/// crashed machine: no drain, responses in flight are lost.
+pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .unwrap();
-    assert!(status.success(), "kill -KILL {pid} failed");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
 
 /// The load: `clients` clients, each signed up on a random instance, then sending
 /// `requests` requests in bursts of 3–5 parallel ones with the token it holds, each to a
 /// random instance, following the one new token a burst may bring. Every third burst asks
-/// to `unbatch` on all its requests, so they race to rotate across instances.
+/// to `unbatch` on all its requests, so they race to rotate across instances. A client
+/// refused (401) signs in again and goes on with its new session.
 pub struct Plan {
     pub clients: usize,
     pub requests: usize,
     pub seed: u64,
-    /// `(pid, after)`: SIGKILL this instance once `after` requests have been answered.
-    pub kill: Option<(u32, usize)>,
 }
 
 /// One client at the end of the load.
@@ -280,6 +318,8 @@ pub struct Outcome {
     pub statuses: Vec<u16>,
     /// Bursts that asked to unbatch.
     pub unbatched: u64,
+    /// Times it was refused and signed in again.
+    pub signed_in_again: u64,
 }
 
 /// Totals over all clients.
@@ -289,59 +329,90 @@ pub struct Totals {
     pub unauthorized: usize,
     pub server_errors: usize,
     pub failed: usize,
-    /// Requests sent again to another instance after a transport error.
+    /// Requests sent again to another instance after a transport error (either kind below).
     pub retries: u64,
+    /// Of those, attempts that found no listener (connection refused).
+    pub refused: u64,
+    /// Of those, attempts whose connection broke after the request was written.
+    pub broken: u64,
+    /// Requests sent again to another instance after a 503.
+    pub unavailable: u64,
+    /// Clients refused (401) at least once, who had to sign in again.
+    pub signed_in_again: usize,
 }
 
-/// Sends `path` to a random instance; on a transport error (instance dead, connection cut
-/// mid-response) tries the others in turn, as a load balancer or a retrying client would.
+/// How often the load's requests were sent again, and why.
+#[derive(Default)]
+struct Resends {
+    refused: AtomicU64,
+    broken: AtomicU64,
+    unavailable: AtomicU64,
+}
+
+/// Sends the request to the instance `first`; on a transport error (instance dead,
+/// connection cut mid-response) or a 503 (which stores nothing and sends no token) tries
+/// the others in turn with the same token, as a load balancer or a retrying client would.
+/// `None` when no attempt got a response; the last 503 when every one was 503.
 async fn send_anywhere(
     http: &Http,
     addrs: &[SocketAddr],
     first: usize,
-    path: &str,
-    auth: &Auth,
-    retries: &AtomicU64,
+    (method, path, headers, body): (Method, &str, &[(String, String)], Option<&str>),
+    resends: &Resends,
 ) -> Option<Resp> {
     let n = addrs.len();
+    let mut last = None;
     for attempt in 0..2 * n {
         let addr = addrs[(first + attempt) % n];
-        match http
+        let counter = match http
             .at(addr)
-            .try_send(Method::GET, path, &auth.headers(), None)
+            .try_send(method.clone(), path, headers, body)
             .await
         {
-            Ok(resp) => return Some(resp),
-            Err(_) => {
-                retries.fetch_add(1, Ordering::Relaxed);
+            Ok(resp) if resp.status == 503 => {
+                last = Some(resp);
+                &resends.unavailable
             }
-        }
+            Ok(resp) => return Some(resp),
+            Err(SendError::Connect(_)) => &resends.refused,
+            Err(SendError::Broken(_) | SendError::TimedOut) => &resends.broken,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
-    None
+    last
 }
 
 pub async fn run_load(http: &Http, addrs: &[SocketAddr], plan: &Plan) -> (Vec<Outcome>, Totals) {
+    run_load_counting(http, addrs, plan, Arc::new(AtomicUsize::new(0))).await
+}
+
+/// [`run_load`], counting the requests answered so far (by any instance, or by none) in
+/// `answered`, for a test that acts on an instance in the middle of the load.
+pub async fn run_load_counting(
+    http: &Http,
+    addrs: &[SocketAddr],
+    plan: &Plan,
+    answered: Arc<AtomicUsize>,
+) -> (Vec<Outcome>, Totals) {
     let addrs: Arc<[SocketAddr]> = addrs.into();
-    let answered = Arc::new(AtomicUsize::new(0));
-    let retries = Arc::new(AtomicU64::new(0));
+    let resends = Arc::new(Resends::default());
     let mut tasks = Vec::new();
     for i in 0..plan.clients {
-        let (http, addrs, answered, retries) = (
+        let (http, addrs, answered, resends) = (
             http.clone(),
             Arc::clone(&addrs),
             Arc::clone(&answered),
-            Arc::clone(&retries),
+            Arc::clone(&resends),
         );
-        let (requests, kill) = (plan.requests, plan.kill);
+        let requests = plan.requests;
         let mut rng = StdRng::seed_from_u64(plan.seed.wrapping_add(i as u64));
         tasks.push(tokio::spawn(async move {
+            let email = format!("load{i}@example.com");
             let at = rng.random_range(0..addrs.len());
-            let mut auth = http
-                .at(addrs[at])
-                .sign_up(&format!("load{i}@example.com"), PASSWORD)
-                .await;
+            let mut auth = http.at(addrs[at]).sign_up(&email, PASSWORD).await;
             let mut statuses = Vec::with_capacity(requests);
             let (mut sent, mut burst_no, mut unbatched) = (0usize, 0usize, 0u64);
+            let mut signed_in_again = 0;
             while sent < requests {
                 let size = (3 + (i + burst_no) % 3).min(requests - sent);
                 let unbatch = burst_no % 3 == 0;
@@ -359,21 +430,18 @@ pub async fn run_load(http: &Http, addrs: &[SocketAddr], plan: &Plan) -> (Vec<Ou
                         (false, _) => "/auth/validate_token",
                     };
                     let first = rng.random_range(0..addrs.len());
-                    let (http, addrs, auth, retries, answered) = (
+                    let (http, addrs, auth, resends, answered) = (
                         http.clone(),
                         Arc::clone(&addrs),
                         auth.clone(),
-                        Arc::clone(&retries),
+                        Arc::clone(&resends),
                         Arc::clone(&answered),
                     );
                     burst.push(tokio::spawn(async move {
-                        let resp = send_anywhere(&http, &addrs, first, path, &auth, &retries).await;
-                        let done = answered.fetch_add(1, Ordering::Relaxed) + 1;
-                        if let Some((pid, after)) = kill
-                            && done == after
-                        {
-                            kill_hard(pid);
-                        }
+                        let headers = auth.headers();
+                        let request = (Method::GET, path, &headers[..], None);
+                        let resp = send_anywhere(&http, &addrs, first, request, &resends).await;
+                        answered.fetch_add(1, Ordering::Relaxed);
                         resp
                     }));
                     if unbatch
@@ -399,6 +467,18 @@ pub async fn run_load(http: &Http, addrs: &[SocketAddr], plan: &Plan) -> (Vec<Ou
                     }
                 }
                 assert!(new_tokens <= 1, "a burst brought {new_tokens} new tokens");
+                // Refused: the user signs in again, as a devise client's app makes them.
+                if statuses[sent..].contains(&401) {
+                    let body = serde_json::json!({"email": email, "password": PASSWORD});
+                    let body = body.to_string();
+                    let request = (Method::POST, "/auth/sign_in", &[][..], Some(body.as_str()));
+                    let first = rng.random_range(0..addrs.len());
+                    let resp = send_anywhere(&http, &addrs, first, request, &resends).await;
+                    let resp = resp.expect("no instance answered a sign-in");
+                    assert_eq!(resp.status, 200, "sign-in again: {}", resp.text);
+                    auth = Auth::from_response(&resp);
+                    signed_in_again += 1;
+                }
                 sent += size;
                 burst_no += 1;
             }
@@ -406,6 +486,7 @@ pub async fn run_load(http: &Http, addrs: &[SocketAddr], plan: &Plan) -> (Vec<Ou
                 auth,
                 statuses,
                 unbatched,
+                signed_in_again,
             }
         }));
     }
@@ -420,16 +501,31 @@ pub async fn run_load(http: &Http, addrs: &[SocketAddr], plan: &Plan) -> (Vec<Ou
         unauthorized: all().filter(|&s| s == 401).count(),
         server_errors: all().filter(|&s| s >= 500).count(),
         failed: all().filter(|&s| s == 0).count(),
-        retries: retries.load(Ordering::Relaxed),
+        retries: resends.refused.load(Ordering::Relaxed) + resends.broken.load(Ordering::Relaxed),
+        refused: resends.refused.load(Ordering::Relaxed),
+        broken: resends.broken.load(Ordering::Relaxed),
+        unavailable: resends.unavailable.load(Ordering::Relaxed),
+        signed_in_again: outcomes.iter().filter(|o| o.signed_in_again > 0).count(),
     };
     (outcomes, totals)
 }
 
-/// The load assertions: every request answered 200 (zero 401, zero 5xx, none left
-/// unanswered).
+/// The load's assertions: every request answered 200 (zero 401, zero 5xx, none left
+/// unanswered), no client signed in again, and no 503 hidden by a resend.
 pub fn assert_all_ok(totals: &Totals, plan: &Plan) {
+    assert_answered(totals, plan);
+    assert_eq!(
+        totals.unavailable, 0,
+        "503s under load (answered elsewhere)"
+    );
+}
+
+/// [`assert_all_ok`], except that a 503 answered by another instance is allowed: for an
+/// instance that stops in the middle of the load.
+pub fn assert_answered(totals: &Totals, plan: &Plan) {
     assert_eq!(totals.requests, plan.clients * plan.requests);
     assert_eq!(totals.unauthorized, 0, "401s under load");
+    assert_eq!(totals.signed_in_again, 0, "clients signed in again");
     assert_eq!(totals.server_errors, 0, "5xx under load");
     assert_eq!(totals.failed, 0, "requests no instance answered");
     assert_eq!(totals.ok, totals.requests);

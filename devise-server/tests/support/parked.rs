@@ -179,6 +179,10 @@ impl<D: Database> Database for ParkingDb<D> {
         self.inner.delete_user(user).await
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

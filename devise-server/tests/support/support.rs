@@ -84,6 +84,14 @@ impl TestServer {
         }
     }
 
+    /// Tells the server to stop, as a stop signal does, without waiting: it drains
+    /// (`connections::serve`); [`Self::stop`] waits for the end.
+    pub fn signal_stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// Stops accepting, finishes requests in flight, and waits until the server is gone.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
