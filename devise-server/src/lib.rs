@@ -1,12 +1,14 @@
 //! A devise_token_auth-compatible auth server on rotauth, as a library: the routes and their
-//! state (`app`), the accept loop (`connections`), the command line (`cli`), the accounts
-//! and sessions in SQLite or PostgreSQL (`db`), how emails are compared (`email`), the
-//! abuse limits (`limits`), password hashing (`passwords`) and the counters (`metrics`).
-//! Every token is decided by rotauth-axum's request loop, read from and written to
-//! devise's headers by its `DeviseProtocol`, and stored by its session stores. The
-//! `devise_server` binary runs it; the tests run the same router on an ephemeral port.
+//! state (`app`), the request bodies they read (`bodies`), the accept loop (`connections`),
+//! the command line (`cli`), the accounts and sessions in SQLite or PostgreSQL (`db`), how
+//! emails are compared (`email`), the abuse limits (`limits`), password hashing
+//! (`passwords`) and the counters (`metrics`). Every token is decided by rotauth-axum's
+//! request loop, read from and written to devise's headers by its `DeviseProtocol`, and
+//! stored by its session stores. The `devise_server` binary runs it; the tests run the same
+//! router on an ephemeral port.
 
 pub mod app;
+pub mod bodies;
 pub mod cli;
 pub mod connections;
 pub mod db;
