@@ -6,13 +6,24 @@
 //! request loop, read from and written to devise's headers by its `DeviseProtocol`, and
 //! stored by its session stores. The `devise_server` binary runs it; the tests run the same
 //! router on an ephemeral port.
+//!
+//! The modules that need the server's dependencies are behind the default feature
+//! `server`; the fuzz targets reach the body parsing with `default-features = false`,
+//! without building the database drivers, the HTTP stack and the command line.
 
+#[cfg(feature = "server")]
 pub mod app;
 pub mod bodies;
+#[cfg(feature = "server")]
 pub mod cli;
+#[cfg(feature = "server")]
 pub mod connections;
+#[cfg(feature = "server")]
 pub mod db;
 pub mod email;
+#[cfg(feature = "server")]
 pub mod limits;
+#[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
 pub mod passwords;
