@@ -28,12 +28,12 @@ use rotauth_axum::{
     Authenticated, Authenticator, BatchToken, ChangeError, Checked, Credentials, DeviseProtocol,
     Outcome, PendingSignIn, Protocol as _, Refusal, Reply, SignedIn, StoreError, Unavailable,
 };
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 use zeroize::Zeroizing;
 
+use crate::bodies::{AccountBody, BODY_LIMIT, BodyError, Encoding, SignInBody, SignUpBody};
 use crate::connections::ClientAddr;
 use crate::db::{self, Database, EmailChange, User};
 use crate::email::normalize_email;
@@ -44,8 +44,6 @@ use crate::passwords::{
     Hasher, hash_blocking, hash_password, password_errors, verify_blocking, weaker_than,
 };
 
-/// Largest request body accepted: sign-up and password bodies are a few hundred bytes.
-pub const BODY_LIMIT: usize = 16 * 1024;
 const MAX_EMAIL: usize = 254;
 
 /// Where the one-line-per-request log goes.
@@ -355,131 +353,38 @@ fn with_headers(mut response: Response, extra: HeaderMap) -> Response {
     response
 }
 
-/// How a request body is encoded.
-enum BodyEncoding {
-    Json,
-    Form,
-}
-
-/// The encoding a request's `Content-Type` names (case-insensitive, parameters such as
-/// `; charset=utf-8` allowed): JSON for `application/json` and any `application/*+json`,
-/// a form for `application/x-www-form-urlencoded`; `None` for anything else, a missing
-/// `Content-Type` included.
-fn body_encoding(request_headers: &HeaderMap) -> Option<BodyEncoding> {
-    let value = request_headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let media = value.split(';').next()?.trim().to_ascii_lowercase();
-    if media == "application/x-www-form-urlencoded" {
-        return Some(BodyEncoding::Form);
-    }
-    let structured_json = media
-        .strip_prefix("application/")
-        .and_then(|subtype| subtype.strip_suffix("+json"))
-        .is_some_and(|name| {
-            !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
-        });
-    (media == "application/json" || structured_json).then_some(BodyEncoding::Json)
-}
-
-/// A request body, typed: JSON, or `application/x-www-form-urlencoded` (jQuery's
-/// default, which j-toker posts), chosen by `Content-Type` as Rails does. Any other
-/// `Content-Type`, or none, is refused: a page of another origin may send `text/plain` or
-/// no type without a CORS preflight, and when such bodies were read as JSON any site could
-/// post JSON sign-ups and sign-ins here from its visitors' browsers without the CORS
-/// policy having a say. The response to send instead: 415 for such a body, 413 beyond the limit, 400 when the body
-/// does not parse, in one shape for all. A JSON body that is not an object counts as one
-/// with no fields (devise's "proper data" checks answer it).
+/// A request body, typed (see `bodies`), or the response to send instead: 415 for a
+/// `Content-Type` that is neither JSON nor a form, 413 beyond the limit, 400 when the body
+/// does not parse or cannot be read, in one shape for all.
 fn parse_body<T: DeserializeOwned + Default>(
     request_headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, Response> {
-    let Some(encoding) = body_encoding(request_headers) else {
-        return Err(note(
-            errors(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Unsupported Content-Type: send application/json or \
-                 application/x-www-form-urlencoded.",
-            ),
-            "bad_request",
-            None,
-        ));
-    };
+    let content_type = request_headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let encoding = Encoding::of(content_type).map_err(body_refused)?;
     let bytes = body.map_err(|rejection| {
         let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("Request body too large (limit {BODY_LIMIT} bytes).")
-        } else {
-            "Could not read the request body.".to_owned()
-        };
-        note(errors(status, &message), "bad_request", None)
-    })?;
-    let malformed = |what: &str| {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return body_refused(BodyError::TooLarge);
+        }
         note(
-            errors(
-                StatusCode::BAD_REQUEST,
-                &format!("Malformed {what} in the request body."),
-            ),
+            errors(status, "Could not read the request body."),
             "bad_request",
             None,
         )
+    })?;
+    encoding.parse(&bytes).map_err(body_refused)
+}
+
+fn body_refused(error: BodyError) -> Response {
+    let status = match error {
+        BodyError::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::Malformed(_) => StatusCode::BAD_REQUEST,
     };
-    if let BodyEncoding::Form = encoding {
-        return serde_urlencoded::from_bytes(&bytes).map_err(|_| malformed("form data"));
-    }
-    let value: Value = serde_json::from_slice(&bytes).map_err(|_| malformed("JSON"))?;
-    if !value.is_object() {
-        return Ok(T::default());
-    }
-    serde_json::from_value(value).map_err(|_| malformed("JSON"))
-}
-
-/// A text field of a body: a string is kept, any other JSON value counts as absent (as a
-/// field devise would not permit).
-fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::String(s) => Some(s),
-        _ => None,
-    })
-}
-
-/// A password field: [`text`], wiped when dropped.
-fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<String>>, D::Error> {
-    Ok(text(d)?.map(Zeroizing::new))
-}
-
-/// `POST /auth`.
-#[derive(Default, Deserialize)]
-struct SignUpBody {
-    #[serde(default, deserialize_with = "text")]
-    email: Option<String>,
-    #[serde(default, deserialize_with = "secret")]
-    password: Option<Zeroizing<String>>,
-    #[serde(default, deserialize_with = "secret")]
-    password_confirmation: Option<Zeroizing<String>>,
-}
-
-/// `POST /auth/sign_in`.
-#[derive(Default, Deserialize)]
-struct SignInBody {
-    #[serde(default, deserialize_with = "text")]
-    email: Option<String>,
-    #[serde(default, deserialize_with = "secret")]
-    password: Option<Zeroizing<String>>,
-}
-
-/// `PUT /auth` and `PUT /auth/password`: devise's `account_update` parameters.
-#[derive(Default, Deserialize)]
-struct AccountBody {
-    #[serde(default, deserialize_with = "text")]
-    email: Option<String>,
-    #[serde(default, deserialize_with = "secret")]
-    password: Option<Zeroizing<String>>,
-    #[serde(default, deserialize_with = "secret")]
-    password_confirmation: Option<Zeroizing<String>>,
-    #[serde(default, deserialize_with = "secret")]
-    current_password: Option<Zeroizing<String>>,
+    note(errors(status, &error.to_string()), "bad_request", None)
 }
 
 fn as_str(field: Option<&Zeroizing<String>>) -> Option<&str> {

@@ -16,8 +16,8 @@ pub(crate) const ROTAUTH_TOKEN: HeaderName = HeaderName::from_static("rotauth-to
 /// A plain protocol for new applications: one request header, one response header.
 ///
 /// - Requests carry `Authorization: Rotauth <client id>.<token>` (the client id is 22
-///   characters and the token 55, both base64url, so `.` cannot occur in either; the
-///   scheme name is case-insensitive).
+///   characters and the token 55, both base64url, so `.` cannot occur in either, and no
+///   blank stands beside it; the scheme name is case-insensitive).
 /// - `?unbatch` (any value but `false` or `0`) forces rotation inside the batch window.
 /// - A response that carries a token has `Rotauth-Token: <client id>.<token>` (and
 ///   `Cache-Control: no-store`): the client replaces its credentials with that value,
@@ -74,6 +74,11 @@ impl Protocol for BearerProtocol {
             .trim()
             .split_once('.')
             .ok_or(Refusal::MalformedCredentials)?;
+        // No blank may follow the dot (an RFC 7235 token68 has none), so the token is kept
+        // trimmed as `Credentials` promises; one before it fails the client id.
+        if token.starts_with(char::is_whitespace) {
+            return Err(Refusal::MalformedCredentials);
+        }
         let client_id = client.parse().map_err(|_| Refusal::MalformedCredentials)?;
         Ok(Credentials {
             client_id,
@@ -144,5 +149,26 @@ mod tests {
                 .unwrap_err(),
             Refusal::MalformedCredentials
         );
+    }
+
+    #[test]
+    fn blanks_around_the_dot_are_malformed() {
+        let p = BearerProtocol::new();
+        for value in [
+            "Rotauth AAAAAAAAAAAAAAAAAAAAAA. tok",
+            "Rotauth AAAAAAAAAAAAAAAAAAAAAA.\t  &",
+            "Rotauth AAAAAAAAAAAAAAAAAAAAAA .tok",
+        ] {
+            assert_eq!(
+                p.credentials(&parts(Some(value))).unwrap_err(),
+                Refusal::MalformedCredentials,
+                "{value:?}"
+            );
+        }
+        // Blanks between the scheme and the credentials, and at the end, are not in them.
+        let c = p
+            .credentials(&parts(Some("Rotauth   AAAAAAAAAAAAAAAAAAAAAA.tok ")))
+            .unwrap();
+        assert_eq!(c.token.as_str(), "tok");
     }
 }
