@@ -1037,13 +1037,13 @@ async fn account_change<D: Database>(
     if let Some(hash) = &password_hash {
         // Every other session, and every sign-in that read the old hash, ends with it.
         let change = db.set_password_hash(&user, hash);
-        match auth
-            .change_credentials(&owner, Some(authed.client_id), change)
-            .await
-        {
+        match made(
+            auth.change_credentials(&owner, Some(authed.client_id), change)
+                .await,
+        ) {
             Ok((true, n)) => signed_out = n,
             Ok((false, _)) => return failed(authed, account_gone(shape)),
-            Err(e) => return failed(authed, change_failed(&e)),
+            Err(e) => return failed(authed, unavailable(&e)),
         }
     }
     if let Some(new) = &email {
@@ -1184,12 +1184,13 @@ async fn delete_account<D: Database>(State(state): State<AppState<D>>, parts: Pa
     let user = &authed.user;
     // Every session of the account, and every sign-in in flight, ends with it.
     let deletion = state.0.db.delete_user(user);
-    match state
-        .0
-        .auth
-        .change_credentials(&user.session_owner(), None, deletion)
-        .await
-    {
+    match made(
+        state
+            .0
+            .auth
+            .change_credentials(&user.session_owner(), None, deletion)
+            .await,
+    ) {
         Ok((true, _)) => note(
             json_response(
                 StatusCode::OK,
@@ -1204,17 +1205,24 @@ async fn delete_account<D: Database>(State(state): State<AppState<D>>, parts: Pa
             "reject",
             Some("account already gone".to_owned()),
         ),
-        Err(e) => change_failed(&e),
+        Err(e) => unavailable(&e),
     }
 }
 
-/// A 503 for a credential change that did not complete; whether the change itself was
-/// made goes to the log.
-fn change_failed(error: &ChangeError<bool, StoreError>) -> Response {
-    if let ChangeError::NotConfirmed(..) = error {
-        tracing::error!(%error, "an account change was made, but the sign-out after it failed");
+/// A credential change that was made counts as made, and is answered so: when only the
+/// sign-out after it failed, the old sessions are gone already (the first sign-out) and
+/// the answer must not tell the client that its old password still holds. What is left (a
+/// sign-in that raced the change may keep its session) goes to the log as an error.
+fn made(
+    result: Result<(bool, usize), ChangeError<bool, StoreError>>,
+) -> Result<(bool, usize), ChangeError<bool, StoreError>> {
+    match result {
+        Err(ChangeError::NotConfirmed(made, error)) => {
+            tracing::error!(%error, "an account change was made, but the sign-out after it failed");
+            Ok((made, 0))
+        }
+        other => other,
     }
-    unavailable(error)
 }
 
 /// The answer to an account change whose account is gone (deleted meanwhile, or its
