@@ -21,7 +21,8 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Schedule, Wrapped, default_rotator, rotator, serve, unique};
+use common::load::{Kind, Load, Shape, check_records};
+use common::{Wrapped, default_rotator, rotator, serve, unique};
 use http::Method;
 use rotauth::{Config, DecisionKind, RejectReason, ReplayPolicy, Timestamp};
 use rotauth_axum::{
@@ -872,126 +873,52 @@ const CLIENTS: usize = 50;
 const REQUESTS: usize = 200;
 const LOAD_WINDOW: Duration = Duration::from_millis(750);
 
-/// 50 clients × 200 requests in bursts of 3–5 with pauses of up to 150 ms (and one longer
-/// than the batch window after every tenth burst, so that rotations by time happen beside
-/// the forced ones), every third burst led by an `unbatch=true` request, through the layer
-/// over real HTTP with the devise protocol. No 401, no 5xx, rotations of both kinds, and
-/// afterwards each session has one record whose generation is the newest token its client
-/// received.
+/// 50 clients × 200 requests through the layer over real HTTP with the devise protocol, in
+/// the bursts of `common::load` (every third one forced with `unbatch=true`, pauses that
+/// let rotations by time happen beside the forced ones). No 401, no 5xx, rotations of both
+/// kinds, and afterwards each session has one record whose generation is the newest token
+/// its client received.
 async fn load<S: SessionStore + Clone>(name: &str, store: S) {
     let config = Config::builder().batch_window(LOAD_WINDOW).build().unwrap();
     let auth = Authenticator::new(rotator(config), store.clone());
     let server = std::sync::Arc::new(serve(auth, DeviseProtocol::new()).await);
+    let shape = Shape {
+        clients: CLIENTS,
+        requests: REQUESTS,
+        window: LOAD_WINDOW,
+        retry: None,
+    };
     let started = Instant::now();
-    let mut clients = tokio::task::JoinSet::new();
-    for c in 0..CLIENTS {
-        let server = std::sync::Arc::clone(&server);
-        let user = unique(&format!("load-{name}-{c}"));
-        clients.spawn(async move {
-            let answer = server
-                .request(Method::POST, &format!("/sign_in/{user}"), &[])
-                .await;
-            assert_eq!(answer.status, 200, "sign-in: {}", answer.body);
-            let client = answer.header("client").unwrap().to_owned();
-            let mut token = answer.devise_token().unwrap();
-            let mut schedule = Schedule::new(c as u64 + 1);
-            let (mut sent, mut unauthorized, mut server_errors, mut tokens) = (0, 0, 0, 0);
-            let mut by_time = 0;
-            let mut burst = 0;
-            while sent < REQUESTS {
-                let size = (3 + schedule.below(3) as usize).min(REQUESTS - sent);
-                let unbatch = burst % 3 == 2;
-                let mut requests = tokio::task::JoinSet::new();
-                for i in 0..size {
-                    let server = std::sync::Arc::clone(&server);
-                    let (token, client, user) = (token.to_text(), client.clone(), user.clone());
-                    let path = if unbatch && i == 0 {
-                        "/ping?unbatch=true"
-                    } else {
-                        "/ping"
-                    };
-                    requests.spawn(async move {
-                        let headers = [
-                            ("access-token", token.as_str()),
-                            ("token-type", "Bearer"),
-                            ("client", client.as_str()),
-                            ("uid", user.as_str()),
-                        ];
-                        server.request(Method::GET, path, &headers).await
-                    });
-                }
-                while let Some(answer) = requests.join_next().await {
-                    let answer = answer.unwrap();
-                    match answer.status {
-                        200 => {}
-                        401 => unauthorized += 1,
-                        s if s >= 500 => server_errors += 1,
-                        s => panic!("status {s}"),
-                    }
-                    if let Some(new) = answer.devise_token() {
-                        tokens += 1;
-                        if !unbatch {
-                            by_time += 1;
-                        }
-                        if new.generation() > token.generation() {
-                            token = new;
-                        }
-                    }
-                }
-                sent += size;
-                let pause = if burst % 10 == 9 {
-                    LOAD_WINDOW.as_millis() as u64 + 50
-                } else {
-                    schedule.below(150)
-                };
-                burst += 1;
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-            }
-            let counts = (unauthorized, server_errors, tokens, by_time);
-            (user, client, token.generation(), counts)
-        });
-    }
-    let (mut unauthorized, mut server_errors, mut tokens, mut by_time) = (0, 0, 0, 0);
-    let mut finals = Vec::new();
-    while let Some(result) = clients.join_next().await {
-        let (user, client, generation, (u, e, t, b)) = result.unwrap();
-        unauthorized += u;
-        server_errors += e;
-        tokens += t;
-        by_time += b;
-        finals.push((user, client, generation));
-    }
+    let report = Load::start(server, shape, &format!("load-{name}"))
+        .await
+        .completed()
+        .await;
     let elapsed = started.elapsed();
-    let mut rotations = 0;
-    for (user, client, generation) in &finals {
-        let listed = store.list(user).await.unwrap();
-        assert_eq!(listed.len(), 1, "{user}: one session");
-        let stored = store.load(client.parse().unwrap()).await.unwrap().unwrap();
-        assert_eq!(&stored.user_id, user);
-        let session = rotauth::Session::decode(stored.record.as_bytes()).unwrap();
-        assert_eq!(session.version(), stored.record.version());
-        assert_eq!(
-            session.generation(),
-            *generation,
-            "{user}: the record is at the newest token its client received"
-        );
-        rotations += generation;
-    }
+    let unauthorized = report.count(Kind::Request, 401);
+    let server_errors = report.count(Kind::Request, 503);
+    let rotations = check_records(&store, &report).await;
     eprintln!(
         "load[{name}]: {} requests by {CLIENTS} clients in {:.2} s ({:.0} req/s): \
-         {unauthorized} x 401, {server_errors} x 5xx, {rotations} rotations ({by_time} of them in bursts \
-         without unbatch), {tokens} tokens sent",
+         {unauthorized} x 401, {server_errors} x 5xx, {rotations} rotations ({} of them in bursts \
+         without unbatch), {} tokens sent",
         CLIENTS * REQUESTS,
         elapsed.as_secs_f64(),
         (CLIENTS * REQUESTS) as f64 / elapsed.as_secs_f64(),
+        report.by_time,
+        report.tokens,
     );
+    assert_eq!(report.served(), CLIENTS * REQUESTS, "every request served");
     assert_eq!(unauthorized, 0, "no 401");
     assert_eq!(server_errors, 0, "no 5xx");
     assert!(
         rotations > CLIENTS as u64 * 10,
         "rotations happened: {rotations}"
     );
-    assert!(by_time >= CLIENTS, "rotations by time happened: {by_time}");
+    assert!(
+        report.by_time >= CLIENTS,
+        "rotations by time happened: {}",
+        report.by_time
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@
     missing_docs
 )]
 
+pub mod load;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
