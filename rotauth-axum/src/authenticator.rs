@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rotauth::rand_core::TryCryptoRng;
@@ -375,8 +376,12 @@ impl<T, E: fmt::Display> fmt::Display for ChangeError<T, E> {
 ///    [`MAX_ATTEMPTS`](Self::MAX_ATTEMPTS) times, then 503;
 /// 5. only then is the request served and the token (if any) sent.
 ///
-/// A store error anywhere is 503 without a token. No path hands out a token that is not
-/// stored: the [`Reply`] is built only after the write returned `Ok`.
+/// A store error anywhere sends the request back to 1 after a pause, with the time it
+/// arrived, until the store answers or [`store_patience`](Self::store_patience) has passed
+/// (then 503 without a token); a write that failed is looked for in the record read back,
+/// and if it landed, the request is served as if the write had returned `Ok`. No path
+/// hands out a token that is not stored: the [`Reply`] is built only after the write
+/// returned `Ok` or was read back.
 ///
 /// Cloning is cheap (the rotator and the store are shared). The keys can change while it
 /// serves ([`set_keyring`](Self::set_keyring)): every clone decides with the new ones
@@ -411,6 +416,7 @@ pub struct Authenticator<S> {
     store: Arc<S>,
     max_sessions_per_user: usize,
     max_attempts: usize,
+    store_patience: Duration,
     batch_token: BatchToken,
     uid_in_user_id: fn(&str) -> &str,
 }
@@ -422,6 +428,7 @@ impl<S> Clone for Authenticator<S> {
             store: Arc::clone(&self.store),
             max_sessions_per_user: self.max_sessions_per_user,
             max_attempts: self.max_attempts,
+            store_patience: self.store_patience,
             batch_token: self.batch_token,
             uid_in_user_id: self.uid_in_user_id,
         }
@@ -433,6 +440,7 @@ impl<S> fmt::Debug for Authenticator<S> {
         f.debug_struct("Authenticator")
             .field("max_sessions_per_user", &self.max_sessions_per_user)
             .field("max_attempts", &self.max_attempts)
+            .field("store_patience", &self.store_patience)
             .field("batch_token", &self.batch_token)
             .finish_non_exhaustive()
     }
@@ -446,6 +454,9 @@ impl<S: SessionStore> Authenticator<S> {
     /// the retry is then a batch member that stores nothing, so two are normally enough;
     /// the bound keeps a pathological storm from spinning.
     pub const MAX_ATTEMPTS: usize = 4;
+    /// How long a request keeps trying a failing store unless set otherwise: see
+    /// [`store_patience`](Self::store_patience).
+    pub const STORE_PATIENCE: Duration = Duration::from_secs(5);
 
     /// An authenticator deciding with `rotator` over `store`.
     #[must_use]
@@ -455,6 +466,7 @@ impl<S: SessionStore> Authenticator<S> {
             store: Arc::new(store),
             max_sessions_per_user: Self::MAX_SESSIONS_PER_USER,
             max_attempts: Self::MAX_ATTEMPTS,
+            store_patience: Self::STORE_PATIENCE,
             batch_token: BatchToken::Blank,
             uid_in_user_id: |user_id| user_id,
         }
@@ -472,6 +484,32 @@ impl<S: SessionStore> Authenticator<S> {
     #[must_use]
     pub fn max_attempts(mut self, max: usize) -> Self {
         self.max_attempts = max.max(1);
+        self
+    }
+
+    /// Sets how long a request keeps trying when the store fails (an error from any of its
+    /// calls), counted from the request's start: the request tries again after a pause
+    /// (10 ms, doubling up to 250 ms) until the store answers or `patience` has passed, and
+    /// only then answers 503. [`STORE_PATIENCE`](Self::STORE_PATIENCE) (5 s) unless set;
+    /// zero answers 503 at the first failure.
+    ///
+    /// Riding out a short outage (a restart, a failover, a network blip) is what keeps
+    /// its clients signed in. A request that waits decides with the time it arrived, so the
+    /// requests of one burst that waited together are still one batch; and a rotation whose
+    /// write failed without saying whether it landed (a timeout, a connection lost before
+    /// the acknowledgement) is settled before the answer: the record is read again, and if
+    /// it is the one written the rotation's token is sent, otherwise the request decides
+    /// again and its next swap, from the same version, makes sure the first write can no
+    /// longer land. Answered 503 instead, such a rotation could land unannounced: its
+    /// client would keep presenting the token before it, which after the batch window is
+    /// a replay (Strict mode), so the client would be signed out.
+    ///
+    /// What is left: a store that stays unreachable for longer than `patience` while a
+    /// write's fate is unknown (set it above the outages the app should ride out, or use
+    /// Recover mode, which reissues the lost token once).
+    #[must_use]
+    pub fn store_patience(mut self, patience: Duration) -> Self {
+        self.store_patience = patience;
         self
     }
 
@@ -707,12 +745,38 @@ impl<S: SessionStore> Authenticator<S> {
     ) -> Outcome {
         let client_id = credentials.client_id;
         let rotator = self.rotator.load();
+        let mut patience = Patience::new(self.store_patience);
         let mut first_generation = None;
-        for lost_swaps in 0..self.max_attempts {
-            let (user_id, version, session) = match self.load(credentials).await {
+        let mut lost_swaps = 0;
+        // The writes of this request that failed without saying whether they landed, with
+        // what each was to send: if the record read back is one of them, it landed.
+        let mut unconfirmed: Vec<(Record, Send, DecisionKind)> = Vec::new();
+        loop {
+            let (user_id, stored) = match self.load(credentials).await {
                 Ok(loaded) => loaded,
-                Err(denied) => return denied.into(),
+                Err(denied) => match patience.again(client_id, denied).await {
+                    Ok(()) => continue,
+                    Err(denied) => return denied.into(),
+                },
             };
+            if let Some((record, send, kind)) = unconfirmed
+                .iter()
+                .find(|(record, ..)| record.as_bytes() == stored.as_bytes())
+            {
+                tracing::debug!(%client_id, "rotauth: a write whose acknowledgement was lost had landed");
+                let who = Authenticated { client_id, user_id };
+                return self.served(
+                    &rotator,
+                    credentials,
+                    who,
+                    record.session(),
+                    send.clone(),
+                    *kind,
+                    lost_swaps,
+                );
+            }
+            let version = stored.version();
+            let session = stored.into_session();
             let mut request = rotauth::Request::new(credentials.token.as_str(), now);
             // A forced request that lost its swap to a rotation has had its rotation: the
             // winner moved the session on and sent the new token. Forcing again would
@@ -725,41 +789,71 @@ impl<S: SessionStore> Authenticator<S> {
             let kind = decision.kind();
             let (to_store, send) = match self.duties(decision, credentials).await {
                 Ok(duties) => duties,
-                Err(denied) => return denied.into(),
+                Err(denied) => match patience.again(client_id, denied).await {
+                    Ok(()) => continue,
+                    Err(denied) => return denied.into(),
+                },
             };
             let kept: &Session = match &to_store {
                 Some(next) => {
-                    match self
-                        .store
-                        .compare_and_swap(version, &Record::from_session(next))
-                        .await
-                    {
+                    let record = Record::from_session(next);
+                    match self.store.compare_and_swap(version, &record).await {
                         Ok(Swap::Swapped) => next,
                         Ok(Swap::Lost) => {
+                            lost_swaps = lost_swaps.saturating_add(1);
+                            if lost_swaps >= self.max_attempts {
+                                tracing::warn!(%client_id, attempts = self.max_attempts, "rotauth: too many lost compare-and-swaps; 503");
+                                return Outcome::Unavailable(Unavailable::Contention);
+                            }
                             tracing::debug!(%client_id, lost_swaps, "rotauth: lost a compare-and-swap; deciding again");
                             continue;
                         }
-                        Err(e) => return self.store_failed(client_id, e).into(),
+                        Err(e) => {
+                            // It may have landed: read it back before answering.
+                            unconfirmed.push((record, send, kind));
+                            let denied = self.store_failed(client_id, e);
+                            match patience.again(client_id, denied).await {
+                                Ok(()) => continue,
+                                Err(denied) => return denied.into(),
+                            }
+                        }
                     }
                 }
                 None => &session,
             };
-            let expires_at = kept.expires_at();
-            let reply = match send {
-                Send::New(token) => Reply::NewToken { token, expires_at },
-                Send::Same(token) => Reply::SameToken { token, expires_at },
-                Send::Nothing => self.batch_reply(&rotator, credentials, kept),
-            };
-            tracing::debug!(%client_id, decision = kind.as_str(), lost_swaps, "rotauth: served");
-            return Outcome::Served {
-                who: Authenticated { client_id, user_id },
-                reply,
-                decision: kind,
-                lost_swaps,
-            };
+            let who = Authenticated { client_id, user_id };
+            return self.served(&rotator, credentials, who, kept, send, kind, lost_swaps);
         }
-        tracing::warn!(%client_id, attempts = self.max_attempts, "rotauth: too many lost compare-and-swaps; 503");
-        Outcome::Unavailable(Unavailable::Contention)
+    }
+
+    /// A served request's outcome, once what it stores is stored.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a private step of one loop, named at its two calls"
+    )]
+    fn served(
+        &self,
+        rotator: &Rotator,
+        credentials: &Credentials,
+        who: Authenticated,
+        kept: &Session,
+        send: Send,
+        decision: DecisionKind,
+        lost_swaps: usize,
+    ) -> Outcome {
+        let expires_at = kept.expires_at();
+        let reply = match send {
+            Send::New(token) => Reply::NewToken { token, expires_at },
+            Send::Same(token) => Reply::SameToken { token, expires_at },
+            Send::Nothing => self.batch_reply(rotator, credentials, kept),
+        };
+        tracing::debug!(client_id = %who.client_id, decision = decision.as_str(), lost_swaps, "rotauth: served");
+        Outcome::Served {
+            who,
+            reply,
+            decision,
+            lost_swaps,
+        }
     }
 
     /// Decides whether `credentials` are accepted at `now`, without storing the decision
@@ -769,9 +863,15 @@ impl<S: SessionStore> Authenticator<S> {
     /// [`authenticate`](Self::authenticate). A replay that the policy revokes still
     /// deletes its session.
     pub async fn check(&self, credentials: &Credentials, now: Timestamp) -> Checked {
-        let (user_id, _, session) = match self.load(credentials).await {
-            Ok(loaded) => loaded,
-            Err(denied) => return denied.into(),
+        let mut patience = Patience::new(self.store_patience);
+        let (user_id, session) = loop {
+            match self.load(credentials).await {
+                Ok((user_id, stored)) => break (user_id, stored.into_session()),
+                Err(denied) => match patience.again(credentials.client_id, denied).await {
+                    Ok(()) => {}
+                    Err(denied) => return denied.into(),
+                },
+            }
         };
         let decision = self.rotator.load().decide(
             &session,
@@ -790,9 +890,9 @@ impl<S: SessionStore> Authenticator<S> {
         }
     }
 
-    /// The session of `credentials` with its user and stored version, if the claimed user
-    /// (if any) is its owner.
-    async fn load(&self, credentials: &Credentials) -> Result<(String, u64, Session), Denied> {
+    /// The record of `credentials`'s session with its user, if the claimed user (if any) is
+    /// its owner.
+    async fn load(&self, credentials: &Credentials) -> Result<(String, Record), Denied> {
         let client_id = credentials.client_id;
         let stored = match self.store.load(client_id).await {
             Ok(Some(stored)) => stored,
@@ -806,8 +906,7 @@ impl<S: SessionStore> Authenticator<S> {
         {
             return Err(Denied::Refused(Refusal::UserMismatch));
         }
-        let version = stored.record.version();
-        Ok((stored.user_id, version, stored.record.into_session()))
+        Ok((stored.user_id, stored.record))
     }
 
     /// A decision's duties: refuse, or revoke (delete the session) and refuse, or the
@@ -867,10 +966,51 @@ impl<S: SessionStore> Authenticator<S> {
                 Denied::Refused(Refusal::CorruptRecord)
             }
             other => {
-                tracing::warn!(%client_id, error = %other, "rotauth: session store failed; 503");
+                tracing::debug!(%client_id, error = %other, "rotauth: session store failed");
                 Denied::Unavailable(Unavailable::Store(other))
             }
         }
+    }
+}
+
+/// How long one request keeps trying a failing store: until a deadline set when it began,
+/// with a pause before each try that doubles up to a bound.
+struct Patience {
+    deadline: Option<Instant>,
+    pause: Duration,
+}
+
+impl Patience {
+    const FIRST_PAUSE: Duration = Duration::from_millis(10);
+    const LONGEST_PAUSE: Duration = Duration::from_millis(250);
+
+    fn new(patience: Duration) -> Self {
+        Self {
+            // A patience beyond what `Instant` can hold waits without a deadline.
+            deadline: Instant::now().checked_add(patience),
+            pause: Self::FIRST_PAUSE,
+        }
+    }
+
+    /// After `denied`: `Ok` once it is time to try again, if it was the store that failed
+    /// and the deadline allows another try; otherwise the denial, to answer.
+    async fn again(&mut self, client_id: ClientId, denied: Denied) -> Result<(), Denied> {
+        if !matches!(denied, Denied::Unavailable(Unavailable::Store(_))) {
+            return Err(denied);
+        }
+        let left = match self.deadline {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => Duration::MAX,
+        };
+        if left.is_zero() {
+            if let Denied::Unavailable(why) = &denied {
+                tracing::warn!(%client_id, error = %why, "rotauth: session store failed; 503");
+            }
+            return Err(denied);
+        }
+        tokio::time::sleep(self.pause.min(left)).await;
+        self.pause = self.pause.saturating_mul(2).min(Self::LONGEST_PAUSE);
+        Ok(())
     }
 }
 
@@ -899,6 +1039,7 @@ impl From<Denied> for Checked {
 }
 
 /// What to send once the decision's record (if any) is stored.
+#[derive(Clone)]
 enum Send {
     New(Token),
     Same(Token),

@@ -775,11 +775,83 @@ async fn batch_token_current<S: SessionStore + Clone>(store: S) {
     }
 }
 
+/// A swap whose acknowledgement is lost (the write landed, the store reported a failure) is
+/// read back before the answer, and its token sent: otherwise the client would keep the
+/// token before it, which is a replay once the window has passed. A swap that failed
+/// without landing is decided again (with the request's time) once the store is back.
+/// With no patience the first case answers 503, and the client is then signed out.
+async fn unconfirmed_writes<S: SessionStore + Clone>(store: S) {
+    let wrapped = Wrapped::new(store);
+    let auth = Authenticator::new(default_rotator(), wrapped.clone());
+    let t0 = Timestamp::now();
+    let signed_in = auth
+        .sign_in_with(
+            auth.begin_sign_in(&unique("unconfirmed")).await.unwrap(),
+            &mut getrandom::SysRng,
+            t0,
+        )
+        .await
+        .unwrap();
+    let client_id = signed_in.client_id;
+    let generation = |wrapped: Wrapped<S>| async move {
+        let stored = wrapped.inner.load(client_id).await.unwrap().unwrap();
+        rotauth::Session::decode(stored.record.as_bytes())
+            .unwrap()
+            .generation()
+    };
+
+    // Landed, acknowledgement lost: the token of the rotation that landed.
+    wrapped.lose_acks.store(1, Ordering::SeqCst);
+    let t1 = rotated(&auth, client_id, &signed_in.token, after(t0, 6_000), false).await;
+    assert_eq!(t1.generation(), 1);
+    assert_eq!(generation(wrapped.clone()).await, 1);
+    assert_eq!(
+        wrapped.lose_acks.load(Ordering::SeqCst),
+        0,
+        "the ack was lost"
+    );
+
+    // Not landed, the store back 100 ms later: decided again and stored.
+    wrapped.fail_writes.store(true, Ordering::SeqCst);
+    let back = tokio::spawn({
+        let fail_writes = std::sync::Arc::clone(&wrapped.fail_writes);
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            fail_writes.store(false, Ordering::SeqCst);
+        }
+    });
+    let t2 = rotated(&auth, client_id, &t1, after(t0, 12_000), false).await;
+    back.await.unwrap();
+    assert_eq!(t2.generation(), 2);
+    assert_eq!(generation(wrapped.clone()).await, 2);
+
+    // Without patience: 503 for a rotation that landed, and the client, holding the token
+    // before it, is refused after the window.
+    let impatient =
+        Authenticator::new(default_rotator(), wrapped.clone()).store_patience(Duration::ZERO);
+    wrapped.lose_acks.store(1, Ordering::SeqCst);
+    assert!(matches!(
+        impatient
+            .authenticate(&credentials(client_id, &t2), after(t0, 18_000), false)
+            .await,
+        Outcome::Unavailable(_)
+    ));
+    assert_eq!(generation(wrapped.clone()).await, 3, "the rotation landed");
+    assert!(matches!(
+        impatient
+            .authenticate(&credentials(client_id, &t2), after(t0, 24_000), false)
+            .await,
+        Outcome::Refused(Refusal::Rejected(RejectReason::Replayed { behind: 1 }))
+    ));
+}
+
 /// A store failure in the middle of a request: 503, no token, the record unchanged; also
 /// through the layer over HTTP, and at sign-in.
 async fn store_failure<S: SessionStore + Clone>(store: S) {
     let wrapped = Wrapped::new(store);
-    let auth = Authenticator::new(default_rotator(), wrapped.clone());
+    // A store that stays down: each request tries again for 200 ms, then answers 503.
+    let auth = Authenticator::new(default_rotator(), wrapped.clone())
+        .store_patience(Duration::from_millis(200));
     let t0 = Timestamp::now();
     let signed_in = auth
         .sign_in_with(
@@ -974,6 +1046,10 @@ macro_rules! contract {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn store_failure() {
             super::store_failure($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn unconfirmed_writes() {
+            super::unconfirmed_writes($make).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn load_50_clients_x_200_requests() {
