@@ -15,6 +15,8 @@
 )]
 
 pub mod load;
+pub mod proxy;
+pub mod servers;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
