@@ -122,9 +122,10 @@ impl<S: SessionStore> Authenticator<S> {
     /// (rotauth's [`Options::MAX_ATTEMPTS`], which says why).
     #[allow(clippy::as_conversions, reason = "4 fits every usize")]
     pub const MAX_ATTEMPTS: usize = Options::MAX_ATTEMPTS as usize;
-    /// How long a request keeps trying a failing store unless set otherwise: not at all
-    /// (503 at the first failure). See [`store_patience`](Self::store_patience).
-    pub const STORE_PATIENCE: Duration = Duration::ZERO;
+    /// How long a request keeps trying a failing store unless set otherwise: longer than a
+    /// database restart or a failover usually takes. See
+    /// [`store_patience`](Self::store_patience).
+    pub const STORE_PATIENCE: Duration = Duration::from_secs(5);
 
     /// An authenticator deciding with `rotator` over `store`.
     #[must_use]

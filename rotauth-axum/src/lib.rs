@@ -10,8 +10,9 @@
 //!   `SqliteStore` and `PostgresStore` on sqlx pools and `RedisStore` on a redis
 //!   connection manager;
 //! - [`Authenticator`], the request loop: decide, store with compare-and-swap before
-//!   answering, decide again on a lost swap (a bounded number of times), 503 without a
-//!   token when the store fails, delete a revoked session; and sign-in with a per-user cap;
+//!   answering, decide again on a lost swap (a bounded number of times), ride out a
+//!   failing store for a few seconds and then answer 503 without a token, delete a revoked
+//!   session; and sign-in with a per-user cap;
 //! - [`Protocol`], how credentials and tokens travel: [`DeviseProtocol`]
 //!   (devise_token_auth's headers) and [`BearerProtocol`] (one header each way);
 //! - [`AuthLayer`], a tower layer for any service, and [`Authenticated`], the axum
@@ -62,12 +63,18 @@
 //! - **One rotation per batch window**, across threads and servers, as long as the store
 //!   keeps the compare-and-swap contract of [`SessionStore`]. Concurrent requests that
 //!   lose the swap decide again and become batch members: they are served without a token.
-//! - **A store failure never logs anyone out and never leaks a token**: the request
-//!   answers 503 with `Retry-After: 1`, the client retries with the token it has.
+//! - **A store failure never leaks a token, and one shorter than the patience logs
+//!   nobody out**: the request tries the store again for up to
+//!   [`Authenticator::STORE_PATIENCE`] (a write whose acknowledgement was lost is read
+//!   back, and its token sent), then answers 503 with `Retry-After: 1`, and the client
+//!   retries with the token it has. A longer failure while a write's fate is unknown can
+//!   leave the client a token behind, which Strict mode refuses after the batch window
+//!   and Recover mode reissues (see [`Authenticator::store_patience`]).
 //! - **Refused requests never reach the handler.**
 //! - Tokens and records are wiped from memory when dropped and never logged; logs go
 //!   through `tracing` (client ids and decision kinds at `debug`, store failures at
-//!   `warn`, revocations at `info`). A token written into a response header is copied
+//!   `debug` while the request tries again and at `warn` when it answers 503,
+//!   revocations at `info`). A token written into a response header is copied
 //!   into `http`'s `HeaderValue`, which this crate cannot wipe.
 //!
 //! # Limits

@@ -144,7 +144,9 @@ pub enum Swap {
 #[non_exhaustive]
 pub enum StoreError {
     /// The backend failed: unreachable, timed out, locked, out of space, schema missing.
-    /// The request answers 503 (`Retry-After: 1`) and sends no token; sign-in fails.
+    /// The request tries again for up to its patience
+    /// ([`Authenticator::store_patience`](crate::Authenticator::store_patience)), then
+    /// answers 503 (`Retry-After: 1`) and sends no token; sign-in fails.
     Backend(BoxError),
     /// A stored record does not decode. The request is refused with 401 (the session can
     /// never be served; signing in again makes a new one) and an error is logged.
@@ -209,9 +211,12 @@ impl std::error::Error for StoreError {
 ///    only after the write that makes it valid returned; a store that acknowledges before
 ///    the write is visible to the next [`load`](Self::load) breaks the chain.
 /// 3. **A failure is an `Err`, never a silent success.** When unsure whether a write
-///    happened (a timeout), return [`StoreError::Backend`]: the request then answers 503
-///    and sends no token, and rotation's idempotence repairs either outcome on the next
-///    request.
+///    happened (a timeout, a connection lost before the acknowledgement), return
+///    [`StoreError::Backend`]: the request then reads the record back, serves itself if
+///    the write landed, and otherwise decides again, so that its next swap, from the same
+///    version, settles which write counts. A write that landed unannounced would leave
+///    its client a token behind, which Strict mode refuses once the batch window has
+///    passed.
 /// 4. **Reads are not older than acknowledged writes** to the same client id (read your
 ///    writes). A store that lags (a replica) is safe but serves more batch reuses and
 ///    fast-forwards.
@@ -232,9 +237,14 @@ impl std::error::Error for StoreError {
 /// - [`Swap::Lost`]: load again and decide again (the retry is then part of the batch), at
 ///   most [`Authenticator::MAX_ATTEMPTS`](crate::Authenticator::MAX_ATTEMPTS) times in all,
 ///   then 503 without a token.
-/// - [`StoreError::Backend`]: 503 without a token, `Retry-After: 1`.
+/// - [`StoreError::Backend`]: load again (a failed write may have landed: the request is
+///   served if the record read back is the one it wrote) and decide again, after a pause,
+///   until the request's patience
+///   ([`Authenticator::store_patience`](crate::Authenticator::store_patience)) has
+///   passed; then 503 without a token, `Retry-After: 1`.
 /// - [`StoreError::Corrupt`]: 401, logged as an error.
-/// - A revoking rejection calls [`delete`](Self::delete); if that fails the answer is 503.
+/// - A revoking rejection calls [`delete`](Self::delete); if that fails it is tried again
+///   as above, and the answer is 503 once the patience has passed.
 /// - [`StoreError::EpochChanged`] from `insert`: the sign-in fails with
 ///   [`Error::CredentialsChanged`](crate::Error::CredentialsChanged).
 ///

@@ -21,7 +21,8 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Schedule, Wrapped, default_rotator, rotator, serve, unique};
+use common::load::{Kind, Load, Shape, check_records};
+use common::{Wrapped, default_rotator, rotator, serve, unique};
 use http::Method;
 use rotauth::{Config, DecisionKind, RejectReason, ReplayPolicy, Timestamp};
 use rotauth_axum::{
@@ -774,11 +775,83 @@ async fn batch_token_current<S: SessionStore + Clone>(store: S) {
     }
 }
 
+/// A swap whose acknowledgement is lost (the write landed, the store reported a failure) is
+/// read back before the answer, and its token sent: otherwise the client would keep the
+/// token before it, which is a replay once the window has passed. A swap that failed
+/// without landing is decided again (with the request's time) once the store is back.
+/// With no patience the first case answers 503, and the client is then signed out.
+async fn unconfirmed_writes<S: SessionStore + Clone>(store: S) {
+    let wrapped = Wrapped::new(store);
+    let auth = Authenticator::new(default_rotator(), wrapped.clone());
+    let t0 = Timestamp::now();
+    let signed_in = auth
+        .sign_in_with(
+            auth.begin_sign_in(&unique("unconfirmed")).await.unwrap(),
+            &mut getrandom::SysRng,
+            t0,
+        )
+        .await
+        .unwrap();
+    let client_id = signed_in.client_id;
+    let generation = |wrapped: Wrapped<S>| async move {
+        let stored = wrapped.inner.load(client_id).await.unwrap().unwrap();
+        rotauth::Session::decode(stored.record.as_bytes())
+            .unwrap()
+            .generation()
+    };
+
+    // Landed, acknowledgement lost: the token of the rotation that landed.
+    wrapped.lose_acks.store(1, Ordering::SeqCst);
+    let t1 = rotated(&auth, client_id, &signed_in.token, after(t0, 6_000), false).await;
+    assert_eq!(t1.generation(), 1);
+    assert_eq!(generation(wrapped.clone()).await, 1);
+    assert_eq!(
+        wrapped.lose_acks.load(Ordering::SeqCst),
+        0,
+        "the ack was lost"
+    );
+
+    // Not landed, the store back 100 ms later: decided again and stored.
+    wrapped.fail_writes.store(true, Ordering::SeqCst);
+    let back = tokio::spawn({
+        let fail_writes = std::sync::Arc::clone(&wrapped.fail_writes);
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            fail_writes.store(false, Ordering::SeqCst);
+        }
+    });
+    let t2 = rotated(&auth, client_id, &t1, after(t0, 12_000), false).await;
+    back.await.unwrap();
+    assert_eq!(t2.generation(), 2);
+    assert_eq!(generation(wrapped.clone()).await, 2);
+
+    // Without patience: 503 for a rotation that landed, and the client, holding the token
+    // before it, is refused after the window.
+    let impatient =
+        Authenticator::new(default_rotator(), wrapped.clone()).store_patience(Duration::ZERO);
+    wrapped.lose_acks.store(1, Ordering::SeqCst);
+    assert!(matches!(
+        impatient
+            .authenticate(&credentials(client_id, &t2), after(t0, 18_000), false)
+            .await,
+        Outcome::Unavailable(_)
+    ));
+    assert_eq!(generation(wrapped.clone()).await, 3, "the rotation landed");
+    assert!(matches!(
+        impatient
+            .authenticate(&credentials(client_id, &t2), after(t0, 24_000), false)
+            .await,
+        Outcome::Refused(Refusal::Rejected(RejectReason::Replayed { behind: 1 }))
+    ));
+}
+
 /// A store failure in the middle of a request: 503, no token, the record unchanged; also
 /// through the layer over HTTP, and at sign-in.
 async fn store_failure<S: SessionStore + Clone>(store: S) {
     let wrapped = Wrapped::new(store);
-    let auth = Authenticator::new(default_rotator(), wrapped.clone());
+    // A store that stays down: each request tries again for 200 ms, then answers 503.
+    let auth = Authenticator::new(default_rotator(), wrapped.clone())
+        .store_patience(Duration::from_millis(200));
     let t0 = Timestamp::now();
     let signed_in = auth
         .sign_in_with(
@@ -872,126 +945,52 @@ const CLIENTS: usize = 50;
 const REQUESTS: usize = 200;
 const LOAD_WINDOW: Duration = Duration::from_millis(750);
 
-/// 50 clients × 200 requests in bursts of 3–5 with pauses of up to 150 ms (and one longer
-/// than the batch window after every tenth burst, so that rotations by time happen beside
-/// the forced ones), every third burst led by an `unbatch=true` request, through the layer
-/// over real HTTP with the devise protocol. No 401, no 5xx, rotations of both kinds, and
-/// afterwards each session has one record whose generation is the newest token its client
-/// received.
+/// 50 clients × 200 requests through the layer over real HTTP with the devise protocol, in
+/// the bursts of `common::load` (every third one forced with `unbatch=true`, pauses that
+/// let rotations by time happen beside the forced ones). No 401, no 5xx, rotations of both
+/// kinds, and afterwards each session has one record whose generation is the newest token
+/// its client received.
 async fn load<S: SessionStore + Clone>(name: &str, store: S) {
     let config = Config::builder().batch_window(LOAD_WINDOW).build().unwrap();
     let auth = Authenticator::new(rotator(config), store.clone());
     let server = std::sync::Arc::new(serve(auth, DeviseProtocol::new()).await);
+    let shape = Shape {
+        clients: CLIENTS,
+        requests: REQUESTS,
+        window: LOAD_WINDOW,
+        retry: None,
+    };
     let started = Instant::now();
-    let mut clients = tokio::task::JoinSet::new();
-    for c in 0..CLIENTS {
-        let server = std::sync::Arc::clone(&server);
-        let user = unique(&format!("load-{name}-{c}"));
-        clients.spawn(async move {
-            let answer = server
-                .request(Method::POST, &format!("/sign_in/{user}"), &[])
-                .await;
-            assert_eq!(answer.status, 200, "sign-in: {}", answer.body);
-            let client = answer.header("client").unwrap().to_owned();
-            let mut token = answer.devise_token().unwrap();
-            let mut schedule = Schedule::new(c as u64 + 1);
-            let (mut sent, mut unauthorized, mut server_errors, mut tokens) = (0, 0, 0, 0);
-            let mut by_time = 0;
-            let mut burst = 0;
-            while sent < REQUESTS {
-                let size = (3 + schedule.below(3) as usize).min(REQUESTS - sent);
-                let unbatch = burst % 3 == 2;
-                let mut requests = tokio::task::JoinSet::new();
-                for i in 0..size {
-                    let server = std::sync::Arc::clone(&server);
-                    let (token, client, user) = (token.to_text(), client.clone(), user.clone());
-                    let path = if unbatch && i == 0 {
-                        "/ping?unbatch=true"
-                    } else {
-                        "/ping"
-                    };
-                    requests.spawn(async move {
-                        let headers = [
-                            ("access-token", token.as_str()),
-                            ("token-type", "Bearer"),
-                            ("client", client.as_str()),
-                            ("uid", user.as_str()),
-                        ];
-                        server.request(Method::GET, path, &headers).await
-                    });
-                }
-                while let Some(answer) = requests.join_next().await {
-                    let answer = answer.unwrap();
-                    match answer.status {
-                        200 => {}
-                        401 => unauthorized += 1,
-                        s if s >= 500 => server_errors += 1,
-                        s => panic!("status {s}"),
-                    }
-                    if let Some(new) = answer.devise_token() {
-                        tokens += 1;
-                        if !unbatch {
-                            by_time += 1;
-                        }
-                        if new.generation() > token.generation() {
-                            token = new;
-                        }
-                    }
-                }
-                sent += size;
-                let pause = if burst % 10 == 9 {
-                    LOAD_WINDOW.as_millis() as u64 + 50
-                } else {
-                    schedule.below(150)
-                };
-                burst += 1;
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-            }
-            let counts = (unauthorized, server_errors, tokens, by_time);
-            (user, client, token.generation(), counts)
-        });
-    }
-    let (mut unauthorized, mut server_errors, mut tokens, mut by_time) = (0, 0, 0, 0);
-    let mut finals = Vec::new();
-    while let Some(result) = clients.join_next().await {
-        let (user, client, generation, (u, e, t, b)) = result.unwrap();
-        unauthorized += u;
-        server_errors += e;
-        tokens += t;
-        by_time += b;
-        finals.push((user, client, generation));
-    }
+    let report = Load::start(server, shape, &format!("load-{name}"))
+        .await
+        .completed()
+        .await;
     let elapsed = started.elapsed();
-    let mut rotations = 0;
-    for (user, client, generation) in &finals {
-        let listed = store.list(user).await.unwrap();
-        assert_eq!(listed.len(), 1, "{user}: one session");
-        let stored = store.load(client.parse().unwrap()).await.unwrap().unwrap();
-        assert_eq!(&stored.user_id, user);
-        let session = rotauth::Session::decode(stored.record.as_bytes()).unwrap();
-        assert_eq!(session.version(), stored.record.version());
-        assert_eq!(
-            session.generation(),
-            *generation,
-            "{user}: the record is at the newest token its client received"
-        );
-        rotations += generation;
-    }
+    let unauthorized = report.count(Kind::Request, 401);
+    let server_errors = report.count(Kind::Request, 503);
+    let rotations = check_records(&store, &report).await;
     eprintln!(
         "load[{name}]: {} requests by {CLIENTS} clients in {:.2} s ({:.0} req/s): \
-         {unauthorized} x 401, {server_errors} x 5xx, {rotations} rotations ({by_time} of them in bursts \
-         without unbatch), {tokens} tokens sent",
+         {unauthorized} x 401, {server_errors} x 5xx, {rotations} rotations ({} of them in bursts \
+         without unbatch), {} tokens sent",
         CLIENTS * REQUESTS,
         elapsed.as_secs_f64(),
         (CLIENTS * REQUESTS) as f64 / elapsed.as_secs_f64(),
+        report.by_time,
+        report.tokens,
     );
+    assert_eq!(report.served(), CLIENTS * REQUESTS, "every request served");
     assert_eq!(unauthorized, 0, "no 401");
     assert_eq!(server_errors, 0, "no 5xx");
     assert!(
         rotations > CLIENTS as u64 * 10,
         "rotations happened: {rotations}"
     );
-    assert!(by_time >= CLIENTS, "rotations by time happened: {by_time}");
+    assert!(
+        report.by_time >= CLIENTS,
+        "rotations by time happened: {}",
+        report.by_time
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1047,6 +1046,10 @@ macro_rules! contract {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn store_failure() {
             super::store_failure($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn unconfirmed_writes() {
+            super::unconfirmed_writes($make).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn load_50_clients_x_200_requests() {

@@ -14,6 +14,10 @@
     missing_docs
 )]
 
+pub mod load;
+pub mod proxy;
+pub mod servers;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,6 +67,9 @@ pub struct Wrapped<S> {
     pub inner: S,
     pub fail_load: Arc<AtomicBool>,
     pub fail_writes: Arc<AtomicBool>,
+    /// The next this many swaps are written, then reported as failures: an acknowledgement
+    /// lost on the way back (a timeout, a connection that broke after the commit).
+    pub lose_acks: Arc<AtomicUsize>,
     pub swapped: Arc<AtomicUsize>,
     pub lost: Arc<AtomicUsize>,
     /// Set to `(n, barrier)`: the next `n` loads wait at `barrier` for each other, so that
@@ -112,6 +119,7 @@ impl<S> Wrapped<S> {
             inner,
             fail_load: Arc::default(),
             fail_writes: Arc::default(),
+            lose_acks: Arc::default(),
             swapped: Arc::default(),
             lost: Arc::default(),
             meet: Arc::default(),
@@ -186,6 +194,15 @@ impl<S: SessionStore> SessionStore for Wrapped<S> {
             Swap::Swapped => self.swapped.fetch_add(1, Ordering::SeqCst),
             Swap::Lost => self.lost.fetch_add(1, Ordering::SeqCst),
         };
+        let lose = self
+            .lose_acks
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if lose {
+            return Err(StoreError::backend(
+                "injected: the acknowledgement was lost",
+            ));
+        }
         Ok(swap)
     }
 
