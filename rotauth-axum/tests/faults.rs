@@ -303,32 +303,25 @@ mod postgres {
     /// The network cut (connections reset, new ones refused) for 2 s, then restored.
     #[test]
     fn network_cut() {
-        case(async {
-            let cluster = Postgres::start().await;
-            let proxy = Proxy::start(cluster.addr()).await;
-            let store = store(proxy.addr()).await;
-            store.migrate().await.unwrap();
-            let server = app(store.clone()).await;
-            let figures = under_load("PostgreSQL network cut", server, async |load: &Load| {
-                outage(load, &proxy, Outage::Cut).await
-            })
-            .await;
-            figures.assert_no_client_signed_out(&store).await;
-            check_records(&store, &figures.report).await;
-        });
+        through_the_network("PostgreSQL network cut", Outage::Cut);
     }
 
     /// The network stalled (every byte held, both ways) for 2 s, then restored.
     #[test]
     fn network_stalled() {
+        through_the_network("PostgreSQL network stalled", Outage::Stall);
+    }
+
+    /// An outage of the network between the app and PostgreSQL, under load.
+    fn through_the_network(label: &'static str, kind: Outage) {
         case(async {
             let cluster = Postgres::start().await;
             let proxy = Proxy::start(cluster.addr()).await;
             let store = store(proxy.addr()).await;
             store.migrate().await.unwrap();
             let server = app(store.clone()).await;
-            let figures = under_load("PostgreSQL network stalled", server, async |load: &Load| {
-                outage(load, &proxy, Outage::Stall).await
+            let figures = under_load(label, server, async |load: &Load| {
+                outage(load, &proxy, kind).await
             })
             .await;
             figures.assert_no_client_signed_out(&store).await;
@@ -468,33 +461,24 @@ mod redis {
     /// The network cut (connections reset, new ones refused) for 2 s, then restored.
     #[test]
     fn network_cut() {
-        case(async {
-            let server = Redis::start(Persistence::None, None).await;
-            let proxy = Proxy::start(server.addr()).await;
-            let store = store(proxy.addr()).await;
-            let figures = under_load(
-                "Redis network cut",
-                app(store.clone()).await,
-                async |load: &Load| outage(load, &proxy, Outage::Cut).await,
-            )
-            .await;
-            figures.assert_no_client_signed_out(&store).await;
-            check_records(&store, &figures.report).await;
-        });
+        through_the_network("Redis network cut", Outage::Cut);
     }
 
     /// The network stalled (every byte held, both ways) for 2 s, then restored.
     #[test]
     fn network_stalled() {
+        through_the_network("Redis network stalled", Outage::Stall);
+    }
+
+    /// An outage of the network between the app and Redis, under load.
+    fn through_the_network(label: &'static str, kind: Outage) {
         case(async {
             let server = Redis::start(Persistence::None, None).await;
             let proxy = Proxy::start(server.addr()).await;
             let store = store(proxy.addr()).await;
-            let figures = under_load(
-                "Redis network stalled",
-                app(store.clone()).await,
-                async |load: &Load| outage(load, &proxy, Outage::Stall).await,
-            )
+            let figures = under_load(label, app(store.clone()).await, async |load: &Load| {
+                outage(load, &proxy, kind).await
+            })
             .await;
             figures.assert_no_client_signed_out(&store).await;
             check_records(&store, &figures.report).await;
