@@ -455,14 +455,7 @@ async fn lost_swaps_are_bounded() {
     let auth = Authenticator::new(rotator(short_window()), store);
     assert_eq!(Authenticator::<MemoryStore>::MAX_ATTEMPTS, 4);
     let t0 = rotauth::Timestamp::now();
-    let signed_in = auth
-        .sign_in_with(
-            auth.begin_sign_in("frank").await.unwrap(),
-            &mut getrandom::SysRng,
-            t0,
-        )
-        .await
-        .unwrap();
+    let signed_in = common::sign_in_at(&auth, "frank", t0).await;
     let credentials = rotauth_axum::Credentials {
         client_id: signed_in.client_id,
         token: signed_in.token.to_text().as_str().to_owned().into(),

@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::load::{Kind, Load, Shape, check_records};
-use common::{Wrapped, default_rotator, rotator, serve, unique};
+use common::{Wrapped, default_rotator, rotator, serve, sign_in_at, unique};
 use http::Method;
 use rotauth::{Config, DecisionKind, RejectReason, ReplayPolicy, Timestamp};
 use rotauth_axum::{
@@ -75,14 +75,7 @@ async fn race<S: SessionStore + Clone>(store: S) {
     let auth = Authenticator::new(default_rotator(), wrapped.clone());
     let user = unique("race");
     let t0 = Timestamp::now();
-    let signed_in = auth
-        .sign_in_with(
-            auth.begin_sign_in(&user).await.unwrap(),
-            &mut getrandom::SysRng,
-            t0,
-        )
-        .await
-        .unwrap();
+    let signed_in = sign_in_at(&auth, &user, t0).await;
     let client_id = signed_in.client_id;
     let mut token = signed_in.token;
     let mut now = t0;
@@ -502,11 +495,7 @@ async fn keys_change_while_serving<S: SessionStore + Clone>(store: S) {
     let user = unique("keys");
     let mut sessions = Vec::new();
     for _ in 0..3 {
-        let pending = auth.begin_sign_in(&user).await.unwrap();
-        let signed_in = auth
-            .sign_in_with(pending, &mut getrandom::SysRng, t0)
-            .await
-            .unwrap();
+        let signed_in = sign_in_at(&auth, &user, t0).await;
         sessions.push((signed_in.client_id, signed_in.token));
     }
     assert_eq!(census(auth.clone(), t0).await, (3, 0));
@@ -552,14 +541,7 @@ async fn per_user_cap<S: SessionStore + Clone>(store: S) {
     let now = Timestamp::now();
     let mut clients = Vec::new();
     for i in 0..5u64 {
-        let signed_in = auth
-            .sign_in_with(
-                auth.begin_sign_in(&user).await.unwrap(),
-                &mut getrandom::SysRng,
-                after(now, i * 1000),
-            )
-            .await
-            .unwrap();
+        let signed_in = sign_in_at(&auth, &user, after(now, i * 1000)).await;
         clients.push(signed_in.client_id);
     }
     let mut listed: Vec<_> = store
@@ -595,28 +577,14 @@ async fn expired_is_refused<S: SessionStore + Clone>(store: S) {
     let auth = Authenticator::new(rotator(config), store.clone());
     let user = unique("expiry");
     let t0 = Timestamp::now();
-    let signed_in = auth
-        .sign_in_with(
-            auth.begin_sign_in(&user).await.unwrap(),
-            &mut getrandom::SysRng,
-            t0,
-        )
-        .await
-        .unwrap();
+    let signed_in = sign_in_at(&auth, &user, t0).await;
     let creds = credentials(signed_in.client_id, &signed_in.token);
     match auth.authenticate(&creds, after(t0, 3_000), false).await {
         Outcome::Refused(Refusal::Rejected(RejectReason::Expired) | Refusal::UnknownSession) => {}
         other => panic!("expired session: {other:?}"),
     }
     // Still served just before expiry (from a fresh session).
-    let fresh = auth
-        .sign_in_with(
-            auth.begin_sign_in(&user).await.unwrap(),
-            &mut getrandom::SysRng,
-            after(t0, 3_000),
-        )
-        .await
-        .unwrap();
+    let fresh = sign_in_at(&auth, &user, after(t0, 3_000)).await;
     assert!(
         store.load(signed_in.client_id).await.unwrap().is_none(),
         "the expired session was purged by the next sign-in"
@@ -642,14 +610,7 @@ fn revoking<S: SessionStore>(store: S) -> Authenticator<S> {
 async fn revocation<S: SessionStore + Clone>(store: S) {
     let auth = revoking(store.clone());
     let t0 = Timestamp::now();
-    let signed_in = auth
-        .sign_in_with(
-            auth.begin_sign_in(&unique("revoke")).await.unwrap(),
-            &mut getrandom::SysRng,
-            t0,
-        )
-        .await
-        .unwrap();
+    let signed_in = sign_in_at(&auth, &unique("revoke"), t0).await;
     let client_id = signed_in.client_id;
     let first = signed_in.token;
     let mut token = first.clone();
@@ -677,14 +638,7 @@ async fn check_stores_nothing<S: SessionStore + Clone>(store: S) {
     let auth = revoking(store.clone());
     let t0 = Timestamp::now();
     let user = unique("check");
-    let signed_in = auth
-        .sign_in_with(
-            auth.begin_sign_in(&user).await.unwrap(),
-            &mut getrandom::SysRng,
-            t0,
-        )
-        .await
-        .unwrap();
+    let signed_in = sign_in_at(&auth, &user, t0).await;
     let client_id = signed_in.client_id;
     let first = credentials(client_id, &signed_in.token);
     let version = store
@@ -739,14 +693,7 @@ async fn check_stores_nothing<S: SessionStore + Clone>(store: S) {
 async fn batch_token_current<S: SessionStore + Clone>(store: S) {
     let auth = Authenticator::new(default_rotator(), store).batch_token(BatchToken::Current);
     let t0 = Timestamp::now();
-    let signed_in = auth
-        .sign_in_with(
-            auth.begin_sign_in(&unique("current")).await.unwrap(),
-            &mut getrandom::SysRng,
-            t0,
-        )
-        .await
-        .unwrap();
+    let signed_in = sign_in_at(&auth, &unique("current"), t0).await;
     let client_id = signed_in.client_id;
     let t = |ms| after(t0, ms);
     let mut tokens = vec![signed_in.token.clone()];
@@ -784,14 +731,7 @@ async fn unconfirmed_writes<S: SessionStore + Clone>(store: S) {
     let wrapped = Wrapped::new(store);
     let auth = Authenticator::new(default_rotator(), wrapped.clone());
     let t0 = Timestamp::now();
-    let signed_in = auth
-        .sign_in_with(
-            auth.begin_sign_in(&unique("unconfirmed")).await.unwrap(),
-            &mut getrandom::SysRng,
-            t0,
-        )
-        .await
-        .unwrap();
+    let signed_in = sign_in_at(&auth, &unique("unconfirmed"), t0).await;
     let client_id = signed_in.client_id;
     let generation = |wrapped: Wrapped<S>| async move {
         let stored = wrapped.inner.load(client_id).await.unwrap().unwrap();
@@ -853,14 +793,7 @@ async fn store_failure<S: SessionStore + Clone>(store: S) {
     let auth = Authenticator::new(default_rotator(), wrapped.clone())
         .store_patience(Duration::from_millis(200));
     let t0 = Timestamp::now();
-    let signed_in = auth
-        .sign_in_with(
-            auth.begin_sign_in(&unique("fail")).await.unwrap(),
-            &mut getrandom::SysRng,
-            t0,
-        )
-        .await
-        .unwrap();
+    let signed_in = sign_in_at(&auth, &unique("fail"), t0).await;
     let creds = credentials(signed_in.client_id, &signed_in.token);
     let before = wrapped
         .inner
@@ -1074,14 +1007,7 @@ async fn a_forced_request_that_lost_its_race_is_not_forced_again() {
         let store = Wrapped::new(rotauth_axum::MemoryStore::new());
         let auth = Authenticator::new(default_rotator(), store.clone());
         let t0 = Timestamp::now();
-        let signed_in = auth
-            .sign_in_with(
-                auth.begin_sign_in(&unique("forced")).await.unwrap(),
-                &mut getrandom::SysRng,
-                t0,
-            )
-            .await
-            .unwrap();
+        let signed_in = sign_in_at(&auth, &unique("forced"), t0).await;
         *store.meet.lock().unwrap() = Some((2, std::sync::Arc::new(tokio::sync::Barrier::new(2))));
         let now = after(t0, common::WINDOW.as_millis() as u64 + 1);
         let creds = credentials(signed_in.client_id, &signed_in.token);
@@ -1114,14 +1040,7 @@ async fn the_uid_is_checked_against_its_part_of_the_user_id() {
     let auth = Authenticator::new(default_rotator(), store.clone())
         .uid_in_user_id(|user_id| user_id.split_once(' ').map_or(user_id, |(_, uid)| uid));
     let t0 = Timestamp::now();
-    let signed_in = auth
-        .sign_in_with(
-            auth.begin_sign_in("42 ada@example.com").await.unwrap(),
-            &mut getrandom::SysRng,
-            t0,
-        )
-        .await
-        .unwrap();
+    let signed_in = sign_in_at(&auth, "42 ada@example.com", t0).await;
     let claiming = |uid: &str| Credentials {
         uid: Some(uid.to_owned()),
         ..credentials(signed_in.client_id, &signed_in.token)

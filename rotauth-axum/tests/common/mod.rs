@@ -47,6 +47,18 @@ pub fn default_rotator() -> Rotator {
     rotator(Config::builder().batch_window(WINDOW).build().unwrap())
 }
 
+/// `user` signed in at `now`: a sign-in begun and finished at once.
+pub async fn sign_in_at<S: SessionStore>(
+    auth: &Authenticator<S>,
+    user: &str,
+    now: rotauth::Timestamp,
+) -> rotauth_axum::SignedIn {
+    let pending = auth.begin_sign_in(user).await.unwrap();
+    auth.sign_in_with(pending, &mut getrandom::SysRng, now)
+        .await
+        .unwrap()
+}
+
 /// A unique name for users and key prefixes, so that tests sharing a database do not meet.
 pub fn unique(label: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
