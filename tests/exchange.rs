@@ -475,7 +475,9 @@ fn each_path_asks_for_what_it_needs() {
         };
         assert!(matches!(
             answer,
-            Answer::Refuse(Refusal::UnknownSession | Refusal::CorruptRecord)
+            Answer::Refuse(
+                Refusal::Rejected(RejectReason::UnknownSession) | Refusal::CorruptRecord
+            )
         ));
     }
     // A rotation asks to store, and answers only after the store said so; a failed swap

@@ -580,7 +580,9 @@ async fn expired_is_refused<S: SessionStore + Clone>(store: S) {
     let signed_in = sign_in_at(&auth, &user, t0).await;
     let creds = credentials(signed_in.client_id, &signed_in.token);
     match auth.authenticate(&creds, after(t0, 3_000), false).await {
-        Outcome::Refused(Refusal::Rejected(RejectReason::Expired) | Refusal::UnknownSession) => {}
+        Outcome::Refused(Refusal::Rejected(
+            RejectReason::Expired | RejectReason::UnknownSession,
+        )) => {}
         other => panic!("expired session: {other:?}"),
     }
     // Still served just before expiry (from a fresh session).
@@ -628,7 +630,7 @@ async fn revocation<S: SessionStore + Clone>(store: S) {
     assert!(matches!(
         auth.authenticate(&credentials(client_id, &token), after(t0, 18_001), false)
             .await,
-        Outcome::Refused(Refusal::UnknownSession)
+        Outcome::Refused(Refusal::Rejected(RejectReason::UnknownSession))
     ));
 }
 

@@ -106,11 +106,10 @@ pub enum Refusal {
     MissingCredentials,
     /// The credentials are not in the protocol's shape (a malformed client id, say).
     MalformedCredentials,
-    /// No session has this client id (signed out, evicted, expired and purged, revoked).
-    UnknownSession,
     /// The request claims another user than the session's (devise's `uid`).
     UserMismatch,
-    /// rotauth rejected the token.
+    /// rotauth rejected the token, or there is no session for it
+    /// ([`RejectReason::UnknownSession`]: signed out, evicted, expired and purged, revoked).
     Rejected(RejectReason),
     /// rotauth rejected the token as a replay and the session was deleted.
     Revoked(RejectReason),
@@ -123,7 +122,6 @@ impl fmt::Display for Refusal {
         match self {
             Self::MissingCredentials => f.write_str("no credentials"),
             Self::MalformedCredentials => f.write_str("malformed credentials"),
-            Self::UnknownSession => f.write_str("no such session"),
             Self::UserMismatch => f.write_str("uid does not match the session"),
             Self::Rejected(reason) => write!(f, "{reason}"),
             Self::Revoked(reason) => write!(f, "{reason}; session revoked"),

@@ -197,7 +197,10 @@ impl<'a> Exchange<'a> {
             Loaded::Found {
                 session, version, ..
             } => (session, version),
-            Loaded::Missing => return self.end(Answer::Refuse(Refusal::UnknownSession)),
+            Loaded::Missing => {
+                let reason = RejectReason::UnknownSession;
+                return self.end(Answer::Refuse(Refusal::Rejected(reason)));
+            }
             Loaded::Corrupt => return self.end(Answer::Refuse(Refusal::CorruptRecord)),
             Loaded::Failed => return self.failed(),
         };
