@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -51,13 +52,18 @@ use crate::store::{BoxError, SessionStore};
 pub struct AuthLayer<S, P> {
     auth: Authenticator<S>,
     protocol: P,
+    clock: Clock,
 }
+
+/// Where a layer reads the time of each request.
+type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 impl<S, P: Clone> Clone for AuthLayer<S, P> {
     fn clone(&self) -> Self {
         Self {
             auth: self.auth.clone(),
             protocol: self.protocol.clone(),
+            clock: Arc::clone(&self.clock),
         }
     }
 }
@@ -67,15 +73,51 @@ impl<S, P: std::fmt::Debug> std::fmt::Debug for AuthLayer<S, P> {
         f.debug_struct("AuthLayer")
             .field("auth", &self.auth)
             .field("protocol", &self.protocol)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl<S: SessionStore, P: Protocol> AuthLayer<S, P> {
-    /// A layer deciding with `auth` and speaking `protocol`.
+    /// A layer deciding with `auth` and speaking `protocol`, at the system clock's time.
     #[must_use]
     pub fn new(auth: Authenticator<S>, protocol: P) -> Self {
-        Self { auth, protocol }
+        Self {
+            auth,
+            protocol,
+            clock: Arc::new(Timestamp::now),
+        }
+    }
+
+    /// Decides every request at the time `clock` returns when the request arrives,
+    /// instead of the system clock's: for tests that move time past a batch window
+    /// without waiting for it, and for hosts that take their time from elsewhere (a
+    /// cluster clock, a clock shifted to match other instances). The windows and expiries
+    /// are only as right as this clock: it must not run far from the clocks of the other
+    /// instances that decide for the same sessions.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use rotauth::{Config, KeyId, Keyring, Rotator, Timestamp};
+    /// use rotauth_axum::{AuthLayer, Authenticator, DeviseProtocol, MemoryStore};
+    ///
+    /// # fn main() -> Result<(), rotauth::KeyError> {
+    /// let rotator = Rotator::new(Keyring::new(KeyId(1), &[7u8; 32])?, Config::default());
+    /// let auth = Authenticator::new(rotator, MemoryStore::new());
+    /// // A clock the test moves by hand.
+    /// let millis = Arc::new(AtomicU64::new(1_796_083_200_000));
+    /// let read = Arc::clone(&millis);
+    /// let layer = AuthLayer::new(auth, DeviseProtocol::new())
+    ///     .clock(move || Timestamp::from_unix_millis(read.load(Ordering::SeqCst)));
+    /// millis.fetch_add(6_000, Ordering::SeqCst); // past the batch window
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn clock(mut self, clock: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 }
 
@@ -87,6 +129,7 @@ impl<I, S, P: Clone> Layer<I> for AuthLayer<S, P> {
             inner,
             auth: self.auth.clone(),
             protocol: self.protocol.clone(),
+            clock: Arc::clone(&self.clock),
         }
     }
 }
@@ -96,6 +139,7 @@ pub struct AuthService<I, S, P> {
     inner: I,
     auth: Authenticator<S>,
     protocol: P,
+    clock: Clock,
 }
 
 impl<I: Clone, S, P: Clone> Clone for AuthService<I, S, P> {
@@ -104,6 +148,7 @@ impl<I: Clone, S, P: Clone> Clone for AuthService<I, S, P> {
             inner: self.inner.clone(),
             auth: self.auth.clone(),
             protocol: self.protocol.clone(),
+            clock: Arc::clone(&self.clock),
         }
     }
 }
@@ -114,7 +159,7 @@ impl<I: std::fmt::Debug, S, P: std::fmt::Debug> std::fmt::Debug for AuthService<
             .field("inner", &self.inner)
             .field("auth", &self.auth)
             .field("protocol", &self.protocol)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -142,6 +187,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         let protocol = self.protocol.clone();
+        // The time the request arrived, whatever it waits for after.
+        let now = (self.clock)();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             let credentials = match protocol.credentials(&parts) {
@@ -152,10 +199,7 @@ where
                 }
             };
             let unbatch = protocol.force_rotation(&parts);
-            match auth
-                .authenticate(&credentials, Timestamp::now(), unbatch)
-                .await
-            {
+            match auth.authenticate(&credentials, now, unbatch).await {
                 Outcome::Served { who, reply, .. } => {
                     parts.extensions.insert(who.clone());
                     let response = inner.call(Request::from_parts(parts, body)).await?;

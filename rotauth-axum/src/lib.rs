@@ -83,8 +83,8 @@
 //!   moment can leave one session over the cap until the next.
 //! - `SessionStore` uses `impl Future` methods, so it is not object-safe: an app picks its
 //!   store type at compile time (`Authenticator<SqliteStore>`).
-//! - The layer reads the clock with `Timestamp::now()`; call
-//!   [`Authenticator::authenticate`] directly to decide at another time.
+//! - The layer reads the system clock (`Timestamp::now()`) unless given another with
+//!   [`AuthLayer::clock`]; [`Authenticator::authenticate`] decides at any time it is given.
 //!
 //! # Features
 //!
