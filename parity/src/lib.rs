@@ -14,7 +14,7 @@
 mod runner;
 mod scenario;
 
-pub use runner::{Host, OTHER_UID, Report, Response, Sent, SignedIn, Wire, run};
+pub use runner::{Host, OTHER_UID, Report, Response, Sent, SignedIn, Wire, run, runnable};
 pub use scenario::{
     Action, BatchToken, Claim, Config, Exchange, Expect, Expected, Fault, Mode, Need, Presented,
     Race, Replay, Request, Scenario, Step, Stored, Via, load_dir,

@@ -91,19 +91,16 @@ pub struct Sent {
     reason = "a host is driven by one test task at a time: its futures need not be Send"
 )]
 pub trait Host {
-    /// Whether the host can do what `need` names.
-    fn supports(&self, need: Need) -> bool;
-
     /// Signs a new session of a new user in at `now`.
     async fn sign_in(&mut self, now: u64) -> Result<SignedIn, String>;
 
     /// Sends `wire` to the protected route at `now`, with `fault` in the store while it is
-    /// served (only asked of a host that supports [`Need::Faults`]).
+    /// served (only asked of a host run with [`Need::Faults`] supported).
     async fn send(&mut self, now: u64, wire: &Wire, fault: Option<Fault>) -> Result<Sent, String>;
 
     /// Sends `first` at `now`, and once it has loaded the session (before its swap), sends
-    /// `competing` and lets it finish; then lets `first` go on. Only asked of a host that
-    /// supports [`Need::Race`].
+    /// `competing` and lets it finish; then lets `first` go on. Only asked of a host run
+    /// with [`Need::Race`] supported.
     async fn race(
         &mut self,
         now: u64,
@@ -174,21 +171,44 @@ impl fmt::Display for Report {
     }
 }
 
-/// Runs every scenario on a host made for its configuration by `host_for`, which answers
-/// `Err(why)` for a configuration the host cannot take (the scenario is then skipped,
-/// and the report says why). A scenario that needs what the host does not support is
-/// skipped likewise.
-pub async fn run<H, F, Fut>(host: &str, scenarios: &[Scenario], mut host_for: F) -> Report
+/// The scenarios a host supporting `supported` can run, and the others with why not.
+#[must_use]
+pub fn runnable<'a>(
+    scenarios: &'a [Scenario],
+    supported: &[Need],
+) -> (Vec<&'a Scenario>, Vec<(String, String)>) {
+    let mut run = Vec::new();
+    let mut skipped = Vec::new();
+    for scenario in scenarios {
+        match scenario.needs.iter().find(|n| !supported.contains(n)) {
+            Some(need) => skipped.push((scenario.name.clone(), format!("needs {}", need.as_str()))),
+            None => run.push(scenario),
+        }
+    }
+    (run, skipped)
+}
+
+/// Runs every scenario whose needs are in `supported` on a host made for its
+/// configuration by `host_for`, which answers `Err(why)` for a configuration the host
+/// cannot take; the others are skipped, and the report says why.
+pub async fn run<H, F, Fut>(
+    host: &str,
+    scenarios: &[Scenario],
+    supported: &[Need],
+    mut host_for: F,
+) -> Report
 where
     H: Host,
     F: FnMut(Config) -> Fut,
     Fut: Future<Output = Result<H, String>>,
 {
+    let (runnable, skipped) = runnable(scenarios, supported);
     let mut report = Report {
         host: host.to_owned(),
+        skipped,
         ..Report::default()
     };
-    for scenario in scenarios {
+    for scenario in runnable {
         let mut instance = match host_for(scenario.config).await {
             Ok(instance) => instance,
             Err(why) => {
@@ -196,11 +216,6 @@ where
                 continue;
             }
         };
-        if let Some(need) = scenario.needs.iter().find(|n| !instance.supports(**n)) {
-            let why = format!("needs {}", need.as_str());
-            report.skipped.push((scenario.name.clone(), why));
-            continue;
-        }
         match play(scenario, &mut instance).await {
             Ok(()) => report.passed = report.passed.saturating_add(1),
             Err(why) => report.failed.push((scenario.name.clone(), why)),
@@ -430,5 +445,4 @@ mod tests {
             assert_eq!(differ, [30], "{token} -> {forged}");
         }
     }
-
 }
