@@ -99,9 +99,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Password hashing cost.
     pub argon2: argon2::Params,
-    /// `--clock-offset-ms`: added to the wall clock for every decision (tests of instances
-    /// whose clocks disagree).
-    pub clock_offset_ms: i64,
+    /// The time every decision is made at (`--clock-offset-ms`, `--test-clock-file`).
+    pub clock: crate::clock::Clock,
     /// `--metrics`: serve `GET /metrics`.
     pub metrics: bool,
 }
@@ -115,7 +114,7 @@ struct Inner<D: Database> {
     cors_origins: Vec<HeaderValue>,
     limits: Limits,
     argon2: argon2::Params,
-    clock_offset_ms: i64,
+    clock: crate::clock::Clock,
     serve_metrics: bool,
     metrics: Metrics,
     /// A hash of a random password: unknown emails are checked against it, so that sign-in
@@ -159,7 +158,7 @@ impl<D: Database> AppState<D> {
             cors_origins: settings.cors_origins,
             limits: settings.limits,
             argon2: settings.argon2,
-            clock_offset_ms: settings.clock_offset_ms,
+            clock: settings.clock,
             serve_metrics: settings.metrics,
             metrics: Metrics::default(),
             dummy_hash,
@@ -199,16 +198,9 @@ impl<D: Database> AppState<D> {
         self.0.throttle.purge();
     }
 
-    /// This server's clock: the wall clock shifted by `--clock-offset-ms`.
+    /// This server's clock (`crate::clock`).
     pub fn now(&self) -> Timestamp {
-        let wall = Timestamp::now().unix_millis();
-        let offset = self.0.clock_offset_ms;
-        let shifted = if offset >= 0 {
-            wall.saturating_add(offset.unsigned_abs())
-        } else {
-            wall.saturating_sub(offset.unsigned_abs())
-        };
-        Timestamp::from_unix_millis(shifted)
+        self.0.clock.now()
     }
 }
 
