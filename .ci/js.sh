@@ -62,6 +62,9 @@ step "client: node" bash -c "cd $js && node --test-reporter=spec test/client/nod
 step "client: deno" bash -c "cd $js && node_modules/.bin/deno run --allow-read --no-prompt test/client/run.js"
 step "client: bun" bash -c "cd $js && node_modules/.bin/bun test/client/run.js"
 step "client: chromium" bash -c "cd $js && node test/run-browser.mjs wasm/js/test/client/browser.html"
+# Five tabs per client in one Chromium context, against the naive client: no 401 and no
+# sign-out for rotauth/client (`--duration=120` or more for the figures).
+step "client: many tabs" bash -c "cd $js && node test/tabs.mjs --duration=20 --latency=50 --reload=burst --check"
 # The benchmark's figures mean nothing on a shared runner: run it once in its quick mode so
 # that it cannot rot (`node bench/bench.mjs` for the figures).
 step "bench (smoke)" bash -c "cd $js && node bench/bench.mjs --quick"
