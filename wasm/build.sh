@@ -3,7 +3,8 @@
 # package: js/lib/rotauth.wasm (for workerd and bundlers that import .wasm) and
 # js/lib/wasm-inline.js (the same bytes as base64, for every other runtime). The module is
 # shrunk by binaryen's `wasm-opt -Oz` (Debian's `binaryen`: about 10% smaller, no slower).
-# Fails if the module imports anything or is not under 25 KB.
+# Fails if the module imports anything or is not under 32 KB (22.5 KB before the module
+# held the request loop: rotauth's exchange and its handle table are about 7.5 KB of it).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -28,8 +29,8 @@ node -e '
     console.error(`the module imports ${imports.map((i) => `${i.module}.${i.name}`).join(", ")}`);
     process.exit(1);
   }
-  if (bytes.length >= 25_000) {
-    console.error(`the module is ${bytes.length} bytes, over the 25 KB budget`);
+  if (bytes.length >= 32_000) {
+    console.error(`the module is ${bytes.length} bytes, over the 32 KB budget`);
     process.exit(1);
   }
   writeFileSync(out,
