@@ -65,11 +65,11 @@ impl FromStr for ClientId {
 
 impl ClientId {
     /// The text form (22 characters of unpadded base64url, devise's `client` header),
-    /// written into `out`: for hosts that pass it on as bytes, without the formatting
-    /// machinery of `Display`.
-    pub fn encode_text<'o>(&self, out: &'o mut [u8; Self::TEXT_LEN]) -> &'o str {
+    /// written into `out` as ASCII bytes: for hosts that pass it on as bytes, without the
+    /// formatting machinery of `Display`.
+    pub fn write_text(&self, out: &mut [u8; Self::TEXT_LEN]) {
         // 16 bytes are exactly 22 characters: the encoding cannot run out of room.
-        Base64UrlUnpadded::encode(&self.0, out).unwrap_or_default()
+        let _ = Base64UrlUnpadded::encode(&self.0, out);
     }
 }
 
@@ -598,7 +598,8 @@ mod tests {
         let text = format!("{id}");
         assert_eq!(text.len(), ClientId::TEXT_LEN);
         let mut out = [0u8; ClientId::TEXT_LEN];
-        assert_eq!(id.encode_text(&mut out), text, "the same text without fmt");
+        id.write_text(&mut out);
+        assert_eq!(out, text.as_bytes(), "the same text without fmt");
         assert_eq!(text.parse::<ClientId>(), Ok(id));
         assert_eq!("short".parse::<ClientId>(), Err(ParseClientIdError));
         assert_eq!(

@@ -23,7 +23,7 @@ use rotauth::{DecisionKind, Rotator, Session, Timestamp};
 
 use crate::{
     EXPECTED_VERSION_OUT, EXPIRES_OUT, INPUT, MAX_INPUT_LEN, RECORD, RECORD_LEN, State, Status,
-    TOKEN_OUT, millis, presented, reason_code, session, status, wipe, wiped, write, write_record,
+    millis, presented, reason_code, session, status, wipe, wiped, write_record, write_token,
     write_u64,
 };
 
@@ -337,7 +337,7 @@ fn answer_code(io: &mut [u8], answer: &Answer) -> i32 {
                 _ => 1,
             };
             if let (Some(token), true) = (reply.token(), reply_code != 1) {
-                write(io, TOKEN_OUT, token.to_text().as_str().as_bytes());
+                write_token(io, token);
             }
             write_u64(io, EXPIRES_OUT, reply.expires_at().unix_millis());
             let lost = i32::try_from((*lost_swaps).min(255)).unwrap_or(255);

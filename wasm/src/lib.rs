@@ -38,7 +38,9 @@
 //! JS, against 22.5 KB here after `wasm-opt -Oz` (gzip 8.8 KB); its decisions took 1.3×
 //! (batch reuse) and 1.15× (rotate) the time of this module behind `js/lib/core.js`, without
 //! any wiping; and its CLI must match the crate's version exactly and took 19 minutes of
-//! wall time (6 of CPU) to `cargo install` here.
+//! wall time (6 of CPU) to `cargo install` here. (Measured when this module decided only;
+//! it now also holds the request loop, and is built for speed rather than size: see
+//! `Cargo.toml` and `build.sh`.)
 //!
 //! Every export wipes the inputs it read from the buffer (key, entropy, token text, a
 //! record handed to an exchange) and, before returning, the part of the stack its work
@@ -199,11 +201,7 @@ pub extern "C" fn sign_in(now_high: u32, now_low: u32) -> i32 {
             let (session, token) = rotator
                 .try_sign_in(&mut rng, Timestamp::from_unix_millis(now))
                 .map_err(|_| Status::EntropyExhausted)?;
-            write(
-                &mut state.io,
-                TOKEN_OUT,
-                token.to_text().as_str().as_bytes(),
-            );
+            write_token(&mut state.io, &token);
             write_record(&mut state.io, &session);
             write_fields(&mut state.io, &session);
             Ok(0)
@@ -287,11 +285,7 @@ fn decide_in(
         );
     }
     if let Some(token) = decision.token_to_send() {
-        write(
-            &mut state.io,
-            TOKEN_OUT,
-            token.to_text().as_str().as_bytes(),
-        );
+        write_token(&mut state.io, token);
         result |= 1 << 5;
     }
     Ok(result)
@@ -306,11 +300,7 @@ pub extern "C" fn current_token(record_len: u32) -> i32 {
             let rotator = state.rotator.as_ref().ok_or(Status::NotInitialized)?;
             let session = session(&state.io, record_len)?;
             let token = rotator.current_token(&session).ok_or(Status::KeyRemoved)?;
-            write(
-                &mut state.io,
-                TOKEN_OUT,
-                token.to_text().as_str().as_bytes(),
-            );
+            write_token(&mut state.io, &token);
             Ok(0)
         })())
     })
@@ -329,11 +319,7 @@ pub extern "C" fn batch_token(record_len: u32, token_len: u32) -> i32 {
             let held = rotauth::Token::from_text(presented(&state.io, token_len)?).ok();
             match held.and_then(|held| rotauth::exchange::current_for(rotator, &session, &held)) {
                 Some(token) => {
-                    write(
-                        &mut state.io,
-                        TOKEN_OUT,
-                        token.to_text().as_str().as_bytes(),
-                    );
+                    write_token(&mut state.io, &token);
                     Ok(0)
                 }
                 None => Ok(1),
@@ -397,12 +383,25 @@ fn write_fields(io: &mut [u8], session: &Session) {
     write_u64(io, GENERATION_OUT, session.generation());
     write_u64(io, CREATED_OUT, session.created_at().unix_millis());
     write_u64(io, ROTATED_OUT, session.rotated_at().unix_millis());
-    let mut text = [0u8; rotauth::ClientId::TEXT_LEN];
-    let text = session.client_id().encode_text(&mut text);
-    write(io, CLIENT_ID_OUT, text.as_bytes());
+    if let Some(out) = io
+        .get_mut(CLIENT_ID_OUT..CLIENT_ID_OUT + rotauth::ClientId::TEXT_LEN)
+        .and_then(|out| <&mut [u8; rotauth::ClientId::TEXT_LEN]>::try_from(out).ok())
+    {
+        session.client_id().write_text(out);
+    }
     write(io, KEY_ID_OUT, &[session.key_id().0]);
     let flags = u8::from(session.acknowledged()) | u8::from(session.reissued()) << 1;
     write(io, FLAGS_OUT, &[flags]);
+}
+
+/// Writes `token`'s text at `TOKEN_OUT`, straight into the buffer.
+fn write_token(io: &mut [u8], token: &rotauth::Token) {
+    if let Some(out) = io
+        .get_mut(TOKEN_OUT..TOKEN_OUT + rotauth::TOKEN_TEXT_LEN)
+        .and_then(|out| <&mut [u8; rotauth::TOKEN_TEXT_LEN]>::try_from(out).ok())
+    {
+        token.write_text(out);
+    }
 }
 
 fn write_u64(io: &mut [u8], at: usize, value: u64) {

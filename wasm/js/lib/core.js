@@ -29,6 +29,7 @@ import {
   TOKEN_OUT,
   TOKEN_TEXT_LEN,
   VERSION_OUT,
+  copyRecord,
   readClientId,
   readFields,
   readNumber,
@@ -95,19 +96,21 @@ function millis(value, what) {
   throw new InputError('invalid_time', `${what} must be Unix milliseconds: a non-negative integer`);
 }
 
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
 /**
- * Writes presented token text into the input area; returns its length. Token text is
- * ASCII; anything else cannot be a token, and is handed over as a byte that no token
- * contains. Text longer than the area is handed over as empty: both are "malformed".
+ * Writes presented token text into `input` (the input area); returns its length in bytes.
+ * Token text is ASCII; anything else cannot be a token, and its UTF-8 bytes (which no
+ * token contains) make the module say "malformed". Text longer than the area is handed
+ * over as empty: "malformed" too.
  */
-function putToken(io, token) {
+function putToken(input, token) {
   if (token.length > MAX_INPUT_LEN) return 0;
-  for (let i = 0; i < token.length; i += 1) {
-    const c = token.charCodeAt(i);
-    io[INPUT + i] = c < 0x80 ? c : 0xff;
-  }
-  return token.length;
+  const { read, written } = encoder.encodeInto(token, input);
+  return read === token.length ? written : 0;
 }
+
 
 function keyId(id) {
   if (!Number.isInteger(id) || id < 0 || id > 255) throw fail(-3);
@@ -199,9 +202,10 @@ export async function instantiate(module, options) {
 export class Rotator {
   #exports;
   #io;
+  #input;
+  #tokenOut;
   #view;
   #disposed = false;
-  #codes = new Array(TOKEN_TEXT_LEN).fill(0);
 
   /** Not called directly: use `createRotator(options)`. */
   constructor(token, instance, init) {
@@ -216,6 +220,8 @@ export class Rotator {
   #attach() {
     const base = this.#exports.io_buffer();
     this.#io = new Uint8Array(this.#exports.memory.buffer, base, IO_LEN);
+    this.#input = this.#io.subarray(INPUT, INPUT + MAX_INPUT_LEN);
+    this.#tokenOut = this.#io.subarray(TOKEN_OUT, TOKEN_OUT + TOKEN_TEXT_LEN);
     this.#view = new DataView(this.#exports.memory.buffer, base, IO_LEN);
   }
 
@@ -226,8 +232,21 @@ export class Rotator {
     return this.#io;
   }
 
-  /** Runs `work(io, view)` on the I/O area, wiped afterwards whatever happens. */
+  /**
+   * Runs `work(io, view)` on the I/O area and wipes, whatever happens, where secrets pass:
+   * the record, the token text in and the token out (the module wipes the inputs too;
+   * the fields it writes beside them are public). Calls that hand in a key wipe it all.
+   */
   #wiped(work) {
+    const io = this.#buffer();
+    try {
+      return work(io, this.#view);
+    } finally {
+      io.fill(0, RECORD, TOKEN_OUT + TOKEN_TEXT_LEN);
+    }
+  }
+
+  #wipedAll(work) {
     const io = this.#buffer();
     try {
       return work(io, this.#view);
@@ -250,7 +269,7 @@ export class Rotator {
   }
 
   #init(flags, window, lifespan, absolute, { id, key }) {
-    this.#wiped((io) => {
+    this.#wipedAll((io) => {
       const len = this.#putKey(io, key);
       const status = this.#exports.init(flags, window, lifespan, absolute, len, id);
       if (status < 0) throw fail(status);
@@ -276,7 +295,7 @@ export class Rotator {
       const status = this.#exports.sign_in(high, low);
       if (status < 0) throw fail(status);
       return {
-        record: io.slice(RECORD, RECORD + RECORD_LEN),
+        record: copyRecord(io),
         clientId: readClientId(io),
         token: this.#token(io),
         version: readU64(this.#view, VERSION_OUT),
@@ -292,6 +311,7 @@ export class Rotator {
    * version read) before replying with `token`; on `revoke`, delete the session.
    */
   decide(record, token, now, options) {
+    // One pass, one crossing, no closure: this is the call a host makes on every request.
     const [high, low] = splitMillis(now, 'now');
     if (typeof token !== 'string') {
       throw new InputError('invalid_token', 'the presented token must be a string');
@@ -302,34 +322,42 @@ export class Rotator {
       flags |= NO_SESSION;
     } else {
       data = bytes(record, 'record');
+      if (data.length !== RECORD_LEN) throw fail(-20);
     }
-    return this.#wiped((io) => {
-      let recordLen = 0;
-      if (data !== undefined) {
-        this.#putRecord(io, data);
-        recordLen = RECORD_LEN;
-      }
-      const tokenLen = putToken(io, token);
-      const r = this.#exports.decide(recordLen, tokenLen, high, low, flags);
+    const io = this.#buffer();
+    try {
+      if (data !== undefined) io.set(data, RECORD);
+      const r = this.#exports.decide(data === undefined ? 0 : RECORD_LEN, putToken(this.#input, token), high, low, flags);
       if (r < 0) throw fail(r);
       const kind = KINDS[r & 0xf];
-      const decision = { kind, accepted: kind !== 'reject' && kind !== 'revoke', revoke: kind === 'revoke' };
-      if (r & 0x10) {
-        decision.record = io.slice(RECORD, RECORD + RECORD_LEN);
-        decision.version = readU64(this.#view, VERSION_OUT);
-      }
-      if (r & 0x20) decision.token = this.#token(io);
-      if (decision.accepted) {
+      const accepted = kind !== 'reject' && kind !== 'revoke';
+      const view = this.#view;
+      // Every decision has the same fields (`undefined` where they do not apply), so that
+      // the engine sees one shape.
+      const decision = {
+        kind,
+        accepted,
+        revoke: kind === 'revoke',
+        record: undefined,
+        version: undefined,
+        token: undefined,
         // The expiry of the record in effect: the new one if written, else the one passed in.
-        decision.expiresAt = readNumber(this.#view, EXPIRES_OUT);
-      } else {
-        decision.reason = REASONS[(r >> 8) & 0xff] ?? 'unknown';
-        if (decision.reason === 'replayed') {
-          decision.behind = Math.min(readNumber(this.#view, BEHIND_OUT), Number.MAX_SAFE_INTEGER);
-        }
+        expiresAt: accepted ? readNumber(view, EXPIRES_OUT) : undefined,
+        reason: accepted ? undefined : (REASONS[(r >> 8) & 0xff] ?? 'unknown'),
+        behind: undefined,
+      };
+      if (r & 0x10) {
+        decision.record = copyRecord(io);
+        decision.version = readU64(view, VERSION_OUT);
+      }
+      if (r & 0x20) decision.token = this.#token();
+      if (decision.reason === 'replayed') {
+        decision.behind = Math.min(readNumber(view, BEHIND_OUT), Number.MAX_SAFE_INTEGER);
       }
       return decision;
-    });
+    } finally {
+      io.fill(0, RECORD, TOKEN_OUT + TOKEN_TEXT_LEN);
+    }
   }
 
   /** The session's current token `T(n)`, for hosts that echo it in batch responses. */
@@ -356,7 +384,7 @@ export class Rotator {
     }
     return this.#wiped((io) => {
       this.#putRecord(io, data);
-      const status = this.#exports.batch_token(RECORD_LEN, putToken(io, token));
+      const status = this.#exports.batch_token(RECORD_LEN, putToken(this.#input, token));
       if (status < 0) throw fail(status);
       return status === 0 ? this.#token(io) : undefined;
     });
@@ -396,7 +424,7 @@ export class Rotator {
       (options?.unbatch === true ? EXCHANGE_FORCE_ROTATION : 0) |
       (options?.check === true ? EXCHANGE_CHECK : 0) |
       (batchToken === 'current' ? EXCHANGE_BATCH_CURRENT : 0);
-    const handle = this.#wiped((io) => this.#exports.exchange_new(putToken(io, token), high, low, flags, maxAttempts));
+    const handle = this.#wiped((io) => this.#exports.exchange_new(putToken(this.#input, token), high, low, flags, maxAttempts));
     if (handle < 0) throw fail(handle);
     return new Exchange(this.#port, handle);
   }
@@ -440,7 +468,7 @@ export class Rotator {
   /** Adds a key that verifies tokens naming `id`; it signs nothing until made primary. */
   addKey(id, key) {
     keyId(id);
-    this.#wiped((io) => {
+    this.#wipedAll((io) => {
       const len = this.#putKey(io, key);
       const status = this.#exports.insert_key(len, id);
       if (status < 0) throw fail(status);
@@ -488,12 +516,8 @@ export class Rotator {
     this.dispose();
   }
 
-  /** The token text at `TOKEN_OUT` (a plain array of char codes is the fastest route to a string). */
-  #token(io) {
-    const codes = this.#codes;
-    for (let i = 0; i < TOKEN_TEXT_LEN; i += 1) codes[i] = io[TOKEN_OUT + i];
-    const out = String.fromCharCode.apply(null, codes);
-    codes.fill(0);
-    return out;
+  /** The token text at `TOKEN_OUT` (ASCII, so UTF-8 decoding is the fastest way to a string). */
+  #token() {
+    return decoder.decode(this.#tokenOut);
   }
 }

@@ -13,9 +13,8 @@ import {
   EXPIRES_OUT,
   KINDS,
   REASONS,
-  RECORD,
-  RECORD_LEN,
   VERSION_OUT,
+  copyRecord,
   readNumber,
   readU64,
 } from './layout.js';
@@ -145,8 +144,8 @@ function decode(port, io, view, code) {
     case STORE:
       return {
         kind: 'store',
-        // A copy: the store may keep it.
-        record: io.slice(RECORD, RECORD + RECORD_LEN),
+        // The store's to keep.
+        record: copyRecord(io),
         version: readU64(view, VERSION_OUT),
         expectedVersion: readU64(view, EXPECTED_VERSION_OUT),
       };

@@ -44,7 +44,11 @@ export interface RotatorOptions {
 
 /** A new session: store `record` under `clientId` (devise's `client`), send `token`. */
 export interface SignedIn {
-  /** The session record to store (75 bytes; holds the seed: store it as a secret). */
+  /**
+   * The session record to store (75 bytes; holds the seed: store it as a secret). Yours to
+   * keep; a view into a block shared with other records, so pass on its bytes, not its
+   * whole `.buffer` (as with Node's pooled `Buffer`s).
+   */
   record: Uint8Array;
   /** The session's public id: 22 characters of base64url. */
   clientId: string;
@@ -84,7 +88,7 @@ export interface Decision {
   accepted: boolean;
   /** Whether the host must delete the session (`kind === 'revoke'`). */
   revoke: boolean;
-  /** The record to store before replying, if it changed. */
+  /** The record to store before replying, if it changed (a view of its own 75 bytes, as `SignedIn.record`). */
   record?: Uint8Array;
   /** The version of `record`, for the next compare-and-swap. */
   version?: bigint;

@@ -82,3 +82,24 @@ export function readFields(io, view) {
   };
 }
 
+
+/**
+ * Records handed out (`signIn`, `decide`, an exchange's store step) are views into shared
+ * 8 KiB blocks rather than an `ArrayBuffer` each: making a view costs a sixth of
+ * allocating a buffer of 75 bytes. Each view is the caller's to keep, like a copy; its
+ * `.buffer` is the whole block, so pass on the view's bytes (`record`, or `record.buffer`
+ * with `record.byteOffset` and `record.byteLength`), as with Node's pooled `Buffer`s.
+ */
+const BLOCK = 8192;
+let block = new ArrayBuffer(BLOCK);
+let used = 0;
+export function copyRecord(io) {
+  if (used + RECORD_LEN > BLOCK) {
+    block = new ArrayBuffer(BLOCK);
+    used = 0;
+  }
+  const record = new Uint8Array(block, used, RECORD_LEN);
+  used += RECORD_LEN;
+  record.set(io.subarray(RECORD, RECORD + RECORD_LEN));
+  return record;
+}
