@@ -418,7 +418,7 @@ export class Rotator {
     }
     const maxAttempts = options?.maxAttempts ?? 0;
     if (!Number.isInteger(maxAttempts) || maxAttempts < 0 || maxAttempts > 0xffff_ffff) {
-      throw new InputError('invalid_option', 'maxAttempts must be a positive integer');
+      throw new InputError('invalid_option', "maxAttempts must be a non-negative integer (0: rotauth's bound)");
     }
     const flags =
       (options?.unbatch === true ? EXCHANGE_FORCE_ROTATION : 0) |
@@ -443,6 +443,7 @@ export class Rotator {
       let len = 0;
       // Anything but a record's bytes is handed over as no bytes: the exchange refuses it
       // as a corrupt record.
+      if (record instanceof ArrayBuffer) record = new Uint8Array(record);
       if (ArrayBuffer.isView(record) && record.byteLength === RECORD_LEN) {
         this.#io.set(new Uint8Array(record.buffer, record.byteOffset, RECORD_LEN), RECORD);
         len = RECORD_LEN;

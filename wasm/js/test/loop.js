@@ -252,6 +252,9 @@ export function loopTests(env, api, make) {
     await corrupt.insert(s.clientId, { uid: UID, version: 0n, record: new Uint8Array(75) });
     const refused = await authenticate({ ...options, store: corrupt }, s.request());
     deepEqual([refused.status, refused.reason], [401, 'corrupt_record']);
+    // A store may hand the record back as an ArrayBuffer.
+    const raw = { get: async () => ({ uid: UID, version: 0n, record: s.record.slice().buffer }) };
+    equal((await authenticate({ ...options, store: raw }, s.request())).kind, 'batch_reuse');
     const response = unavailableResponse();
     deepEqual([response.status, response.headers.get('retry-after')], [503, '1']);
   });
