@@ -55,8 +55,8 @@ const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7311179421)";
 /// died since its last statement fails the next one and is dropped, and the authenticator
 /// tries again on another within its
 /// [`store_patience`](crate::Authenticator::store_patience). On the repository's devise
-/// server, every request rotating, the store spends about a third less CPU per request
-/// than when it ran each statement on the pool.
+/// server, every request rotating, the store costs a third less CPU per request, in the
+/// server and in PostgreSQL alike, than when it ran each statement on the pool.
 ///
 /// ```no_run
 /// use rotauth_axum::PostgresStore;
