@@ -41,7 +41,7 @@ run_one() { # BIN DATABASE LABEL
         postgres)
             # A fresh schema per run: both builds create their tables from nothing.
             psql -q "$ROTAUTH_TEST_DATABASE_URL" -c \
-                "DROP TABLE IF EXISTS sessions, rotauth_sessions, users CASCADE" >/dev/null
+                "DROP TABLE IF EXISTS sessions, rotauth_sessions, rotauth_user_epochs, users CASCADE" >/dev/null
             db_flags=(--database-url "$ROTAUTH_TEST_DATABASE_URL") ;;
     esac
     start_server "$bin" "${flags[@]}" "${db_flags[@]}"

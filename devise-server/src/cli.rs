@@ -62,7 +62,8 @@ pub struct Cli {
     /// may share it.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL", value_parser = parse_database_url)]
     pub database_url: Option<String>,
-    /// Database connections per instance (with SQLite: readers beside its one writer).
+    /// Database connections per instance that the session store keeps, and as many
+    /// again at most for the accounts.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     pub pool_size: u64,
     /// Serve GET /metrics (decision and compare-and-swap counters, Prometheus text).

@@ -274,9 +274,10 @@ const PING: &str = "SELECT (SELECT 1 FROM users LIMIT 1), \
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 // Both pools hand out connections without pinging them first (sqlx pings by default, a
-// round trip per statement, which cost a fifth of the throughput): a connection that died
-// since its last use fails its statement, that one request answers 503 with `Retry-After`
-// (never a logout: nothing is sent that was not stored), and sqlx drops the connection.
+// round trip per statement): a connection that died since its last use fails its
+// statement, that one request answers 503 with `Retry-After` (never a logout: nothing is
+// sent that was not stored), and sqlx drops the connection. The session store takes up to
+// `connections` more from the pool and keeps them, which it never pings either.
 
 /// SQLite, one file (or `:memory:`).
 #[derive(Clone)]
@@ -303,7 +304,8 @@ impl Sqlite {
                 .synchronous(SqliteSynchronous::Normal)
         };
         let options = options.busy_timeout(BUSY_TIMEOUT);
-        // Every connection to `:memory:` is a database of its own: one connection, kept.
+        // `sqlite::memory:` is one database for the pool's connection and the one the
+        // session store takes, while either is open: the pool keeps one, for good.
         let pool = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(if memory { 1 } else { connections.max(1) })

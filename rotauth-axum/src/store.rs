@@ -6,6 +6,8 @@ use std::future::Future;
 use rotauth::{ClientId, DecodeError, KeyId, Session, Timestamp};
 use zeroize::Zeroizing;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod connections;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

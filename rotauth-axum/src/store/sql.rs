@@ -10,6 +10,10 @@
 //! for the insert to commit and then deletes what it wrote; SQLite runs one writer at a
 //! time).
 //!
+//! Each statement runs on a connection the store holds (`super::connections`), not on
+//! the pool: a request that rotates runs two, and sqlx's pool pings a connection every
+//! time one goes back to it.
+//!
 //! The implementation is a macro rather than a generic over `sqlx::Database`: the generic
 //! needs an executor, encode, decode and type bound per statement and column, which says
 //! more than the statements do. The names it uses (`SessionStore`, `Record`, `sql_int`,
@@ -27,20 +31,22 @@ pub(crate) const NEXT_EPOCH: &str = "INSERT INTO rotauth_user_epochs (user_id, e
 /// Sessions per page when counting them per key.
 pub(crate) const CENSUS_PAGE: i64 = 1000;
 
-/// `impl SessionStore for $store` on its `pool` field, tables `rotauth_sessions` and
+/// `impl SessionStore for $store` on its `connections` field, tables `rotauth_sessions` and
 /// `rotauth_user_epochs`; `$insert` is the guarded insert (parameters: client id, user id,
 /// record, version, expiry, epoch).
 macro_rules! sql_session_store {
     ($store:ident, $insert:expr) => {
         impl SessionStore for $store {
             async fn load(&self, client_id: ClientId) -> Result<Option<StoredSession>, StoreError> {
+                let mut lease = self.connections.lease().await?;
                 let row = sqlx::query(
                     "SELECT user_id, record FROM rotauth_sessions WHERE client_id = $1",
                 )
                 .bind(&client_id.as_bytes()[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(StoreError::backend)?;
+                .fetch_optional(lease.conn()?)
+                .await;
+                let row = lease.check(row)?;
+                drop(lease);
                 let Some(row) = row else {
                     return Ok(None);
                 };
@@ -54,22 +60,26 @@ macro_rules! sql_session_store {
             }
 
             async fn epoch(&self, user_id: &str) -> Result<u64, StoreError> {
-                let select = || {
-                    sqlx::query_scalar::<_, i64>(super::sql::SELECT_EPOCH)
+                let select = async || -> Result<Option<i64>, StoreError> {
+                    let mut lease = self.connections.lease().await?;
+                    let epoch = sqlx::query_scalar::<_, i64>(super::sql::SELECT_EPOCH)
                         .bind(user_id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(lease.conn()?)
+                        .await;
+                    lease.check(epoch)
                 };
-                let epoch = match select().await.map_err(StoreError::backend)? {
+                let epoch = match select().await? {
                     Some(epoch) => epoch,
                     None => {
-                        sqlx::query(super::sql::CREATE_EPOCH)
+                        let mut lease = self.connections.lease().await?;
+                        let done = sqlx::query(super::sql::CREATE_EPOCH)
                             .bind(user_id)
-                            .execute(&self.pool)
-                            .await
-                            .map_err(StoreError::backend)?;
+                            .execute(lease.conn()?)
+                            .await;
+                        lease.check(done)?;
+                        drop(lease);
                         select()
-                            .await
-                            .map_err(StoreError::backend)?
+                            .await?
                             .ok_or_else(|| StoreError::backend("the epoch row vanished"))?
                     }
                 };
@@ -84,6 +94,7 @@ macro_rules! sql_session_store {
             ) -> Result<(), StoreError> {
                 let client_id = record.client_id();
                 let client_id = &client_id.as_bytes()[..];
+                let mut lease = self.connections.lease().await?;
                 let done = sqlx::query($insert)
                     .bind(client_id)
                     .bind(user_id)
@@ -91,19 +102,17 @@ macro_rules! sql_session_store {
                     .bind(sql_int(record.version())?)
                     .bind(sql_int(record.expires_at().unix_millis())?)
                     .bind(sql_int(epoch)?)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(StoreError::backend)?;
-                if done.rows_affected() == 1 {
+                    .execute(lease.conn()?)
+                    .await;
+                if lease.check(done)?.rows_affected() == 1 {
                     return Ok(());
                 }
                 // Nothing written: a taken client id, or the epoch moved.
                 let taken = sqlx::query("SELECT 1 FROM rotauth_sessions WHERE client_id = $1")
                     .bind(client_id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(StoreError::backend)?;
-                Err(if taken.is_some() {
+                    .fetch_optional(lease.conn()?)
+                    .await;
+                Err(if lease.check(taken)?.is_some() {
                     StoreError::Duplicate
                 } else {
                     StoreError::EpochChanged
@@ -115,6 +124,7 @@ macro_rules! sql_session_store {
                 expected_version: u64,
                 record: &Record,
             ) -> Result<Swap, StoreError> {
+                let mut lease = self.connections.lease().await?;
                 let done = sqlx::query(
                     "UPDATE rotauth_sessions SET record = $1, version = $2, expires_at = $3
                      WHERE client_id = $4 AND version = $5",
@@ -124,10 +134,9 @@ macro_rules! sql_session_store {
                 .bind(sql_int(record.expires_at().unix_millis())?)
                 .bind(&record.client_id().as_bytes()[..])
                 .bind(sql_int(expected_version)?)
-                .execute(&self.pool)
-                .await
-                .map_err(StoreError::backend)?;
-                Ok(if done.rows_affected() == 1 {
+                .execute(lease.conn()?)
+                .await;
+                Ok(if lease.check(done)?.rows_affected() == 1 {
                     Swap::Swapped
                 } else {
                     Swap::Lost
@@ -135,22 +144,24 @@ macro_rules! sql_session_store {
             }
 
             async fn delete(&self, client_id: ClientId) -> Result<bool, StoreError> {
+                let mut lease = self.connections.lease().await?;
                 let done = sqlx::query("DELETE FROM rotauth_sessions WHERE client_id = $1")
                     .bind(&client_id.as_bytes()[..])
-                    .execute(&self.pool)
-                    .await
-                    .map_err(StoreError::backend)?;
-                Ok(done.rows_affected() > 0)
+                    .execute(lease.conn()?)
+                    .await;
+                Ok(lease.check(done)?.rows_affected() > 0)
             }
 
             async fn list(&self, user_id: &str) -> Result<Vec<SessionSummary>, StoreError> {
+                let mut lease = self.connections.lease().await?;
                 let rows = sqlx::query(
                     "SELECT client_id, expires_at FROM rotauth_sessions WHERE user_id = $1",
                 )
                 .bind(user_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(StoreError::backend)?;
+                .fetch_all(lease.conn()?)
+                .await;
+                let rows = lease.check(rows)?;
+                drop(lease);
                 rows.iter()
                     .map(|row| {
                         let client: Vec<u8> = row.try_get(0).map_err(StoreError::backend)?;
@@ -170,43 +181,58 @@ macro_rules! sql_session_store {
                 user_id: &str,
                 keep: Option<ClientId>,
             ) -> Result<usize, StoreError> {
-                let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
-                // The epoch first: in PostgreSQL this waits for inserts that hold the row,
-                // so the delete below sees what they wrote.
-                sqlx::query(super::sql::NEXT_EPOCH)
-                    .bind(user_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
                 // No session has an empty client id: `keep = None` deletes them all.
                 let keep = keep.map_or_else(Vec::new, |keep| keep.as_bytes().to_vec());
-                let done = sqlx::query(
-                    "DELETE FROM rotauth_sessions WHERE user_id = $1 AND client_id <> $2",
-                )
-                .bind(user_id)
-                .bind(&keep[..])
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::backend)?;
-                tx.commit().await.map_err(StoreError::backend)?;
+                let mut lease = self.connections.lease().await?;
+                let done = {
+                    let conn = lease.conn()?;
+                    async move {
+                        let mut tx = sqlx::Connection::begin(conn).await?;
+                        // The epoch first: in PostgreSQL this waits for inserts that hold
+                        // the row, so the delete below sees what they wrote.
+                        sqlx::query(super::sql::NEXT_EPOCH)
+                            .bind(user_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        let done = sqlx::query(
+                            "DELETE FROM rotauth_sessions WHERE user_id = $1 AND client_id <> $2",
+                        )
+                        .bind(user_id)
+                        .bind(&keep[..])
+                        .execute(&mut *tx)
+                        .await?;
+                        tx.commit().await?;
+                        Ok(done)
+                    }
+                    .await
+                };
+                let done = lease.check(done)?;
                 Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
             }
 
             async fn rename_user(&self, from: &str, to: &str) -> Result<usize, StoreError> {
-                let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
-                sqlx::query(super::sql::NEXT_EPOCH)
-                    .bind(from)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::backend)?;
-                let done =
-                    sqlx::query("UPDATE rotauth_sessions SET user_id = $2 WHERE user_id = $1")
+                let mut lease = self.connections.lease().await?;
+                let done = {
+                    let conn = lease.conn()?;
+                    async move {
+                        let mut tx = sqlx::Connection::begin(conn).await?;
+                        sqlx::query(super::sql::NEXT_EPOCH)
+                            .bind(from)
+                            .execute(&mut *tx)
+                            .await?;
+                        let done = sqlx::query(
+                            "UPDATE rotauth_sessions SET user_id = $2 WHERE user_id = $1",
+                        )
                         .bind(from)
                         .bind(to)
                         .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::backend)?;
-                tx.commit().await.map_err(StoreError::backend)?;
+                        .await?;
+                        tx.commit().await?;
+                        Ok(done)
+                    }
+                    .await
+                };
+                let done = lease.check(done)?;
                 Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
             }
 
@@ -219,6 +245,7 @@ macro_rules! sql_session_store {
                 // before: no cursor held open, memory bounded by one page.
                 let mut after: Vec<u8> = Vec::new();
                 loop {
+                    let mut lease = self.connections.lease().await?;
                     let rows = sqlx::query(
                         "SELECT client_id, record FROM rotauth_sessions
                          WHERE expires_at > $1 AND client_id > $2 ORDER BY client_id LIMIT $3",
@@ -226,9 +253,10 @@ macro_rules! sql_session_store {
                     .bind(sql_int(now.unix_millis())?)
                     .bind(&after[..])
                     .bind(super::sql::CENSUS_PAGE)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(StoreError::backend)?;
+                    .fetch_all(lease.conn()?)
+                    .await;
+                    let rows = lease.check(rows)?;
+                    drop(lease);
                     let Some(last) = rows.last() else { break };
                     after = last.try_get(0).map_err(StoreError::backend)?;
                     for row in &rows {
