@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, StatusCode};
-use rotauth::Timestamp;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::authenticator::Authenticator;
+use crate::extract::AuthRejection;
 use crate::protocol::Protocol;
 use crate::request::{Authenticated, Outcome};
 use crate::store::{BoxError, SessionStore};
@@ -26,7 +26,9 @@ use crate::store::{BoxError, SessionStore};
 /// Accepted requests reach the inner service with [`Authenticated`] in their extensions,
 /// and the protocol writes the token (if any) into the response afterwards. Refused
 /// requests get 401 in the protocol's shape and 503 when the store fails; neither reaches
-/// the inner service. Works for any tower service answering `http::Response<B>` with an
+/// the inner service. Every response it answers or passes on carries
+/// [`Decided`](crate::Decided) in its extensions, for logs and metrics. It reads the
+/// time from the authenticator ([`Authenticator::now`]). Works for any tower service answering `http::Response<B>` with an
 /// [`http_body::Body`] `B`; responses become [`axum::body::Body`].
 ///
 /// Order matters in a stack: routes added to an axum `Router` after `.layer(..)` are not
@@ -148,23 +150,27 @@ where
                 Ok(credentials) => credentials,
                 Err(refusal) => {
                     tracing::debug!(%refusal, "rotauth: refused");
-                    return Ok(protocol.refused(&refusal));
+                    return Ok(AuthRejection::refused(protocol, refusal).into_response());
                 }
             };
             let unbatch = protocol.force_rotation(&parts);
-            match auth
-                .authenticate(&credentials, Timestamp::now(), unbatch)
-                .await
-            {
+            let outcome = auth.authenticate(&credentials, auth.now(), unbatch).await;
+            let decided = outcome.decided();
+            match outcome {
                 Outcome::Served { who, reply, .. } => {
                     parts.extensions.insert(who.clone());
                     let response = inner.call(Request::from_parts(parts, body)).await?;
                     let mut response = response.map(Body::new);
                     protocol.write_reply(&who, &reply, response.headers_mut());
+                    response.extensions_mut().insert(decided);
                     Ok(response)
                 }
-                Outcome::Refused(refusal) => Ok(protocol.refused(&refusal)),
-                Outcome::Unavailable(_) => Ok(protocol.unavailable()),
+                Outcome::Refused(refusal) => {
+                    Ok(AuthRejection::refused(protocol, refusal).into_response())
+                }
+                Outcome::Unavailable(why) => {
+                    Ok(AuthRejection::unavailable(protocol, why).into_response())
+                }
             }
         })
     }

@@ -134,7 +134,8 @@ impl Authed {
         if let Some(reply) = &self.reply {
             let who = Authenticated {
                 client_id: self.client_id,
-                user_id: self.user.email.clone(),
+                user_id: self.user.session_owner(),
+                uid: self.user.email.clone(),
             };
             state.0.protocol.write_reply(&who, reply, &mut headers);
         }

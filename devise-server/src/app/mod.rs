@@ -32,7 +32,7 @@ use rotauth::rand_core::TryRng;
 use rotauth::{ClientId, DecisionKind, Rotator, Timestamp};
 use rotauth_axum::{
     Authenticated, Authenticator, BatchToken, ChangeError, Checked, Credentials, DeviseProtocol,
-    Outcome, PendingSignIn, Protocol as _, Refusal, Reply, SignedIn, StoreError, Unavailable,
+    Outcome, PendingSignIn, Protocol as _, Refusal, Reply, StoreError, Unavailable,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};

@@ -45,7 +45,7 @@ pub(super) async fn begin_sign_in<D: Database>(
 pub(super) async fn new_session<D: Database>(
     state: &AppState<D>,
     pending: PendingSignIn,
-    user: &User,
+    _user: &User,
 ) -> Result<Option<HeaderMap>, Response> {
     let signed_in = match state
         .0
@@ -57,11 +57,6 @@ pub(super) async fn new_session<D: Database>(
         Err(rotauth_axum::Error::CredentialsChanged) => return Ok(None),
         Err(rotauth_axum::Error::Store(e)) => return Err(unavailable(&e)),
         Err(other) => return Err(internal(other.to_string())),
-    };
-    // The protocol writes the session's owner as `uid`: for devise that is the email.
-    let signed_in = SignedIn {
-        user_id: user.email.clone(),
-        ..signed_in
     };
     Ok(Some(state.0.protocol.sign_in_headers(&signed_in)))
 }

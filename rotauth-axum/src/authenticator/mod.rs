@@ -1,4 +1,4 @@
-//! The request loop: rotauth's [`Exchange`] driven with the store's I/O, and sign-in,
+//! The request loop: rotauth's [`Exchange`](rotauth::exchange::Exchange) driven with the store's I/O, and sign-in,
 //! sign-out and credential changes around it: the authenticator and its settings here,
 //! the loop for one request in `requests`, sessions made and ended in `sign_in`.
 
@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rotauth::exchange::{BatchToken, Options};
-use rotauth::{KeyId, Keyring, Rotator, Timestamp};
+use rotauth::{ClientId, KeyId, Keyring, Rotator, Timestamp};
 
 pub use sign_in::PendingSignIn;
 
 use crate::error::Error;
+use crate::request::Authenticated;
+#[cfg(doc)]
+use crate::request::SignedIn;
 use crate::store::SessionStore;
 
 /// rotauth's request loop over a [`SessionStore`], written once: every request of every
@@ -23,7 +26,7 @@ use crate::store::SessionStore;
 /// [`begin_sign_in`](Self::begin_sign_in) and [`sign_in`](Self::sign_in), every change of
 /// a user's credentials through [`change_credentials`](Self::change_credentials).
 ///
-/// The loop for one request is rotauth's own [`Exchange`], which keeps every rule of it
+/// The loop for one request is rotauth's own [`Exchange`](rotauth::exchange::Exchange), which keeps every rule of it
 /// (see [`rotauth::exchange`]); the authenticator only does the I/O it asks for:
 ///
 /// 1. load the session by client id (none: 401; a claimed `uid` not its owner's: 401);
@@ -74,7 +77,11 @@ pub struct Authenticator<S> {
     options: Options,
     store_patience: Duration,
     uid_in_user_id: fn(&str) -> &str,
+    clock: Clock,
 }
+
+/// Where an authenticator reads the time: the wall clock unless set.
+type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 impl<S> Clone for Authenticator<S> {
     fn clone(&self) -> Self {
@@ -85,6 +92,7 @@ impl<S> Clone for Authenticator<S> {
             options: self.options,
             store_patience: self.store_patience,
             uid_in_user_id: self.uid_in_user_id,
+            clock: Arc::clone(&self.clock),
         }
     }
 }
@@ -121,6 +129,7 @@ impl<S: SessionStore> Authenticator<S> {
             options: Options::default(),
             store_patience: Self::STORE_PATIENCE,
             uid_in_user_id: |user_id| user_id,
+            clock: Arc::new(Timestamp::now),
         }
     }
 
@@ -166,13 +175,17 @@ impl<S: SessionStore> Authenticator<S> {
         self
     }
 
-    /// Sets where a request's claimed `uid` ([`Credentials::uid`]) is found in the user id
+    /// Sets where a request's claimed `uid` ([`Credentials::uid`](crate::Credentials::uid)) is found in the user id
     /// a session was signed in with: the whole user id unless set.
     ///
     /// For apps whose `uid` can change while the user stays (devise's email): sign in with
     /// a user id that carries a stable id and the current uid, and pass the function that
-    /// returns the uid part. The check stays in the loop, before anything is stored, and
-    /// the handler reads both from [`Authenticated::user_id`] without a query:
+    /// returns the uid part. The check stays in the loop, before anything is stored; the
+    /// handler reads both from [`Authenticated::user_id`] without a query, and the
+    /// protocol sends the uid part back ([`Authenticated::uid`], [`SignedIn::uid`]). When
+    /// the uid changes, [`rename_user`](Self::rename_user) moves the sessions, and
+    /// [`Rotation::rename_user`](crate::Rotation::rename_user) also makes the response
+    /// carry the new uid:
     ///
     /// ```
     /// # use rotauth::{Config, KeyId, Keyring, Rotator};
@@ -187,6 +200,53 @@ impl<S: SessionStore> Authenticator<S> {
     pub fn uid_in_user_id(mut self, uid_in_user_id: fn(&str) -> &str) -> Self {
         self.uid_in_user_id = uid_in_user_id;
         self
+    }
+
+    /// Sets where the time of every decision and sign-in is read: [`Timestamp::now`]
+    /// unless set. The [`AuthLayer`](crate::AuthLayer), the extractors and
+    /// [`sign_in`](Self::sign_in) read it through [`now`](Self::now); methods that take a
+    /// `now` use the one given.
+    ///
+    /// For tests that move time on (a virtual clock), and for apps that keep one clock
+    /// for everything they decide:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::sync::atomic::{AtomicU64, Ordering};
+    /// # use rotauth::{Config, KeyId, Keyring, Rotator, Timestamp};
+    /// # use rotauth_axum::{Authenticator, MemoryStore};
+    /// # let rotator = Rotator::new(Keyring::new(KeyId(1), &[7u8; 32]).unwrap(), Config::default());
+    /// let millis = Arc::new(AtomicU64::new(1_000));
+    /// let clock = Arc::clone(&millis);
+    /// let auth = Authenticator::new(rotator, MemoryStore::new())
+    ///     .clock(move || Timestamp::from_unix_millis(clock.load(Ordering::Relaxed)));
+    /// millis.store(6_000, Ordering::Relaxed);
+    /// assert_eq!(auth.now(), Timestamp::from_unix_millis(6_000));
+    /// ```
+    #[must_use]
+    pub fn clock(mut self, clock: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The time now, as the [`clock`](Self::clock) says.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    /// The part of `user_id` a request claims (see [`uid_in_user_id`](Self::uid_in_user_id)).
+    pub(crate) fn uid_in<'a>(&self, user_id: &'a str) -> &'a str {
+        (self.uid_in_user_id)(user_id)
+    }
+
+    /// Who a request of `client_id`'s session, signed in as `user_id`, belongs to.
+    pub(crate) fn who(&self, client_id: ClientId, user_id: String) -> Authenticated {
+        Authenticated {
+            client_id,
+            uid: self.uid_in(&user_id).to_owned(),
+            user_id,
+        }
     }
 
     /// The store.

@@ -7,7 +7,7 @@ use rotauth::exchange::{Answer, Exchange, Loaded, Step, Swapped};
 use rotauth::{ClientId, Timestamp};
 
 use super::Authenticator;
-use crate::request::{Authenticated, Checked, Credentials, Outcome, Unavailable};
+use crate::request::{Checked, Credentials, Outcome, Unavailable};
 use crate::store::{Record, SessionStore, StoreError, Swap};
 
 impl<S: SessionStore> Authenticator<S> {
@@ -38,7 +38,7 @@ impl<S: SessionStore> Authenticator<S> {
             ) => {
                 tracing::debug!(%client_id, decision = decision.as_str(), lost_swaps, "rotauth: served");
                 Outcome::Served {
-                    who: Authenticated { client_id, user_id },
+                    who: self.who(client_id, user_id),
                     reply,
                     decision,
                     lost_swaps: usize::try_from(lost_swaps).unwrap_or(usize::MAX),
@@ -60,7 +60,7 @@ impl<S: SessionStore> Authenticator<S> {
         let client_id = credentials.client_id;
         match self.drive(exchange, credentials).await {
             (Answer::Accepted { decision }, Some(user_id), _) => Checked::Accepted {
-                who: Authenticated { client_id, user_id },
+                who: self.who(client_id, user_id),
                 decision,
             },
             (Answer::Refuse(refusal), _, _) => Checked::Refused(refusal),
@@ -89,7 +89,7 @@ impl<S: SessionStore> Authenticator<S> {
                         let claim_matches = credentials
                             .uid
                             .as_deref()
-                            .is_none_or(|uid| uid == (self.uid_in_user_id)(&stored.user_id));
+                            .is_none_or(|uid| uid == self.uid_in(&stored.user_id));
                         let version = stored.record.version();
                         let session = stored.record.into_session();
                         user_id = Some(stored.user_id);

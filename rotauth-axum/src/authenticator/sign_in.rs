@@ -55,7 +55,7 @@ impl<S: SessionStore> Authenticator<S> {
     ///
     /// As [`sign_in_with`](Self::sign_in_with).
     pub async fn sign_in(&self, pending: PendingSignIn) -> Result<SignedIn, Error> {
-        self.sign_in_with(pending, &mut getrandom::SysRng, Timestamp::now())
+        self.sign_in_with(pending, &mut getrandom::SysRng, self.now())
             .await
     }
 
@@ -105,6 +105,7 @@ impl<S: SessionStore> Authenticator<S> {
         tracing::debug!(client_id = %session.client_id(), "rotauth: signed in");
         Ok(SignedIn {
             client_id: session.client_id(),
+            uid: self.uid_in(&user_id).to_owned(),
             user_id,
             token,
             expires_at: session.expires_at(),
