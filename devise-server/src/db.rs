@@ -122,9 +122,10 @@ pub trait Database: Clone + Send + Sync + 'static {
     /// around it by the caller (`Authenticator::change_credentials`).
     fn delete_user(&self, user: &User) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// One round trip that reads at most a row of each table the server uses: whether
-    /// the database answers and its tables are there (`GET /readyz`). The caller bounds
-    /// its time.
+    /// Whether the database answers and its tables are there (`GET /readyz`): a row at
+    /// most of the `users` table, then the session store's own check
+    /// (`SessionStore::ping`), so a missing table or a lost permission shows as well as a
+    /// database that does not answer. The caller bounds its time.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Where the database is, without any password: for the start-up log line.
@@ -249,11 +250,11 @@ macro_rules! sql_database {
             }
 
             async fn ping(&self) -> Result<(), StoreError> {
-                sqlx::query(PING)
+                sqlx::query("SELECT 1 FROM users LIMIT 1")
                     .execute(&self.pool)
                     .await
-                    .map(drop)
-                    .map_err(StoreError::backend)
+                    .map_err(StoreError::backend)?;
+                self.sessions().ping().await
             }
 
             fn describe(&self) -> String {
@@ -262,12 +263,6 @@ macro_rules! sql_database {
         }
     };
 }
-
-/// The readiness query: a row at most from each of the server's tables (the users, and
-/// rotauth-axum's sessions and epochs), so a missing table or a lost permission shows as
-/// well as a database that does not answer.
-const PING: &str = "SELECT (SELECT 1 FROM users LIMIT 1), \
-     (SELECT 1 FROM rotauth_sessions LIMIT 1), (SELECT 1 FROM rotauth_user_epochs LIMIT 1)";
 
 /// How long a statement waits for SQLite's write lock, or a request for a pooled
 /// connection, before the request answers 503.

@@ -838,8 +838,9 @@ async fn a_database_error_is_503_without_a_token() {
         .sql()
         .execute_batch("DROP TABLE rotauth_sessions")
         .unwrap();
-    let unavailable =
-        r#"{"success":false,"errors":["Service unavailable, please try again later."]}"#;
+    // The protocol's 503 (rotauth-axum's `DeviseProtocol`), for the loop's failures and
+    // the server's own alike.
+    let unavailable = r#"{"errors":["Service unavailable, please try again later."]}"#;
     let resp = http.get("/demo/members_only", &auth).await;
     assert_eq!(resp.status, 503);
     json_eq(&resp, unavailable);
@@ -848,6 +849,8 @@ async fn a_database_error_is_503_without_a_token() {
     let body = json!({"email": "uma@example.com", "password": PASSWORD}).to_string();
     let resp = http.post("/auth/sign_in", &body).await;
     assert_eq!(resp.status, 503);
+    json_eq(&resp, unavailable);
+    assert_eq!(resp.header("retry-after"), Some("1"));
     no_token(&resp);
     let resp = http
         .send(Method::DELETE, "/auth/sign_out", &auth.headers(), None)

@@ -86,7 +86,7 @@ pub struct Rotation<S, P> {
     protocol: P,
 }
 
-impl<S: SessionStore, P: Protocol> Rotation<S, P> {
+impl<S, P> Rotation<S, P> {
     /// Who the request belongs to.
     #[must_use]
     pub fn who(&self) -> &Authenticated {
@@ -99,7 +99,9 @@ impl<S: SessionStore, P: Protocol> Rotation<S, P> {
     pub fn decided(&self) -> Decided {
         self.decided
     }
+}
 
+impl<S: SessionStore, P: Protocol> Rotation<S, P> {
     /// Moves every session of this request's user to `to`
     /// ([`Authenticator::rename_user`]), and makes this response name the user by its new
     /// uid: for an app whose `uid` changes (devise's email), so that the client takes the
@@ -239,7 +241,7 @@ pub struct Check<S, P> {
     protocol: P,
 }
 
-impl<S: SessionStore, P: Protocol> Check<S, P> {
+impl<S, P> Check<S, P> {
     /// Who the request belongs to.
     #[must_use]
     pub fn who(&self) -> &Authenticated {
@@ -252,7 +254,9 @@ impl<S: SessionStore, P: Protocol> Check<S, P> {
     pub fn decision(&self) -> DecisionKind {
         self.decision
     }
+}
 
+impl<S: SessionStore, P: Protocol> Check<S, P> {
     /// Runs the rotating loop for the same credentials now, storing its decision, as a
     /// [`Rotation`] extracted at this point would: after the slow work the check came
     /// before. `force` rotates inside the batch window even if the request did not ask
