@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use base64ct::{Base64, Encoding};
-use client::{Auth, Http, Resp, TempDir, assert_record};
+use client::{Auth, Http, JsonBody, Resp, TempDir, assert_record};
 use devise_server::cli;
 use rotauth::Token;
 use serde_json::{Value, json};
