@@ -1129,6 +1129,10 @@ fn flags_parse_and_bad_ones_are_refused() {
     ] {
         assert!(parse(bad).is_err(), "{bad:?}");
     }
+    // A flag of fixed values names them, without repeating what was given.
+    let refused = parse(&["--mode", "lax"]).unwrap_err();
+    assert!(refused.contains("expected strict or recover"), "{refused}");
+    assert!(!refused.contains("lax"), "{refused}");
     let cli::Command::Run(cli) =
         parse(&["--batch-window-ms", "100000", "--lifespan-secs", "10"]).unwrap()
     else {
