@@ -2,14 +2,13 @@
 //!
 //! The server maps nothing of the request loop: routes that authenticate take
 //! rotauth-axum's extractors, which read devise's headers with its `DeviseProtocol` and
-//! decide with its `Authenticator`: a [`Session`](state::Session) (`Rotation`) for the
-//! routes that rotate, stored before the handler runs and written into the response it is
-//! returned with, or a [`Checked`](state::Checked) (`Check`) for the ones that store
-//! nothing (sign-out, account deletion) or rotate after slow work (account changes). A
-//! route chooses only the body of its refusal; a 503 is always the protocol's. The
-//! handlers answer errors with `?` ([`error::AppError`]), read bodies with one extractor
-//! ([`body::Body`]), and note what they did for the log, which one middleware writes and
-//! which also counts every decision ([`log`]).
+//! decide with its `Authenticator`: a `Session` (`Rotation`) for the routes that rotate,
+//! stored before the handler runs and written into the response it is returned with, or a
+//! `Checked` (`Check`) for the ones that store nothing (sign-out, account deletion) or
+//! rotate after slow work (account changes). A route chooses only the body of its
+//! refusal; a 503 is always the protocol's. The handlers answer errors with `?` (`error`),
+//! read bodies with one extractor (`body`), and note what they did for the log, which one
+//! middleware writes and which also counts every decision (`log`).
 
 mod account;
 mod auth;

@@ -103,7 +103,7 @@ impl<D: Database> Clone for AppState<D> {
     }
 }
 
-/// How rotauth-axum's extractors ([`Session`], [`Checked`]) find the request loop.
+/// How rotauth-axum's extractors (`Session`, `Checked`) find the request loop.
 impl<D: Database> FromRef<AppState<D>> for Authenticator<D::Sessions> {
     fn from_ref(state: &AppState<D>) -> Self {
         state.0.auth.clone()
@@ -184,7 +184,8 @@ impl<D: Database> AppState<D> {
         self.0.throttle.purge();
     }
 
-    /// This server's time, as every decision reads it (see [`clock`]).
+    /// This server's time, as every decision reads it: the wall clock shifted by
+    /// `--clock-offset-ms`.
     pub fn now(&self) -> Timestamp {
         self.0.auth.now()
     }
