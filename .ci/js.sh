@@ -2,8 +2,9 @@
 # rotauth for JavaScript: the npm package in wasm/js/. Installs what it needs on a fresh
 # Debian machine (Debian's chromium and binaryen; Deno, Bun, workerd, esbuild, playwright-core and
 # TypeScript from npm with the committed lock file), builds the zero-import module once,
-# checks the type declarations, packs the package, and runs the one suite in Node, Deno,
-# Bun, workerd and headless Chromium. Prints the time of each step; any failure fails it.
+# checks the type declarations, packs the package, runs the one suite in Node, Deno,
+# Bun, workerd and headless Chromium, and the parity scenarios (parity/scenarios/) in
+# Node. Prints the time of each step; any failure fails it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +53,7 @@ step "build the module" bash wasm/build.sh
 step "types (tsc)" bash -c "cd $js && node_modules/.bin/tsc -p test/tsconfig.json"
 step "npm pack" pack
 step "node" bash -c "cd $js && node --test-reporter=spec test/node.test.js"
+step "parity (node)" bash -c "cd $js && node --test-reporter=spec test/parity.test.js"
 step "deno" bash -c "cd $js && node_modules/.bin/deno run --allow-read --no-prompt test/run.js"
 step "bun" bash -c "cd $js && node_modules/.bin/bun test/run.js"
 step "workerd" bash -c "cd $js && node test/run-workerd.mjs"

@@ -108,6 +108,11 @@ pub struct Cli {
         allow_negative_numbers = true
     )]
     pub clock_offset_ms: i64,
+    /// TESTS ONLY (a build with the `test-clock` feature): this server's clock reads the
+    /// Unix milliseconds written in PATH, at every decision, instead of the system clock.
+    #[cfg(feature = "test-clock")]
+    #[arg(long, value_name = "PATH")]
+    pub test_clock_file: Option<PathBuf>,
     /// TESTS ONLY: argon2 with 1 MiB and one pass, so test suites can sign up hundreds of
     /// users quickly; never in production.
     #[arg(long = "insecure-fast-hashing")]
@@ -144,6 +149,15 @@ const KEY_FLAG_REFUSED: &str = "the signing key is never taken from the command 
     every user of the machine can read it: set ROTAUTH_KEY in the environment or use --key-file PATH";
 
 impl Cli {
+    /// The clock these flags set.
+    pub fn clock(&self) -> crate::clock::Clock {
+        #[cfg(feature = "test-clock")]
+        if let Some(path) = &self.test_clock_file {
+            return crate::clock::Clock::from_file(path.clone(), self.clock_offset_ms);
+        }
+        crate::clock::Clock::shifted(self.clock_offset_ms)
+    }
+
     /// The abuse limits these flags set.
     pub fn limits(&self) -> Limits {
         let defaults = Limits::default();
@@ -328,7 +342,7 @@ pub fn settings(cli: &Cli, keyring: Keyring, log: LogSink) -> Result<Settings, S
         } else {
             argon2::Params::default()
         },
-        clock_offset_ms: cli.clock_offset_ms,
+        clock: cli.clock(),
         metrics: cli.metrics,
     })
 }

@@ -1,5 +1,6 @@
 //! A devise_token_auth-compatible auth server on rotauth, as a library: the routes and their
-//! state (`app`), the request bodies they read (`bodies`), the accept loop and its drain at
+//! state (`app`), the request bodies they read (`bodies`), the time they decide at
+//! (`clock`), the accept loop and its drain at
 //! a stop signal (`connections`), the command line (`cli`), the signing keys (`keys`), the
 //! accounts and sessions in SQLite or PostgreSQL (`db`), how emails are compared
 //! (`email`), liveness and readiness (`health`), the abuse limits (`limits`), password
@@ -20,6 +21,8 @@ pub mod bodies;
 pub mod cli;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "server")]
+pub mod clock;
 #[cfg(feature = "server")]
 pub mod connections;
 #[cfg(feature = "server")]

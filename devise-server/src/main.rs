@@ -120,6 +120,13 @@ async fn run(mut cli: cli::Cli) -> Result<(), String> {
             "ROTAUTH_KEY is not set; using a random key, so sessions will not survive a restart"
         );
     }
+    #[cfg(feature = "test-clock")]
+    if let Some(path) = &cli.test_clock_file {
+        tracing::warn!(
+            "--test-clock-file {}: this server's clock is read from a file (tests only)",
+            path.display()
+        );
+    }
     if cli.clock_offset_ms != 0 {
         tracing::warn!(
             "--clock-offset-ms {}: this server's clock is shifted (tests only)",

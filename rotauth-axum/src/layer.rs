@@ -27,9 +27,10 @@ use crate::store::{BoxError, SessionStore};
 /// and the protocol writes the token (if any) into the response afterwards. Refused
 /// requests get 401 in the protocol's shape and 503 when the store fails; neither reaches
 /// the inner service. Every response it answers or passes on carries
-/// [`Decided`](crate::Decided) in its extensions, for logs and metrics. It reads the
-/// time from the authenticator ([`Authenticator::now`]). Works for any tower service answering `http::Response<B>` with an
-/// [`http_body::Body`] `B`; responses become [`axum::body::Body`].
+/// [`Decided`](crate::Decided) in its extensions, for logs and metrics. A request is
+/// decided at the authenticator's time when it arrives ([`Authenticator::now`]). Works for
+/// any tower service answering `http::Response<B>` with an [`http_body::Body`] `B`;
+/// responses become [`axum::body::Body`].
 ///
 /// Order matters in a stack: routes added to an axum `Router` after `.layer(..)` are not
 /// behind it (put sign-in there), and a CORS layer must be outside this one (added after
@@ -69,12 +70,13 @@ impl<S, P: std::fmt::Debug> std::fmt::Debug for AuthLayer<S, P> {
         f.debug_struct("AuthLayer")
             .field("auth", &self.auth)
             .field("protocol", &self.protocol)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl<S: SessionStore, P: Protocol> AuthLayer<S, P> {
-    /// A layer deciding with `auth` and speaking `protocol`.
+    /// A layer deciding with `auth` and speaking `protocol`, at the authenticator's time
+    /// ([`Authenticator::clock`]).
     #[must_use]
     pub fn new(auth: Authenticator<S>, protocol: P) -> Self {
         Self { auth, protocol }
@@ -116,7 +118,7 @@ impl<I: std::fmt::Debug, S, P: std::fmt::Debug> std::fmt::Debug for AuthService<
             .field("inner", &self.inner)
             .field("auth", &self.auth)
             .field("protocol", &self.protocol)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -144,6 +146,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         let protocol = self.protocol.clone();
+        // The time the request arrived, whatever it waits for after.
+        let now = self.auth.now();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             let credentials = match protocol.credentials(&parts) {
@@ -154,7 +158,7 @@ where
                 }
             };
             let unbatch = protocol.force_rotation(&parts);
-            let outcome = auth.authenticate(&credentials, auth.now(), unbatch).await;
+            let outcome = auth.authenticate(&credentials, now, unbatch).await;
             let decided = outcome.decided();
             match outcome {
                 Outcome::Served { who, reply, .. } => {

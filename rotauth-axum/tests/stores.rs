@@ -1103,27 +1103,9 @@ async fn the_uid_is_checked_against_its_part_of_the_user_id() {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
-    use rotauth_axum::{SessionStore as _, SqliteStore};
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    use rotauth_axum::SessionStore as _;
 
-    /// A fresh database file per test, in WAL mode, removed by the OS temp cleaner.
-    async fn store() -> SqliteStore {
-        let path = std::env::temp_dir().join(format!("{}.db", super::unique("rotauth-axum")));
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .unwrap();
-        let store = SqliteStore::new(pool);
-        store.migrate().await.unwrap();
-        store
-    }
-
-    contract!("sqlite", store().await);
+    contract!("sqlite", super::common::stores::sqlite().await);
 
     /// The SQL stores' ping reads both of their tables: a missing one fails it, as a
     /// readiness check must.
@@ -1133,7 +1115,7 @@ mod sqlite {
             "DROP TABLE rotauth_sessions",
             "DROP TABLE rotauth_user_epochs",
         ] {
-            let store = store().await;
+            let store = super::common::stores::sqlite().await;
             store.ping().await.unwrap();
             sqlx::query(drop).execute(store.pool()).await.unwrap();
             assert!(store.ping().await.is_err(), "{drop}");
@@ -1143,57 +1125,10 @@ mod sqlite {
 
 #[cfg(feature = "postgres")]
 mod postgres {
-    use rotauth_axum::PostgresStore;
-    use sqlx::postgres::PgPoolOptions;
-
-    const VAR: &str = "ROTAUTH_TEST_DATABASE_URL";
-
-    async fn store() -> PostgresStore {
-        let url = std::env::var(VAR).unwrap_or_else(|_| {
-            panic!(
-                "{VAR} is not set: run the PostgreSQL tests under `bash scripts/with-postgres.sh` \
-                 or `bash scripts/with-services.sh` (e.g. `bash scripts/with-services.sh cargo \
-                 test -p rotauth-axum --all-features`)"
-            )
-        });
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .connect(&url)
-            .await
-            .unwrap();
-        let store = PostgresStore::new(pool);
-        // Concurrent `CREATE TABLE IF NOT EXISTS` can collide in PostgreSQL's catalog; one
-        // test at a time migrates.
-        static MIGRATED: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
-        let mut migrated = MIGRATED.lock().await;
-        if !*migrated {
-            store.migrate().await.unwrap();
-            *migrated = true;
-        }
-        store
-    }
-
-    contract!("postgres", store().await);
+    contract!("postgres", super::common::stores::postgres().await);
 }
 
 #[cfg(feature = "redis")]
 mod redis {
-    use rotauth_axum::RedisStore;
-
-    const VAR: &str = "ROTAUTH_TEST_REDIS_URL";
-
-    async fn store() -> RedisStore {
-        let url = std::env::var(VAR).unwrap_or_else(|_| {
-            panic!(
-                "{VAR} is not set: run the Redis tests under `bash scripts/with-redis.sh` or \
-                 `bash scripts/with-services.sh` (e.g. `bash scripts/with-services.sh cargo \
-                 test -p rotauth-axum --all-features`)"
-            )
-        });
-        let client = ::redis::Client::open(url).unwrap();
-        let manager = ::redis::aio::ConnectionManager::new(client).await.unwrap();
-        RedisStore::new(manager).with_prefix(&format!("{}:", super::unique("t")))
-    }
-
-    contract!("redis", store().await);
+    contract!("redis", super::common::stores::redis().await);
 }

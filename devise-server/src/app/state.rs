@@ -9,6 +9,7 @@ use rotauth::rand_core::TryRng;
 use rotauth::{Rotator, Timestamp};
 use rotauth_axum::{AuthRejection, Authenticator, BatchToken, Check, DeviseProtocol, Rotation};
 
+use crate::clock::Clock;
 use crate::db::{self, Database};
 use crate::health::Readiness;
 use crate::limits::{Limits, Throttle};
@@ -66,17 +67,16 @@ pub struct Settings {
     pub limits: Limits,
     /// Password hashing cost.
     pub argon2: argon2::Params,
-    /// `--clock-offset-ms`: added to the wall clock for every decision (tests of instances
-    /// whose clocks disagree).
-    pub clock_offset_ms: i64,
+    /// The time every decision is made at (`--clock-offset-ms`, `--test-clock-file`).
+    pub clock: Clock,
     /// `--metrics`: serve `GET /metrics`.
     pub metrics: bool,
 }
 
 pub(super) struct Inner<D: Database> {
     pub(super) db: D,
-    /// rotauth-axum's request loop over the database's session store, deciding with
-    /// [`clock`]'s time.
+    /// rotauth-axum's request loop over the database's session store, deciding at the
+    /// time of the server's [`Clock`].
     pub(super) auth: Authenticator<D::Sessions>,
     pub(super) log: LogSink,
     pub(super) cors_origins: Vec<HeaderValue>,
@@ -128,11 +128,11 @@ impl<D: Database> AppState<D> {
             .map_err(|e| format!("password hashing failed: {e}"))?;
         let hashing = Hasher::new(settings.limits.concurrent_hashes);
         let throttle = Throttle::new(&settings.limits);
-        let offset_ms = settings.clock_offset_ms;
+        let clock = settings.clock;
         let auth = Authenticator::new(settings.rotator, db.sessions())
             .batch_token(settings.batch_token)
             .uid_in_user_id(db::uid_in_session_owner)
-            .clock(move || clock(offset_ms));
+            .clock(move || clock.now());
         Ok(Self(Arc::new(Inner {
             db,
             auth,
@@ -184,22 +184,9 @@ impl<D: Database> AppState<D> {
         self.0.throttle.purge();
     }
 
-    /// This server's time, as every decision reads it: the wall clock shifted by
-    /// `--clock-offset-ms`.
+    /// This server's time (`crate::clock`), as every decision and sign-in reads it: the
+    /// authenticator is given the clock, and this asks the authenticator.
     pub fn now(&self) -> Timestamp {
         self.0.auth.now()
     }
-}
-
-/// This server's clock: the wall clock shifted by `--clock-offset-ms`. The one place the
-/// server reads the time: the authenticator decides every request and sign-in with it,
-/// and [`AppState::now`] asks the authenticator.
-fn clock(offset_ms: i64) -> Timestamp {
-    let wall = Timestamp::now().unix_millis();
-    let shifted = if offset_ms >= 0 {
-        wall.saturating_add(offset_ms.unsigned_abs())
-    } else {
-        wall.saturating_sub(offset_ms.unsigned_abs())
-    };
-    Timestamp::from_unix_millis(shifted)
 }

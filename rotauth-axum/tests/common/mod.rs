@@ -17,6 +17,7 @@
 pub mod load;
 pub mod proxy;
 pub mod servers;
+pub mod stores;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

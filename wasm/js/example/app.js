@@ -37,11 +37,12 @@ const userJson = (user) => ({ id: user.id, email: user.email, uid: user.email, p
 /**
  * The app. `rotator` from `createRotator`; `store` a `SessionStore` (default in memory);
  * `passwordIterations` the PBKDF2 cost (default 600 000, OWASP's figure for SHA-256);
- * `origins` the browser origins allowed to call it (CORS, as devise apps set up rack-cors).
+ * `origins` the browser origins allowed to call it (CORS, as devise apps set up rack-cors);
+ * `clock` (Unix ms) and `echoCurrent` as the middleware takes them.
  */
-export function createApp({ rotator, store = new MemoryStore(), clock = Date.now, passwordIterations = 600_000, origins = [] }) {
+export function createApp({ rotator, store = new MemoryStore(), clock = Date.now, echoCurrent = false, passwordIterations = 600_000, origins = [] }) {
   const users = new Map();
-  const auth = { rotator, store, clock };
+  const auth = { rotator, store, clock, echoCurrent };
   const app = new Hono();
   if (origins.length > 0) {
     // Clients read the devise headers from responses, and send whatever headers they like
