@@ -3,8 +3,9 @@
 # Debian machine (Debian's chromium and binaryen; Deno, Bun, workerd, esbuild, playwright-core and
 # TypeScript from npm with the committed lock file), builds the zero-import module once,
 # checks the type declarations, packs the package, runs the one suite in Node, Deno,
-# Bun, workerd and headless Chromium, and the parity scenarios (parity/scenarios/) in
-# Node. Prints the time of each step; any failure fails it.
+# Bun, workerd and headless Chromium, the parity scenarios (parity/scenarios/) in Node, and
+# the client's suite (`rotauth/client`, compiled from TypeScript) in Node, Deno, Bun and
+# Chromium. Prints the time of each step; any failure fails it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +41,7 @@ pack() {
   # The package must carry the module, its inline copy and the declarations.
   local listing
   listing=$(tar -tzf "$tarball")
-  for file in lib/rotauth.wasm lib/wasm-inline.js lib/index.js lib/workerd.js lib/core.js lib/hono.js lib/index.d.ts lib/hono.d.ts README.md; do
+  for file in lib/rotauth.wasm lib/wasm-inline.js lib/index.js lib/workerd.js lib/core.js lib/exchange.js lib/errors.js lib/layout.js lib/hono.js lib/index.d.ts lib/hono.d.ts lib/client.js lib/client.d.ts README.md; do
     grep -qx "package/$file" <<<"$listing" || { echo "npm pack: $file missing"; return 1; }
   done
   echo "package: $(basename "$tarball"), $(wc -c <"$tarball") bytes packed, $(tar -xzOf "$tarball" | wc -c) bytes unpacked, $(wc -l <<<"$listing") files"
@@ -51,6 +52,7 @@ js=wasm/js
 step "install" install
 step "build the module" bash wasm/build.sh
 step "types (tsc)" bash -c "cd $js && node_modules/.bin/tsc -p test/tsconfig.json"
+step "client (tsc)" bash -c "cd $js && npm run --silent build:client && node_modules/.bin/tsc -p test/client/tsconfig.json"
 step "npm pack" pack
 step "node" bash -c "cd $js && node --test-reporter=spec test/node.test.js"
 step "parity (node)" bash -c "cd $js && node --test-reporter=spec test/parity.test.js"
@@ -58,6 +60,13 @@ step "deno" bash -c "cd $js && node_modules/.bin/deno run --allow-read --no-prom
 step "bun" bash -c "cd $js && node_modules/.bin/bun test/run.js"
 step "workerd" bash -c "cd $js && node test/run-workerd.mjs"
 step "chromium" bash -c "cd $js && node test/run-browser.mjs"
+step "client: node" bash -c "cd $js && node --test-reporter=spec test/client/node.test.js"
+step "client: deno" bash -c "cd $js && node_modules/.bin/deno run --allow-read --no-prompt test/client/run.js"
+step "client: bun" bash -c "cd $js && node_modules/.bin/bun test/client/run.js"
+step "client: chromium" bash -c "cd $js && node test/run-browser.mjs wasm/js/test/client/browser.html"
+# Five tabs per client in one Chromium context, against the naive client: no 401 and no
+# sign-out for rotauth/client (`--duration=120` or more for the figures).
+step "client: many tabs" bash -c "cd $js && node test/tabs.mjs --duration=20 --latency=50 --reload=burst --check"
 # The benchmark's figures mean nothing on a shared runner: run it once in its quick mode so
 # that it cannot rot (`node bench/bench.mjs` for the figures).
 step "bench (smoke)" bash -c "cd $js && node bench/bench.mjs --quick"

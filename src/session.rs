@@ -63,6 +63,16 @@ impl FromStr for ClientId {
     }
 }
 
+impl ClientId {
+    /// The text form (22 characters of unpadded base64url, devise's `client` header),
+    /// written into `out` as ASCII bytes: for hosts that pass it on as bytes, without the
+    /// formatting machinery of `Display`.
+    pub fn write_text(&self, out: &mut [u8; Self::TEXT_LEN]) {
+        // 16 bytes are exactly 22 characters: the encoding cannot run out of room.
+        let _ = Base64UrlUnpadded::encode(&self.0, out);
+    }
+}
+
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut text = [0u8; Self::TEXT_LEN];
@@ -587,6 +597,9 @@ mod tests {
         let id = ClientId([0xfb; 16]);
         let text = format!("{id}");
         assert_eq!(text.len(), ClientId::TEXT_LEN);
+        let mut out = [0u8; ClientId::TEXT_LEN];
+        id.write_text(&mut out);
+        assert_eq!(out, text.as_bytes(), "the same text without fmt");
         assert_eq!(text.parse::<ClientId>(), Ok(id));
         assert_eq!("short".parse::<ClientId>(), Err(ParseClientIdError));
         assert_eq!(

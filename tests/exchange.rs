@@ -73,7 +73,7 @@ impl Store {
 
 /// A racer: its exchange, the step it waits on, the token it presents, how often it loaded.
 struct Racer<'a> {
-    exchange: Exchange<'a>,
+    exchange: Exchange,
     step: Option<Step>,
     presented: &'a Token,
     loads: u32,
@@ -467,6 +467,23 @@ fn each_path_asks_for_what_it_needs() {
         Step::Answer(Answer::Refuse(Refusal::Rejected(RejectReason::Malformed(
             _
         ))))
+    ));
+    // Without a session the text is not looked at: unknown session, as the decision says.
+    let (mut exchange, _) = Exchange::new("not a token", last, Options::default());
+    assert!(matches!(
+        exchange.loaded(&rotator, Loaded::Missing),
+        Step::Answer(Answer::Refuse(Refusal::Rejected(
+            RejectReason::UnknownSession
+        )))
+    ));
+    // The exchange owns what it needs of the text: a host may drop the request's text
+    // and drive the exchange later (an asynchronous host keeps it in a table).
+    let text = texts[3].as_str().to_owned();
+    let (mut exchange, _) = Exchange::new(&text, at(last, WINDOW_MS + 1), Options::default());
+    drop(text);
+    assert!(matches!(
+        exchange.loaded(&rotator, found),
+        Step::Store { .. }
     ));
     for loaded in [Loaded::Missing, Loaded::Corrupt] {
         let (mut exchange, _) = Exchange::new(texts[3].as_str(), last, Options::default());

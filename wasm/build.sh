@@ -3,7 +3,9 @@
 # package: js/lib/rotauth.wasm (for workerd and bundlers that import .wasm) and
 # js/lib/wasm-inline.js (the same bytes as base64, for every other runtime). The module is
 # shrunk by binaryen's `wasm-opt -Oz` (Debian's `binaryen`: about 10% smaller, no slower).
-# Fails if the module imports anything or is not under 25 KB.
+# Fails if the module imports anything or is not under 44 KB: it was 22.5 KB before it
+# held the request loop (rotauth's exchange and its handle table), and Cargo.toml's
+# opt-level trades size for speed (24 KB at "s").
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,10 +16,13 @@ fi
 cargo build --quiet --release --target wasm32-unknown-unknown
 built=target/wasm32-unknown-unknown/release/rotauth_wasm.wasm
 module=js/lib/rotauth.wasm
-# The features rustc enables by default for wasm32-unknown-unknown (the stripped module
-# carries no target_features section for wasm-opt to read them from).
+# The features rustc enables by default for wasm32-unknown-unknown, and SIMD, which
+# .cargo/config.toml adds (the stripped module carries no target_features section for
+# wasm-opt to read them from). -Oz: -O3 and -O4 measured no faster here (within 3 %) and
+# larger; the speed is rustc's (Cargo.toml's opt-level).
 wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-  --enable-mutable-globals --enable-multivalue --enable-reference-types "$built" -o "$module"
+  --enable-mutable-globals --enable-multivalue --enable-reference-types --enable-simd \
+  "$built" -o "$module"
 echo "rustc: $(wc -c <"$built") bytes, wasm-opt -Oz: $(wc -c <"$module") bytes"
 node -e '
   const { readFileSync, writeFileSync } = require("node:fs");
@@ -28,8 +33,8 @@ node -e '
     console.error(`the module imports ${imports.map((i) => `${i.module}.${i.name}`).join(", ")}`);
     process.exit(1);
   }
-  if (bytes.length >= 25_000) {
-    console.error(`the module is ${bytes.length} bytes, over the 25 KB budget`);
+  if (bytes.length >= 44_000) {
+    console.error(`the module is ${bytes.length} bytes, over the 44 KB budget`);
     process.exit(1);
   }
   writeFileSync(out,

@@ -61,7 +61,7 @@ use crate::decision::{Decision, DecisionKind, RejectReason, Request};
 use crate::rotator::Rotator;
 use crate::session::Session;
 use crate::time::Timestamp;
-use crate::token::Token;
+use crate::token::{Token, TokenError};
 
 mod answers;
 mod options;
@@ -89,11 +89,12 @@ pub fn current_for(rotator: &Rotator, kept: &Session, held: &Token) -> Option<To
 /// module docs for the rules it keeps and an example host loop.
 ///
 /// `Debug` does not show the presented token.
-pub struct Exchange<'a> {
-    /// The token as sent, for a decision when it does not parse (the decision then says
-    /// why), and parsed once otherwise.
-    text: &'a str,
-    token: Option<Token>,
+pub struct Exchange {
+    /// The token as sent, parsed once; or why it is not one, which is the refusal once a
+    /// session is found (a missing session is refused as such first, as the decision does).
+    /// Owned, so that an exchange outlives the request's text: a host whose I/O is
+    /// asynchronous keeps exchanges in a table between its steps.
+    token: Result<Token, TokenError>,
     now: Timestamp,
     options: Options,
     store: bool,
@@ -140,7 +141,7 @@ enum Send {
     Nothing,
 }
 
-impl fmt::Debug for Exchange<'_> {
+impl fmt::Debug for Exchange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Exchange")
             .field("now", &self.now)
@@ -150,10 +151,10 @@ impl fmt::Debug for Exchange<'_> {
     }
 }
 
-impl<'a> Exchange<'a> {
+impl Exchange {
     /// An exchange for a request presenting `token` (as sent) at `now`, which stores what
     /// it decides before answering. The first step is always [`Step::Load`].
-    pub fn new(token: &'a str, now: Timestamp, options: Options) -> (Self, Step) {
+    pub fn new(token: &str, now: Timestamp, options: Options) -> (Self, Step) {
         (Self::start(token, now, options, true), Step::Load)
     }
 
@@ -163,17 +164,16 @@ impl<'a> Exchange<'a> {
     /// and for a check before slow work that a full exchange commits later. A replay that
     /// the policy revokes still deletes its session. It answers [`Answer::Accepted`],
     /// never [`Answer::Serve`].
-    pub fn check(token: &'a str, now: Timestamp) -> (Self, Step) {
+    pub fn check(token: &str, now: Timestamp) -> (Self, Step) {
         (
             Self::start(token, now, Options::default(), false),
             Step::Load,
         )
     }
 
-    fn start(text: &'a str, now: Timestamp, options: Options, store: bool) -> Self {
+    fn start(text: &str, now: Timestamp, options: Options, store: bool) -> Self {
         Self {
-            text,
-            token: Token::from_text(text).ok(),
+            token: Token::from_text(text),
             now,
             options: options.max_attempts(options.max_attempts),
             store,
@@ -215,10 +215,14 @@ impl<'a> Exchange<'a> {
             let reply = self.reply(rotator, &pending.kept, pending.send);
             return self.serve(reply, pending.decision);
         }
-        let mut request = match &self.token {
-            Some(token) => Request::new(token, self.now),
-            None => Request::new(self.text, self.now),
+        let token = match &self.token {
+            Ok(token) => token,
+            Err(e) => {
+                let reason = RejectReason::Malformed(*e);
+                return self.end(Answer::Refuse(Refusal::Rejected(reason)));
+            }
         };
+        let mut request = Request::new(token, self.now);
         // A forced request that lost its swap to a rotation has had its rotation: the
         // winner moved the session on and sent the new token. Forcing again would rotate
         // a second time and hand the burst two new tokens.
@@ -244,7 +248,11 @@ impl<'a> Exchange<'a> {
             // Rotation off: the presented token stays valid and goes back.
             Decision::Accept { updated } => (
                 updated,
-                self.token.clone().map_or(Send::Nothing, Send::Same),
+                self.token
+                    .as_ref()
+                    .ok()
+                    .cloned()
+                    .map_or(Send::Nothing, Send::Same),
             ),
         };
         if !self.store {
@@ -354,7 +362,7 @@ impl<'a> Exchange<'a> {
             Send::Same(token) => Reply::SameToken { token, expires_at },
             Send::Nothing => {
                 let current = match (self.options.batch_token, &self.token) {
-                    (BatchToken::Current, Some(held)) => current_for(rotator, kept, held),
+                    (BatchToken::Current, Ok(held)) => current_for(rotator, kept, held),
                     _ => None,
                 };
                 match current {

@@ -4,23 +4,33 @@
 //! package in `js/` is the ES-module wrapper that JavaScript users call.
 //!
 //! One instance holds one [`Rotator`] (keyring with precomputed HMAC schedules, and the
-//! policy), made once by [`init`] and kept in linear memory across calls, so no call
+//! policy), made once by `init` and kept in linear memory across calls, so no call
 //! rebuilds a key schedule. The host keeps the session records and hands one in per call.
+//! The request loop around a decision is rotauth's own `Exchange`, kept in a table of this
+//! instance between the host's I/O steps (`exchanges`): the host does the loads and
+//! compare-and-swaps it asks for, and no rule of the loop lives in the host.
 //!
 //! Data passes through one fixed buffer in linear memory, [`io_buffer`]; numbers pass as
-//! arguments (`u64` is a JS `BigInt`). Randomness for sign-in comes from the host as 32
-//! bytes (client id, then seed), e.g. from `crypto.getRandomValues`.
+//! arguments (`u64` is a JS `BigInt`, or two `u32` halves where speed matters) and come
+//! back as little-endian `u64`s in the buffer. Randomness for sign-in comes from the host
+//! as 32 bytes (client id, then seed), e.g. from `crypto.getRandomValues`. The host reads
+//! what it needs of a record (client id, expiry, version, ...) from the fields an export
+//! writes out, never from the record's bytes, whose format is rotauth's.
 //!
 //! Buffer layout (byte offsets):
 //!
 //! | offset | length | contents |
 //! |---|---|---|
 //! | 0 | up to 256 | in: a key (`init`, `insert_key`) |
-//! | 256 | 75 | the session record: in for `decide`, `current_token` and `check_record`; out from `sign_in`, and from `decide` when the session changed |
-//! | 336 | up to 128 | in: 32 bytes of entropy for `sign_in`, or the presented token text for `decide` |
-//! | 464 | 55 | out: a token to send (`sign_in`, `current_token`, `decide` on rotate and reissue) |
-//! | 520 | 8 | out: generations behind, on a replay (u64, little-endian) |
+//! | 256 | 75 | the session record: in for `decide`, `current_token`, `batch_token`, `record_fields` and `exchange_loaded`; out from `sign_in`, from `decide` when the session changed, and with an exchange's store step |
+//! | 336 | up to 128 | in: 32 bytes of entropy for `sign_in`, or the presented token text (`decide`, `batch_token`, `exchange_new`) |
+//! | 464 | 55 | out: a token to send (`sign_in`, `current_token`, `batch_token`, `decide` on rotate and reissue, an exchange's answer) |
+//! | 520 | 8 | out: generations behind, on a replay |
 //! | 528 | 4 | out: key ids, primary first (`key_ids`) |
+//! | 536 | 8 | out: when the session expires, Unix ms (`decide` when accepted, an exchange's answer when served, and the fields) |
+//! | 544 | 8 | out: the version of the record at 256 (`decide` when it wrote one, an exchange's store step, and the fields) |
+//! | 552 | 8 | out: the version a store step's compare-and-swap expects |
+//! | 560 | 48 | out: the other public fields of a record (`sign_in`, `record_fields`): generation, created and rotated at (Unix ms), client id text (22 bytes), key id, flags (1 acknowledged, 2 reissued) |
 //!
 //! Why a hand-written wrapper rather than `wasm-bindgen`: the same rotator built with
 //! `wasm-bindgen` 0.2.130 (classes returning records and tokens as `Vec`/`String`, so `std`
@@ -28,21 +38,24 @@
 //! JS, against 22.5 KB here after `wasm-opt -Oz` (gzip 8.8 KB); its decisions took 1.3×
 //! (batch reuse) and 1.15× (rotate) the time of this module behind `js/lib/core.js`, without
 //! any wiping; and its CLI must match the crate's version exactly and took 19 minutes of
-//! wall time (6 of CPU) to `cargo install` here.
+//! wall time (6 of CPU) to `cargo install` here. (Measured when this module decided only;
+//! it now also holds the request loop, and is built for speed rather than size: see
+//! `Cargo.toml` and `build.sh`.)
 //!
-//! Every export wipes the inputs it read from the buffer (key, entropy, token text) and,
-//! before returning, the part of the stack its work used; the host wipes the outputs once
-//! it has read them. Each export returns a negative [`Status`] for a bad call, after which
-//! nothing has changed.
+//! Every export wipes the inputs it read from the buffer (key, entropy, token text, a
+//! record handed to an exchange) and, before returning, the part of the stack its work
+//! used; an ended exchange's slot is zeroed; the host wipes the outputs once it has read
+//! them. Each export returns a negative [`Status`] for a bad call, after which nothing has
+//! changed.
 
 #![no_std]
 
 use core::cell::UnsafeCell;
 
-use rotauth::{
-    Config, ConfigError, Decision, KeyError, KeyId, Keyring, Mode, RejectReason, ReplayPolicy,
-    Request, Rotator, Session, Timestamp,
-};
+use rotauth::{Decision, RejectReason, Request, Rotator, Session, Timestamp};
+
+mod exchanges;
+mod keys;
 
 /// The host's random bytes (`crypto.getRandomValues`) are handed to sign-in in order by
 /// `FixedBytes`, which fails when they run out. (`TestRng` is not used here.)
@@ -59,20 +72,21 @@ const ENTROPY_LEN: usize = 32;
 const TOKEN_OUT: usize = 464;
 const BEHIND_OUT: usize = 520;
 const KEY_IDS_OUT: usize = 528;
+const EXPIRES_OUT: usize = 536;
+const VERSION_OUT: usize = 544;
+const EXPECTED_VERSION_OUT: usize = 552;
+const GENERATION_OUT: usize = 560;
+const CREATED_OUT: usize = 568;
+const ROTATED_OUT: usize = 576;
+const CLIENT_ID_OUT: usize = 584;
+const KEY_ID_OUT: usize = 606;
+const FLAGS_OUT: usize = 607;
 const IO_LEN: usize = 640;
+const RECORD_LEN: usize = Session::ENCODED_LEN;
 
 /// How much stack every export zeroes before it returns: more than the deepest call
 /// uses (about 1 KiB; the package's tests check that no secret is left).
 const STACK_WIPE: usize = 4 * 1024;
-
-/// `init` flag: rotation off (devise's `change_headers_on_each_request = false`).
-const NO_ROTATION: u32 = 1;
-/// `init` flag: [`Mode::Recover`] instead of Strict.
-const RECOVER: u32 = 2;
-/// `init` flag: [`ReplayPolicy::RevokeSession`] instead of Reject.
-const REVOKE_ON_REPLAY: u32 = 4;
-/// `init` flag: `absolute_ms` is an absolute lifetime (otherwise there is none).
-const ABSOLUTE_LIFETIME: u32 = 8;
 
 /// `decide` flag: rotate even inside the batch window (devise's `unbatch=true`).
 const FORCE_ROTATION: u32 = 1;
@@ -102,12 +116,19 @@ enum Status {
     EntropyExhausted = -31,
     NotInitialized = -40,
     KeyRemoved = -41,
+    /// Every slot of the exchange table is taken: the host answers 503.
+    ExchangesFull = -50,
+    /// No live exchange has this handle (it ended, or never was), or the step is not one
+    /// the module knows.
+    UnknownExchange = -51,
 }
 
-/// The buffer shared with the host and the one rotator of this instance.
+/// The buffer shared with the host, the one rotator of this instance, and the exchanges
+/// of the requests in flight.
 struct State {
     io: [u8; IO_LEN],
     rotator: Option<Rotator>,
+    exchanges: exchanges::Exchanges,
 }
 
 struct Global(UnsafeCell<State>);
@@ -119,6 +140,7 @@ unsafe impl Sync for Global {}
 static STATE: Global = Global(UnsafeCell::new(State {
     io: [0; IO_LEN],
     rotator: None,
+    exchanges: exchanges::Exchanges::EMPTY,
 }));
 
 fn state() -> &'static mut State {
@@ -166,117 +188,8 @@ pub extern "C" fn io_buffer() -> *mut u8 {
     state().io.as_mut_ptr()
 }
 
-/// Makes this instance's rotator from the key at `KEY` (`key_len` bytes, id `key_id`,
-/// primary) and the policy: `flags` (`NO_ROTATION`, `RECOVER`, `REVOKE_ON_REPLAY`,
-/// `ABSOLUTE_LIFETIME`), the batch window, the sliding lifespan and the absolute lifetime,
-/// in milliseconds. Replaces any rotator made before. Returns 0.
-#[unsafe(no_mangle)]
-pub extern "C" fn init(
-    flags: u32,
-    window_ms: u64,
-    lifespan_ms: u64,
-    absolute_ms: u64,
-    key_len: u32,
-    key_id: u32,
-) -> i32 {
-    wiped(|state| {
-        let result = (|| {
-            let mut builder = Config::builder()
-                .rotate(flags & NO_ROTATION == 0)
-                .batch_window(core::time::Duration::from_millis(window_ms))
-                .lifespan(core::time::Duration::from_millis(lifespan_ms));
-            if flags & ABSOLUTE_LIFETIME != 0 {
-                builder =
-                    builder.absolute_lifetime(Some(core::time::Duration::from_millis(absolute_ms)));
-            }
-            if flags & RECOVER != 0 {
-                builder = builder.mode(Mode::Recover);
-            }
-            if flags & REVOKE_ON_REPLAY != 0 {
-                builder = builder.replay_policy(ReplayPolicy::RevokeSession);
-            }
-            let config = builder.build().map_err(config_status)?;
-            let id = key_id_of(key_id)?;
-            let keyring = Keyring::new(id, key(&state.io, key_len)?).map_err(key_status)?;
-            state.rotator = Some(Rotator::new(keyring, config));
-            Ok(0)
-        })();
-        wipe(&mut state.io, KEY, MAX_KEY_LEN);
-        status(result)
-    })
-}
-
-/// Adds the key at `KEY` (`key_len` bytes) under `key_id`: it verifies tokens that name it
-/// and signs nothing until made primary. Returns 0.
-#[unsafe(no_mangle)]
-pub extern "C" fn insert_key(key_len: u32, key_id: u32) -> i32 {
-    wiped(|state| {
-        let result = (|| {
-            let id = key_id_of(key_id)?;
-            let key = key(&state.io, key_len)?;
-            rotator_mut(&mut state.rotator)?
-                .keyring_mut()
-                .insert(id, key)
-                .map_err(key_status)?;
-            Ok(0)
-        })();
-        wipe(&mut state.io, KEY, MAX_KEY_LEN);
-        status(result)
-    })
-}
-
-/// Makes `key_id` the key that signs every new token. Returns 0.
-#[unsafe(no_mangle)]
-pub extern "C" fn set_primary(key_id: u32) -> i32 {
-    wiped(|state| {
-        status((|| {
-            let id = key_id_of(key_id)?;
-            rotator_mut(&mut state.rotator)?
-                .keyring_mut()
-                .set_primary(id)
-                .map_err(key_status)?;
-            Ok(0)
-        })())
-    })
-}
-
-/// Removes `key_id`: tokens that name it are refused from now on. Returns 0.
-#[unsafe(no_mangle)]
-pub extern "C" fn remove_key(key_id: u32) -> i32 {
-    wiped(|state| {
-        status((|| {
-            let id = key_id_of(key_id)?;
-            rotator_mut(&mut state.rotator)?
-                .keyring_mut()
-                .remove(id)
-                .map_err(key_status)?;
-            Ok(0)
-        })())
-    })
-}
-
-/// Writes the key ids at `KEY_IDS_OUT`, the primary first. Returns how many.
-#[unsafe(no_mangle)]
-pub extern "C" fn key_ids() -> i32 {
-    wiped(|state| {
-        status((|| {
-            let rotator = state.rotator.as_ref().ok_or(Status::NotInitialized)?;
-            let mut count = 0;
-            let slots = state
-                .io
-                .get_mut(KEY_IDS_OUT..KEY_IDS_OUT + rotauth::MAX_KEYS)
-                .unwrap_or(&mut []);
-            for (slot, id) in slots.iter_mut().zip(rotator.keyring().ids()) {
-                *slot = id.0;
-                count += 1;
-            }
-            Ok(count)
-        })())
-    })
-}
-
 /// Signs a session in at `now` (Unix ms, as its high and low 32 bits) from the 32 bytes of
-/// entropy at `INPUT`; writes the session record and `T(0)` text. Returns 0.
+/// entropy at `INPUT`; writes the session record, its fields and `T(0)` text. Returns 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn sign_in(now_high: u32, now_low: u32) -> i32 {
     let now = millis(now_high, now_low);
@@ -288,12 +201,9 @@ pub extern "C" fn sign_in(now_high: u32, now_low: u32) -> i32 {
             let (session, token) = rotator
                 .try_sign_in(&mut rng, Timestamp::from_unix_millis(now))
                 .map_err(|_| Status::EntropyExhausted)?;
-            write(
-                &mut state.io,
-                TOKEN_OUT,
-                token.to_text().as_str().as_bytes(),
-            );
-            write(&mut state.io, RECORD, session.encode().as_ref());
+            write_token(&mut state.io, &token);
+            write_record(&mut state.io, &session);
+            write_fields(&mut state.io, &session);
             Ok(0)
         })();
         wipe(&mut state.io, INPUT, MAX_INPUT_LEN);
@@ -308,10 +218,12 @@ pub extern "C" fn sign_in(now_high: u32, now_low: u32) -> i32 {
 /// Returns the decision, packed:
 ///
 /// - bits 0–3: 0 accept, 1 rotate, 2 batch reuse, 3 reissue, 4 reject, 5 revoke
-/// - bit 4: a new record was written at `RECORD` (store it)
+/// - bit 4: a new record was written at `RECORD` (store it), its version at `VERSION_OUT`
 /// - bit 5: a token was written at `TOKEN_OUT` (send it)
 /// - bits 8–15, on reject and revoke: 1 unknown session, 2 malformed, 3 unknown key,
 ///   4 forged, 5 expired, 6 too old, 7 replayed (generations behind at `BEHIND_OUT`)
+///
+/// When accepted, the expiry of the session in effect is at `EXPIRES_OUT`.
 #[unsafe(no_mangle)]
 pub extern "C" fn decide(
     record_len: u32,
@@ -341,13 +253,7 @@ fn decide_in(
     } else {
         None
     };
-    let presented = usize::try_from(token_len)
-        .ok()
-        .filter(|len| *len <= MAX_INPUT_LEN)
-        .and_then(|len| state.io.get(INPUT..INPUT + len))
-        .ok_or(Status::TokenTooLong)?;
-    // Text that is not UTF-8 cannot be a token; let the decision say so as "malformed".
-    let text = core::str::from_utf8(presented).unwrap_or("\u{fffd}");
+    let text = presented(&state.io, token_len)?;
     let mut request = Request::new(text, Timestamp::from_unix_millis(now));
     if flags & FORCE_ROTATION != 0 {
         request = request.force_rotation();
@@ -363,23 +269,23 @@ fn decide_in(
         Decision::Revoke { .. } => 5,
     };
     if let Some(reason) = decision.reject_reason() {
-        result |= reason_code(reason) << 8;
-        let behind = match reason {
-            RejectReason::Replayed { behind } => behind,
-            _ => 0,
-        };
-        write(&mut state.io, BEHIND_OUT, &behind.to_le_bytes());
+        result |= reason_code(reason, &mut state.io) << 8;
     }
     if let Some(session) = decision.session_to_store() {
-        write(&mut state.io, RECORD, session.encode().as_ref());
+        write_record(&mut state.io, session);
         result |= 1 << 4;
     }
-    if let Some(token) = decision.token_to_send() {
-        write(
+    if let Some(in_effect) = decision.session_to_store().or(session.as_ref())
+        && decision.is_accepted()
+    {
+        write_u64(
             &mut state.io,
-            TOKEN_OUT,
-            token.to_text().as_str().as_bytes(),
+            EXPIRES_OUT,
+            in_effect.expires_at().unix_millis(),
         );
+    }
+    if let Some(token) = decision.token_to_send() {
+        write_token(&mut state.io, token);
         result |= 1 << 5;
     }
     Ok(result)
@@ -394,11 +300,7 @@ pub extern "C" fn current_token(record_len: u32) -> i32 {
             let rotator = state.rotator.as_ref().ok_or(Status::NotInitialized)?;
             let session = session(&state.io, record_len)?;
             let token = rotator.current_token(&session).ok_or(Status::KeyRemoved)?;
-            write(
-                &mut state.io,
-                TOKEN_OUT,
-                token.to_text().as_str().as_bytes(),
-            );
+            write_token(&mut state.io, &token);
             Ok(0)
         })())
     })
@@ -414,21 +316,10 @@ pub extern "C" fn batch_token(record_len: u32, token_len: u32) -> i32 {
         let result = (|| {
             let rotator = state.rotator.as_ref().ok_or(Status::NotInitialized)?;
             let session = session(&state.io, record_len)?;
-            let presented = usize::try_from(token_len)
-                .ok()
-                .filter(|len| *len <= MAX_INPUT_LEN)
-                .and_then(|len| state.io.get(INPUT..INPUT + len))
-                .ok_or(Status::TokenTooLong)?;
-            let held = core::str::from_utf8(presented)
-                .ok()
-                .and_then(|text| rotauth::Token::from_text(text).ok());
+            let held = rotauth::Token::from_text(presented(&state.io, token_len)?).ok();
             match held.and_then(|held| rotauth::exchange::current_for(rotator, &session, &held)) {
                 Some(token) => {
-                    write(
-                        &mut state.io,
-                        TOKEN_OUT,
-                        token.to_text().as_str().as_bytes(),
-                    );
+                    write_token(&mut state.io, &token);
                     Ok(0)
                 }
                 None => Ok(1),
@@ -440,44 +331,87 @@ pub extern "C" fn batch_token(record_len: u32, token_len: u32) -> i32 {
 }
 
 /// How many decisions one request may take before it answers 503 (one plus the
-/// compare-and-swaps it may lose): rotauth's bound, which every host's loop keeps.
+/// compare-and-swaps it may lose), unless a host sets otherwise: rotauth's bound.
 #[unsafe(no_mangle)]
 pub extern "C" fn max_attempts() -> i32 {
     i32::try_from(rotauth::exchange::Options::MAX_ATTEMPTS).unwrap_or(i32::MAX)
 }
 
-/// Checks that the record at `RECORD` (`record_len` bytes) decodes. Returns 0.
+/// Checks that the record at `RECORD` (`record_len` bytes) decodes, and writes its public
+/// fields (expiry, version, generation, times, client id, key id, flags). Returns 0.
 #[unsafe(no_mangle)]
-pub extern "C" fn check_record(record_len: u32) -> i32 {
-    wiped(|state| status(session(&state.io, record_len).map(|_| 0)))
+pub extern "C" fn record_fields(record_len: u32) -> i32 {
+    wiped(|state| {
+        status(session(&state.io, record_len).map(|session| {
+            write_fields(&mut state.io, &session);
+            0
+        }))
+    })
 }
 
 fn millis(high: u32, low: u32) -> u64 {
     u64::from(high) << 32 | u64::from(low)
 }
 
-fn rotator_mut(rotator: &mut Option<Rotator>) -> Result<&mut Rotator, Status> {
-    rotator.as_mut().ok_or(Status::NotInitialized)
-}
-
-fn key(io: &[u8], key_len: u32) -> Result<&[u8], Status> {
-    usize::try_from(key_len)
+/// The presented token text at `INPUT` (`token_len` bytes). Token text is ASCII; anything
+/// else cannot be a token, and is handed on as text that is not one either, so that the
+/// decision says "malformed".
+fn presented(io: &[u8], token_len: u32) -> Result<&str, Status> {
+    let bytes = usize::try_from(token_len)
         .ok()
-        .filter(|len| *len <= MAX_KEY_LEN)
-        .and_then(|len| io.get(KEY..KEY + len))
-        .ok_or(Status::KeyTooLong)
+        .filter(|len| *len <= MAX_INPUT_LEN)
+        .and_then(|len| io.get(INPUT..INPUT + len))
+        .ok_or(Status::TokenTooLong)?;
+    if !bytes.is_ascii() {
+        return Ok("\u{fffd}");
+    }
+    // SAFETY: ASCII is UTF-8. Checked by hand because `core::str::from_utf8` would add
+    // 700 bytes to the module for a question the line above answers.
+    Ok(unsafe { core::str::from_utf8_unchecked(bytes) })
 }
 
-fn key_id_of(key_id: u32) -> Result<KeyId, Status> {
-    u8::try_from(key_id)
-        .map(KeyId)
-        .map_err(|_| Status::InvalidKeyId)
+/// Writes `session`'s record at `RECORD` and its version at `VERSION_OUT`.
+fn write_record(io: &mut [u8], session: &Session) {
+    write(io, RECORD, session.encode().as_ref());
+    write_u64(io, VERSION_OUT, session.version());
+}
+
+/// Writes `session`'s public fields, for a host that shows or keys on them.
+fn write_fields(io: &mut [u8], session: &Session) {
+    write_u64(io, EXPIRES_OUT, session.expires_at().unix_millis());
+    write_u64(io, VERSION_OUT, session.version());
+    write_u64(io, GENERATION_OUT, session.generation());
+    write_u64(io, CREATED_OUT, session.created_at().unix_millis());
+    write_u64(io, ROTATED_OUT, session.rotated_at().unix_millis());
+    if let Some(out) = io
+        .get_mut(CLIENT_ID_OUT..CLIENT_ID_OUT + rotauth::ClientId::TEXT_LEN)
+        .and_then(|out| <&mut [u8; rotauth::ClientId::TEXT_LEN]>::try_from(out).ok())
+    {
+        session.client_id().write_text(out);
+    }
+    write(io, KEY_ID_OUT, &[session.key_id().0]);
+    let flags = u8::from(session.acknowledged()) | u8::from(session.reissued()) << 1;
+    write(io, FLAGS_OUT, &[flags]);
+}
+
+/// Writes `token`'s text at `TOKEN_OUT`, straight into the buffer.
+fn write_token(io: &mut [u8], token: &rotauth::Token) {
+    if let Some(out) = io
+        .get_mut(TOKEN_OUT..TOKEN_OUT + rotauth::TOKEN_TEXT_LEN)
+        .and_then(|out| <&mut [u8; rotauth::TOKEN_TEXT_LEN]>::try_from(out).ok())
+    {
+        token.write_text(out);
+    }
+}
+
+fn write_u64(io: &mut [u8], at: usize, value: u64) {
+    write(io, at, &value.to_le_bytes());
 }
 
 fn session(io: &[u8], record_len: u32) -> Result<Session, Status> {
     let bytes = usize::try_from(record_len)
         .ok()
-        .filter(|len| *len == Session::ENCODED_LEN)
+        .filter(|len| *len == RECORD_LEN)
         .and_then(|len| io.get(RECORD..RECORD + len))
         .ok_or(Status::RecordLength)?;
     Session::decode(bytes).map_err(|e| match e {
@@ -499,28 +433,14 @@ fn wipe(io: &mut [u8], at: usize, len: usize) {
     }
 }
 
-fn key_status(e: KeyError) -> Status {
-    match e {
-        KeyError::TooShort { .. } => Status::KeyTooShort,
-        KeyError::DuplicateId(_) => Status::DuplicateKeyId,
-        KeyError::Full => Status::KeyringFull,
-        KeyError::UnknownId(_) => Status::UnknownKeyId,
-        KeyError::RemovingPrimary(_) => Status::RemovingPrimary,
-        _ => Status::InvalidConfig,
-    }
-}
-
-fn config_status(e: ConfigError) -> Status {
-    match e {
-        ConfigError::ZeroLifespan => Status::ZeroLifespan,
-        ConfigError::ZeroAbsoluteLifetime => Status::ZeroAbsoluteLifetime,
-        ConfigError::WindowLongerThanLifespan => Status::WindowLongerThanLifespan,
-        ConfigError::AbsoluteLifetimeShorterThanWindow => Status::AbsoluteLifetimeShorterThanWindow,
-        _ => Status::InvalidConfig,
-    }
-}
-
-fn reason_code(reason: RejectReason) -> i32 {
+/// The reason's number in the module's interface; a replay's generations behind are
+/// written at `BEHIND_OUT`.
+fn reason_code(reason: RejectReason, io: &mut [u8]) -> i32 {
+    let behind = match reason {
+        RejectReason::Replayed { behind } => behind,
+        _ => 0,
+    };
+    write_u64(io, BEHIND_OUT, behind);
     match reason {
         RejectReason::UnknownSession => 1,
         RejectReason::Malformed(_) => 2,

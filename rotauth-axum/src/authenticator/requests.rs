@@ -74,7 +74,7 @@ impl<S: SessionStore> Authenticator<S> {
     /// answer of 503.
     async fn drive(
         &self,
-        (mut exchange, mut step): (Exchange<'_>, Step),
+        (mut exchange, mut step): (Exchange, Step),
         credentials: &Credentials,
     ) -> (Answer, Option<String>, Option<StoreError>) {
         let client_id = credentials.client_id;

@@ -9,26 +9,36 @@
 // stack it used before returning, and this wrapper wipes the outputs as soon as it has
 // copied them out.
 
-// Buffer layout: see wasm/src/lib.rs.
-const KEY = 0;
-const MAX_KEY_LEN = 256;
-const RECORD = 256;
-const INPUT = 336;
-const MAX_INPUT_LEN = 128;
-const ENTROPY_LEN = 32;
-const TOKEN_OUT = 464;
-const BEHIND_OUT = 520;
-const KEY_IDS_OUT = 528;
-const IO_LEN = 640;
+import { fail, InputError } from './errors.js';
+import { Exchange } from './exchange.js';
+import {
+  BEHIND_OUT,
+  ENTROPY_LEN,
+  EXPIRES_OUT,
+  INPUT,
+  IO_LEN,
+  KEY,
+  KEY_IDS_OUT,
+  KINDS,
+  MAX_INPUT_LEN,
+  MAX_KEY_LEN,
+  MAX_KEYS,
+  REASONS,
+  RECORD,
+  RECORD_LEN,
+  TOKEN_OUT,
+  TOKEN_TEXT_LEN,
+  VERSION_OUT,
+  copyRecord,
+  readClientId,
+  readFields,
+  readNumber,
+  readU64,
+} from './layout.js';
 
-/** Length of a session record in bytes (format 1). */
-export const RECORD_LEN = 75;
-/** Length of a token's text form. */
-export const TOKEN_TEXT_LEN = 55;
-/** Shortest key accepted, in bytes. */
-export const MIN_KEY_LEN = 32;
-/** Most keys a keyring holds at once. */
-export const MAX_KEYS = 4;
+export { Exchange };
+export { ConfigError, ExchangeError, InputError, KeyError, RecordError, RotauthError } from './errors.js';
+export { MAX_KEYS, MIN_KEY_LEN, RECORD_LEN, TOKEN_TEXT_LEN } from './layout.js';
 
 // `init` flags.
 const NO_ROTATION = 1;
@@ -38,68 +48,16 @@ const ABSOLUTE_LIFETIME = 8;
 // `decide` flags.
 const FORCE_ROTATION = 1;
 const NO_SESSION = 2;
+// `exchange_new` flags.
+const EXCHANGE_FORCE_ROTATION = 1;
+const EXCHANGE_CHECK = 2;
+const EXCHANGE_BATCH_CURRENT = 4;
 
-const KINDS = ['accept', 'rotate', 'batch_reuse', 'reissue', 'reject', 'revoke'];
-const REASONS = [
-  undefined,
-  'unknown_session',
-  'malformed',
-  'unknown_key',
-  'forged',
-  'expired',
-  'too_old',
-  'replayed',
-];
 const U64_MAX = (1n << 64n) - 1n;
 const DEFAULTS = Object.freeze({
   batchWindowMs: 5_000,
   lifespanMs: 14 * 24 * 60 * 60 * 1_000,
 });
-
-/** Every error this package throws: `code` says which, as a stable string. */
-export class RotauthError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.name = new.target.name;
-    this.code = code;
-  }
-}
-/** A key or key id refused by the keyring: nothing changed. */
-export class KeyError extends RotauthError {}
-/** A policy refused when the rotator is made. */
-export class ConfigError extends RotauthError {}
-/** A stored session record that is not one (wrong length, format or impossible fields). */
-export class RecordError extends RotauthError {}
-/** An argument of the wrong type or range (time, entropy, token, record, options). */
-export class InputError extends RotauthError {}
-
-// The module's negative statuses (wasm/src/lib.rs `Status`) as typed errors.
-const STATUS = new Map([
-  [-1, [KeyError, 'key_too_short', `a key must be at least ${MIN_KEY_LEN} bytes`]],
-  [-2, [KeyError, 'key_too_long', `a key must be at most ${MAX_KEY_LEN} bytes`]],
-  [-3, [KeyError, 'invalid_key_id', 'a key id must be an integer from 0 to 255']],
-  [-4, [KeyError, 'duplicate_key_id', 'another key already has this id']],
-  [-5, [KeyError, 'keyring_full', `the keyring already holds ${MAX_KEYS} keys`]],
-  [-6, [KeyError, 'unknown_key_id', 'no key with this id in the keyring']],
-  [-7, [KeyError, 'removing_primary', 'the primary key cannot be removed; make another primary first']],
-  [-10, [ConfigError, 'zero_lifespan', 'lifespan must be longer than zero']],
-  [-11, [ConfigError, 'zero_absolute_lifetime', 'absolute lifetime must be longer than zero']],
-  [-12, [ConfigError, 'window_longer_than_lifespan', 'batch window must not be longer than the lifespan']],
-  [-13, [ConfigError, 'absolute_lifetime_shorter_than_window', 'absolute lifetime must not be shorter than the batch window']],
-  [-19, [ConfigError, 'invalid_config', 'the policy is refused']],
-  [-20, [RecordError, 'record_length', `a session record is ${RECORD_LEN} bytes`]],
-  [-21, [RecordError, 'record_format', 'the session record has an unknown format']],
-  [-22, [RecordError, 'record_invalid', 'the session record holds values no decision can produce']],
-  [-30, [InputError, 'token_too_long', 'token text too long']],
-  [-31, [InputError, 'invalid_entropy', `sign-in needs ${ENTROPY_LEN} bytes of entropy`]],
-  [-40, [InputError, 'disposed', 'the rotator has been disposed']],
-  [-41, [KeyError, 'key_removed', "the key of the session's current token has been removed"]],
-]);
-
-function fail(status) {
-  const [Class, code, message] = STATUS.get(status) ?? [RotauthError, 'internal', `status ${status}`];
-  return new Class(code, message);
-}
 
 const TWO_32 = 2 ** 32;
 
@@ -138,19 +96,21 @@ function millis(value, what) {
   throw new InputError('invalid_time', `${what} must be Unix milliseconds: a non-negative integer`);
 }
 
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
 /**
- * Writes presented token text into the input area; returns its length. Token text is
- * ASCII; anything else cannot be a token, and is handed over as a byte that no token
- * contains. Text longer than the area is handed over as empty: both are "malformed".
+ * Writes presented token text into `input` (the input area); returns its length in bytes.
+ * Token text is ASCII; anything else cannot be a token, and its UTF-8 bytes (which no
+ * token contains) make the module say "malformed". Text longer than the area is handed
+ * over as empty: "malformed" too.
  */
-function putToken(io, token) {
+function putToken(input, token) {
   if (token.length > MAX_INPUT_LEN) return 0;
-  for (let i = 0; i < token.length; i += 1) {
-    const c = token.charCodeAt(i);
-    io[INPUT + i] = c < 0x80 ? c : 0xff;
-  }
-  return token.length;
+  const { read, written } = encoder.encodeInto(token, input);
+  return read === token.length ? written : 0;
 }
+
 
 function keyId(id) {
   if (!Number.isInteger(id) || id < 0 || id > 255) throw fail(-3);
@@ -162,60 +122,6 @@ function bytes(value, what) {
   if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
   if (value instanceof ArrayBuffer) return new Uint8Array(value);
   throw new InputError(`invalid_${what}`, `${what} must be a Uint8Array`);
-}
-
-function readU64(view, at) {
-  return (BigInt(view.getUint32(at)) << 32n) | BigInt(view.getUint32(at + 4));
-}
-
-const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-function base64url(data) {
-  let out = '';
-  let i = 0;
-  for (; i + 3 <= data.length; i += 3) {
-    const n = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
-    out += B64URL[n >> 18] + B64URL[(n >> 12) & 63] + B64URL[(n >> 6) & 63] + B64URL[n & 63];
-  }
-  const rest = data.length - i;
-  if (rest === 1) {
-    const n = data[i] << 16;
-    out += B64URL[n >> 18] + B64URL[(n >> 12) & 63];
-  } else if (rest === 2) {
-    const n = (data[i] << 16) | (data[i + 1] << 8);
-    out += B64URL[n >> 18] + B64URL[(n >> 12) & 63] + B64URL[(n >> 6) & 63];
-  }
-  return out;
-}
-
-/**
- * The public fields of a session record, read from its bytes (format 1, big-endian). The
- * record must already have been checked by the module.
- */
-function fields(record) {
-  const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
-  const flags = record[66];
-  return {
-    clientId: base64url(record.subarray(1, 17)),
-    keyId: record[33],
-    generation: readU64(view, 34),
-    createdAt: Number(readU64(view, 42)),
-    rotatedAt: Number(readU64(view, 50)),
-    expiresAt: Number(readU64(view, 58)),
-    acknowledged: (flags & 1) !== 0,
-    reissued: (flags & 2) !== 0,
-    version: readU64(view, 67),
-  };
-}
-
-function expiresAt(record) {
-  const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
-  return view.getUint32(58) * TWO_32 + view.getUint32(62);
-}
-
-/** The record's version, without `BigInt` arithmetic while it is below 2^53. */
-function version(view, at) {
-  const high = view.getUint32(at);
-  return high < 0x200000 ? BigInt(high * TWO_32 + view.getUint32(at + 4)) : readU64(view, at);
 }
 
 function policyFlags(options) {
@@ -296,14 +202,16 @@ export async function instantiate(module, options) {
 export class Rotator {
   #exports;
   #io;
+  #input;
+  #tokenOut;
   #view;
   #disposed = false;
-  #codes = new Array(TOKEN_TEXT_LEN).fill(0);
 
   /** Not called directly: use `createRotator(options)`. */
   constructor(token, instance, init) {
     if (token !== CREATE) throw new InputError('invalid_option', 'use createRotator(options)');
     this.#exports = instance.exports;
+    this.#port.exports = instance.exports;
     this.#attach();
     memories.set(this, instance.exports.memory);
     this.#init(...init);
@@ -312,6 +220,8 @@ export class Rotator {
   #attach() {
     const base = this.#exports.io_buffer();
     this.#io = new Uint8Array(this.#exports.memory.buffer, base, IO_LEN);
+    this.#input = this.#io.subarray(INPUT, INPUT + MAX_INPUT_LEN);
+    this.#tokenOut = this.#io.subarray(TOKEN_OUT, TOKEN_OUT + TOKEN_TEXT_LEN);
     this.#view = new DataView(this.#exports.memory.buffer, base, IO_LEN);
   }
 
@@ -322,11 +232,24 @@ export class Rotator {
     return this.#io;
   }
 
-  /** Runs `work(io)` on the I/O area, wiped afterwards whatever happens. */
+  /**
+   * Runs `work(io, view)` on the I/O area and wipes, whatever happens, where secrets pass:
+   * the record, the token text in and the token out (the module wipes the inputs too;
+   * the fields it writes beside them are public). Calls that hand in a key wipe it all.
+   */
   #wiped(work) {
     const io = this.#buffer();
     try {
-      return work(io);
+      return work(io, this.#view);
+    } finally {
+      io.fill(0, RECORD, TOKEN_OUT + TOKEN_TEXT_LEN);
+    }
+  }
+
+  #wipedAll(work) {
+    const io = this.#buffer();
+    try {
+      return work(io, this.#view);
     } finally {
       io.fill(0);
     }
@@ -346,7 +269,7 @@ export class Rotator {
   }
 
   #init(flags, window, lifespan, absolute, { id, key }) {
-    this.#wiped((io) => {
+    this.#wipedAll((io) => {
       const len = this.#putKey(io, key);
       const status = this.#exports.init(flags, window, lifespan, absolute, len, id);
       if (status < 0) throw fail(status);
@@ -371,13 +294,12 @@ export class Rotator {
       if (entropy === undefined) random.fill(0);
       const status = this.#exports.sign_in(high, low);
       if (status < 0) throw fail(status);
-      const record = io.slice(RECORD, RECORD + RECORD_LEN);
       return {
-        record,
-        clientId: base64url(record.subarray(1, 17)),
+        record: copyRecord(io),
+        clientId: readClientId(io),
         token: this.#token(io),
-        version: 0n,
-        expiresAt: expiresAt(record),
+        version: readU64(this.#view, VERSION_OUT),
+        expiresAt: readNumber(this.#view, EXPIRES_OUT),
       };
     });
   }
@@ -389,6 +311,7 @@ export class Rotator {
    * version read) before replying with `token`; on `revoke`, delete the session.
    */
   decide(record, token, now, options) {
+    // One pass, one crossing, no closure: this is the call a host makes on every request.
     const [high, low] = splitMillis(now, 'now');
     if (typeof token !== 'string') {
       throw new InputError('invalid_token', 'the presented token must be a string');
@@ -399,35 +322,42 @@ export class Rotator {
       flags |= NO_SESSION;
     } else {
       data = bytes(record, 'record');
+      if (data.length !== RECORD_LEN) throw fail(-20);
     }
-    return this.#wiped((io) => {
-      let recordLen = 0;
-      if (data !== undefined) {
-        this.#putRecord(io, data);
-        recordLen = RECORD_LEN;
-      }
-      const tokenLen = putToken(io, token);
-      const r = this.#exports.decide(recordLen, tokenLen, high, low, flags);
+    const io = this.#buffer();
+    try {
+      if (data !== undefined) io.set(data, RECORD);
+      const r = this.#exports.decide(data === undefined ? 0 : RECORD_LEN, putToken(this.#input, token), high, low, flags);
       if (r < 0) throw fail(r);
       const kind = KINDS[r & 0xf];
-      const decision = { kind, accepted: kind !== 'reject' && kind !== 'revoke', revoke: kind === 'revoke' };
+      const accepted = kind !== 'reject' && kind !== 'revoke';
+      const view = this.#view;
+      // Every decision has the same fields (`undefined` where they do not apply), so that
+      // the engine sees one shape.
+      const decision = {
+        kind,
+        accepted,
+        revoke: kind === 'revoke',
+        record: undefined,
+        version: undefined,
+        token: undefined,
+        // The expiry of the record in effect: the new one if written, else the one passed in.
+        expiresAt: accepted ? readNumber(view, EXPIRES_OUT) : undefined,
+        reason: accepted ? undefined : (REASONS[(r >> 8) & 0xff] ?? 'unknown'),
+        behind: undefined,
+      };
       if (r & 0x10) {
-        decision.record = io.slice(RECORD, RECORD + RECORD_LEN);
-        decision.version = version(this.#view, RECORD + 67);
+        decision.record = copyRecord(io);
+        decision.version = readU64(view, VERSION_OUT);
       }
-      if (r & 0x20) decision.token = this.#token(io);
-      if (decision.accepted) {
-        // The record in effect is at RECORD: the new one if written, else the one passed in.
-        decision.expiresAt = this.#view.getUint32(RECORD + 58) * TWO_32 + this.#view.getUint32(RECORD + 62);
-      } else {
-        decision.reason = REASONS[(r >> 8) & 0xff] ?? 'unknown';
-        if (decision.reason === 'replayed') {
-          const behind = this.#view.getBigUint64(BEHIND_OUT, true);
-          decision.behind = behind > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(behind);
-        }
+      if (r & 0x20) decision.token = this.#token();
+      if (decision.reason === 'replayed') {
+        decision.behind = Math.min(readNumber(view, BEHIND_OUT), Number.MAX_SAFE_INTEGER);
       }
       return decision;
-    });
+    } finally {
+      io.fill(0, RECORD, TOKEN_OUT + TOKEN_TEXT_LEN);
+    }
   }
 
   /** The session's current token `T(n)`, for hosts that echo it in batch responses. */
@@ -454,7 +384,7 @@ export class Rotator {
     }
     return this.#wiped((io) => {
       this.#putRecord(io, data);
-      const status = this.#exports.batch_token(RECORD_LEN, putToken(io, token));
+      const status = this.#exports.batch_token(RECORD_LEN, putToken(this.#input, token));
       if (status < 0) throw fail(status);
       return status === 0 ? this.#token(io) : undefined;
     });
@@ -468,21 +398,78 @@ export class Rotator {
     return this.#exports.max_attempts();
   }
 
+  /**
+   * Starts the request loop of one request presenting `token` at `now`: rotauth's
+   * exchange, which the host drives with its store's I/O (see `Exchange`). Options:
+   * `unbatch` (devise's `unbatch=true`), `check` (decide only, store nothing: sign-out,
+   * account deletion), `batchToken` (`'blank'`, default, or `'current'`: what a batch
+   * member's response carries), `maxAttempts` (decisions per request before a 503;
+   * default rotauth's). Throws `ExchangeError('exchanges_full')` when `exchangeCapacity`
+   * requests are in flight already: answer 503.
+   */
+  exchange(token, now, options) {
+    const [high, low] = splitMillis(now, 'now');
+    if (typeof token !== 'string') {
+      throw new InputError('invalid_token', 'the presented token must be a string');
+    }
+    const batchToken = options?.batchToken ?? 'blank';
+    if (batchToken !== 'blank' && batchToken !== 'current') {
+      throw new InputError('invalid_option', "batchToken must be 'blank' or 'current'");
+    }
+    const maxAttempts = options?.maxAttempts ?? 0;
+    if (!Number.isInteger(maxAttempts) || maxAttempts < 0 || maxAttempts > 0xffff_ffff) {
+      throw new InputError('invalid_option', "maxAttempts must be a non-negative integer (0: rotauth's bound)");
+    }
+    const flags =
+      (options?.unbatch === true ? EXCHANGE_FORCE_ROTATION : 0) |
+      (options?.check === true ? EXCHANGE_CHECK : 0) |
+      (batchToken === 'current' ? EXCHANGE_BATCH_CURRENT : 0);
+    const handle = this.#wiped((io) => this.#exports.exchange_new(putToken(this.#input, token), high, low, flags, maxAttempts));
+    if (handle < 0) throw fail(handle);
+    return new Exchange(this.#port, handle);
+  }
+
+  /** How many exchanges (requests in flight) the rotator holds at once. */
+  get exchangeCapacity() {
+    return this.#exports.exchange_capacity();
+  }
+
+  /** What an `Exchange` reaches of its rotator. */
+  #port = {
+    exports: undefined,
+    wiped: (work) => this.#wiped(work),
+    token: (io) => this.#token(io),
+    loaded: (handle, found, claimMatches, record) => {
+      let len = 0;
+      // Anything but a record's bytes is handed over as no bytes: the exchange refuses it
+      // as a corrupt record.
+      if (record instanceof ArrayBuffer) record = new Uint8Array(record);
+      if (ArrayBuffer.isView(record) && record.byteLength === RECORD_LEN) {
+        this.#io.set(new Uint8Array(record.buffer, record.byteOffset, RECORD_LEN), RECORD);
+        len = RECORD_LEN;
+      }
+      return this.#exports.exchange_loaded(handle, found, claimMatches ? 1 : 0, len);
+    },
+    drop: (handle) => {
+      if (!this.#disposed) this.#exports.exchange_drop(handle);
+    },
+  };
+
   /** The public fields of a stored record (client id, generation, times, version). */
   inspect(record) {
     const data = bytes(record, 'record');
-    this.#wiped((io) => {
+    return this.#wiped((io, view) => {
       this.#putRecord(io, data);
-      const status = this.#exports.check_record(RECORD_LEN);
+      const status = this.#exports.record_fields(RECORD_LEN);
       if (status < 0) throw fail(status);
+      return readFields(io, view);
     });
-    return fields(data);
   }
 
   /** Adds a key that verifies tokens naming `id`; it signs nothing until made primary. */
   addKey(id, key) {
     keyId(id);
-    this.#wiped((io) => {
+    this.#wipedAll((io) => {
       const len = this.#putKey(io, key);
       const status = this.#exports.insert_key(len, id);
       if (status < 0) throw fail(status);
@@ -530,12 +517,8 @@ export class Rotator {
     this.dispose();
   }
 
-  /** The token text at `TOKEN_OUT` (a plain array of char codes is the fastest route to a string). */
-  #token(io) {
-    const codes = this.#codes;
-    for (let i = 0; i < TOKEN_TEXT_LEN; i += 1) codes[i] = io[TOKEN_OUT + i];
-    const out = String.fromCharCode.apply(null, codes);
-    codes.fill(0);
-    return out;
+  /** The token text at `TOKEN_OUT` (ASCII, so UTF-8 decoding is the fastest way to a string). */
+  #token() {
+    return decoder.decode(this.#tokenOut);
   }
 }

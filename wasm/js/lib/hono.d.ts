@@ -44,8 +44,12 @@ export interface AuthOptions {
   store: SessionStore;
   /** Unix ms. Default `Date.now`. */
   clock?: () => number;
-  /** Send `T(n)` instead of a blank in batch responses. Default false (devise). */
+  /** Send `T(n)` instead of a blank in batch responses (to holders of `T(n)` or `T(n-1)`). Default false (devise). */
   echoCurrent?: boolean;
+  /** How long a request keeps trying a failing store, from its start, in ms. Default 5 000. */
+  storePatienceMs?: number;
+  /** Decisions per request before a 503 (one plus the lost compare-and-swaps allowed). Default rotauth's. */
+  maxAttempts?: number;
 }
 
 /** What `c.var.rotauth` holds in a guarded handler. */
@@ -56,11 +60,19 @@ export interface RotauthVariables {
 }
 
 export type AuthResult =
-  | { ok: true; uid: string; clientId: string; kind: DecisionKind; headers?: Headers }
+  | { ok: true; uid: string; clientId: string; kind: DecisionKind; headers?: Headers; lostSwaps?: number }
   | {
       ok: false;
       status: 401 | 503;
-      reason: RejectReason | 'no_credentials' | 'unknown_session' | 'user_mismatch' | 'store_failed' | 'store_conflict';
+      reason:
+        | RejectReason
+        | 'no_credentials'
+        | 'unknown_session'
+        | 'user_mismatch'
+        | 'corrupt_record'
+        | 'store_failed'
+        | 'store_conflict'
+        | 'exchanges_full';
       revoked?: boolean;
     };
 
@@ -77,6 +89,9 @@ export function authenticate(options: AuthOptions, request: Request): Promise<Au
 
 /** Whether a request's credentials are accepted, storing nothing (sign-out, account deletion). */
 export function check(options: AuthOptions, request: Request): Promise<AuthResult>;
+
+/** How long a request keeps trying a failing store unless set otherwise, in ms. */
+export const STORE_PATIENCE_MS: 5000;
 
 /** The 503 of a request the store could not serve: no token, `Retry-After: 1`. */
 export function unavailableResponse(): Response;

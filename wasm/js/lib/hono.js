@@ -178,12 +178,18 @@ export async function startSession({ rotator, store, uid, now = Date.now() }) {
 }
 
 /**
- * Decides one request, storing the decision first: reads its devise credentials, loads the
- * session (refused if the `uid` is not its owner's), lets rotauth decide, and stores with
- * a compare-and-swap before anything is sent, deciding again on a lost swap, at most
- * `rotator.maxAttempts` times. Returns `{ ok: true, uid, clientId, kind, headers }` to
- * serve (send `headers`), or `{ ok: false, reason, status }` to refuse (401) or to answer
- * 503 (`store_failed`, `store_conflict`) without a token.
+ * Decides one request, storing the decision first: reads its devise credentials and drives
+ * rotauth's exchange for it (`rotator.exchange`), doing the loads, compare-and-swaps and
+ * deletes it asks for. Every rule of the loop is the exchange's: the claimed `uid` (the
+ * middleware only says whether it is the stored session's), what each decision stores,
+ * sends or deletes, the batch token, the bound on lost compare-and-swaps, reading back a
+ * write whose fate a store failure left unknown. A store that fails is tried again, after
+ * a pause that doubles from 10 ms to 250 ms, for `storePatienceMs` (default 5 000) from
+ * the request's start; the request still decides with the time it arrived.
+ *
+ * Returns `{ ok: true, uid, clientId, kind, headers, lostSwaps }` to serve (send
+ * `headers`), or `{ ok: false, reason, status }` to refuse (401) or to answer 503
+ * (`store_failed`, `store_conflict`, `exchanges_full`) without a token.
  */
 export async function authenticate(options, request) {
   return decideRequest(options, request, true);
@@ -198,73 +204,134 @@ export async function check(options, request) {
   return decideRequest(options, request, false);
 }
 
-async function decideRequest({ rotator, store, clock = Date.now, echoCurrent = false }, request, commit) {
+/** How long a request keeps trying a failing store unless set otherwise, in ms. */
+export const STORE_PATIENCE_MS = 5_000;
+
+const UNAVAILABLE = Object.freeze({
+  store: Object.freeze({ ok: false, status: 503, reason: 'store_failed' }),
+  contention: Object.freeze({ ok: false, status: 503, reason: 'store_conflict' }),
+  full: Object.freeze({ ok: false, status: 503, reason: 'exchanges_full' }),
+});
+
+async function decideRequest(options, request, commit) {
+  const { rotator, store, clock = Date.now, echoCurrent = false, maxAttempts } = options;
   const presented = credentials(request.headers, request.url);
   if (presented === undefined) return { ok: false, status: 401, reason: 'no_credentials' };
-  const force = commit && unbatch(request.url);
-  const unavailable = { ok: false, status: 503, reason: 'store_failed' };
-  let firstGeneration;
-  for (let attempt = 0; attempt < rotator.maxAttempts; attempt += 1) {
-    let stored;
-    try {
-      stored = await store.get(presented.client);
-    } catch {
-      return unavailable;
-    }
-    if (stored === undefined) return { ok: false, status: 401, reason: 'unknown_session' };
-    // devise finds the user by `uid`, then the token among that user's clients.
-    if (stored.uid !== presented.uid) return { ok: false, status: 401, reason: 'user_mismatch' };
-    const record = stored.record;
-    // A forced request that lost its swap to a rotation has had its rotation: the winner
-    // moved the session on and sent the new token. Forcing again would rotate twice.
-    const generation = force ? rotator.inspect(record).generation : undefined;
-    firstGeneration ??= generation;
-    const forceNow = force && generation === firstGeneration;
-    const decision = rotator.decide(record, presented.token, clock(), { unbatch: forceNow });
-    if (!decision.accepted) {
-      decision.record?.fill(0);
-      if (decision.revoke) {
-        try {
-          await store.delete(presented.client);
-        } catch {
-          return unavailable;
-        }
-      }
-      return { ok: false, status: 401, reason: decision.reason, revoked: decision.revoke };
-    }
-    if (!commit) {
-      decision.record?.fill(0);
-      return { ok: true, uid: presented.uid, clientId: presented.client, kind: decision.kind };
-    }
-    if (decision.record !== undefined) {
-      let swapped;
-      try {
-        // The store may keep this very array: it is not wiped here.
-        swapped = await store.compareAndSwap(presented.client, stored.version, {
-          record: decision.record,
-          version: decision.version,
-        });
-      } catch {
-        return unavailable;
-      }
-      if (!swapped) continue;
-    }
-    let token = decision.token;
-    if (decision.kind === 'accept') {
-      token = presented.token;
-    } else if (decision.kind === 'batch_reuse' && echoCurrent) {
-      // `T(n)` only to a holder of `T(n)` or `T(n-1)`: rotauth's rule, not this loop's.
-      token = rotator.batchToken(decision.record ?? record, presented.token);
-    }
-    const headers = deviseHeaders({
-      clientId: presented.client,
-      uid: presented.uid,
-      token,
-      expiresAt: decision.expiresAt,
+  const client = presented.client;
+  let exchange;
+  try {
+    exchange = rotator.exchange(presented.token, clock(), {
+      unbatch: commit && unbatch(request.url),
+      check: !commit,
+      batchToken: echoCurrent ? 'current' : 'blank',
+      maxAttempts,
     });
-    return { ok: true, uid: presented.uid, clientId: presented.client, kind: decision.kind, headers };
+  } catch (error) {
+    if (error?.code === 'exchanges_full') return UNAVAILABLE.full;
+    throw error;
   }
-  return { ok: false, status: 503, reason: 'store_conflict' };
+  const patience = new Patience(options.storePatienceMs ?? STORE_PATIENCE_MS);
+  try {
+    let step = exchange.step;
+    for (;;) {
+      switch (step.kind) {
+        case 'load': {
+          let stored;
+          try {
+            stored = await store.get(client);
+          } catch {
+            step = exchange.loadFailed();
+            break;
+          }
+          // devise finds the user by `uid`, then the token among that user's clients.
+          step = stored === undefined ? exchange.loaded(null) : exchange.loaded(stored.record, stored.uid === presented.uid);
+          break;
+        }
+        case 'store': {
+          let swapped;
+          try {
+            // The store may keep this very array: it is not wiped here.
+            swapped = await store.compareAndSwap(client, step.expectedVersion, { record: step.record, version: step.version });
+          } catch {
+            step = exchange.swapFailed();
+            break;
+          }
+          step = exchange.swapped(swapped === true);
+          break;
+        }
+        case 'delete':
+          try {
+            await store.delete(client);
+          } catch {
+            step = exchange.deleteFailed();
+            break;
+          }
+          step = exchange.deleted();
+          break;
+        case 'store_failed':
+          step = (await patience.wait()) ? exchange.retry() : exchange.giveUp();
+          break;
+        default:
+          return result(step.answer, presented);
+      }
+    }
+  } finally {
+    // Nothing after an answer; an exception from the store's code or an aborted request
+    // frees the exchange here.
+    exchange.close();
+  }
+}
+
+/** The middleware's result for the exchange's answer. */
+function result(answer, presented) {
+  const { uid, client } = presented;
+  switch (answer.kind) {
+    case 'serve':
+      return {
+        ok: true,
+        uid,
+        clientId: client,
+        kind: answer.decision,
+        lostSwaps: answer.lostSwaps,
+        headers: deviseHeaders({ clientId: client, uid, token: answer.token, expiresAt: answer.expiresAt }),
+      };
+    case 'accepted':
+      return { ok: true, uid, clientId: client, kind: answer.decision };
+    case 'refuse':
+      switch (answer.refusal) {
+        case 'rejected':
+        case 'revoked':
+          return { ok: false, status: 401, reason: answer.reason, revoked: answer.refusal === 'revoked' };
+        default:
+          return { ok: false, status: 401, reason: answer.refusal };
+      }
+    default:
+      return answer.cause === 'contention' ? UNAVAILABLE.contention : UNAVAILABLE.store;
+  }
+}
+
+/**
+ * How long one request keeps trying a failing store: until a deadline set when it began,
+ * with a pause before each try that doubles up to a bound (as rotauth's Rust layer does).
+ */
+class Patience {
+  static FIRST_PAUSE_MS = 10;
+  static LONGEST_PAUSE_MS = 250;
+  #deadline;
+  #pause = Patience.FIRST_PAUSE_MS;
+
+  constructor(patienceMs) {
+    this.#deadline = performance.now() + Math.max(0, Number(patienceMs) || 0);
+  }
+
+  /** Waits before the next try; `false` (at once) when the deadline has passed. */
+  async wait() {
+    const left = this.#deadline - performance.now();
+    if (!(left > 0)) return false;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(this.#pause, left)));
+    this.#pause = Math.min(this.#pause * 2, Patience.LONGEST_PAUSE_MS);
+    return true;
+  }
 }
 
 /** The 503 of a request the store could not serve: no token, `Retry-After: 1`. */
@@ -285,7 +352,9 @@ export function unavailableResponse() {
  * (`{ uid, clientId, kind }`) for the handler and the devise headers on its response.
  *
  * Options: `rotator`, `store` (a `SessionStore`), `clock` (Unix ms, default `Date.now`),
- * `echoCurrent` (send `T(n)` instead of a blank in batch responses), `onUnauthorized`.
+ * `echoCurrent` (send `T(n)` instead of a blank in batch responses), `storePatienceMs`
+ * (how long a request keeps trying a failing store; default 5 000), `maxAttempts`
+ * (decisions per request before a 503; default rotauth's), `onUnauthorized`.
  */
 export function rotauth(options) {
   const { rotator, store } = options ?? {};

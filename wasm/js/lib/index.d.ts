@@ -44,7 +44,11 @@ export interface RotatorOptions {
 
 /** A new session: store `record` under `clientId` (devise's `client`), send `token`. */
 export interface SignedIn {
-  /** The session record to store (75 bytes; holds the seed: store it as a secret). */
+  /**
+   * The session record to store (75 bytes; holds the seed: store it as a secret). Yours to
+   * keep; a view into a block shared with other records, so pass on its bytes, not its
+   * whole `.buffer` (as with Node's pooled `Buffer`s).
+   */
   record: Uint8Array;
   /** The session's public id: 22 characters of base64url. */
   clientId: string;
@@ -84,7 +88,7 @@ export interface Decision {
   accepted: boolean;
   /** Whether the host must delete the session (`kind === 'revoke'`). */
   revoke: boolean;
-  /** The record to store before replying, if it changed. */
+  /** The record to store before replying, if it changed (a view of its own 75 bytes, as `SignedIn.record`). */
   record?: Uint8Array;
   /** The version of `record`, for the next compare-and-swap. */
   version?: bigint;
@@ -137,6 +141,14 @@ export class Rotator {
   batchToken(record: Uint8Array, token: string): string | undefined;
   /** Decisions per request before a 503 (one plus the lost compare-and-swaps allowed). */
   readonly maxAttempts: number;
+  /**
+   * Starts the request loop of one request: rotauth's exchange, driven by the host with its
+   * store's I/O. Throws `ExchangeError('exchanges_full')` when `exchangeCapacity` requests
+   * are in flight already (answer 503).
+   */
+  exchange(token: string, now: Millis, options?: ExchangeOptions): Exchange;
+  /** How many exchanges (requests in flight) the rotator holds at once. */
+  readonly exchangeCapacity: number;
   /** Adds a key that verifies tokens naming `id`; it signs nothing until made primary. */
   addKey(id: number, key: Uint8Array): void;
   /** Makes `id` the key that signs new tokens; sessions move to it as they rotate. */
@@ -148,6 +160,72 @@ export class Rotator {
   readonly primaryKeyId: number;
   /** Wipes the instance's memory; every later call throws `InputError('disposed')`. */
   dispose(): void;
+  [Symbol.dispose](): void;
+}
+
+export interface ExchangeOptions {
+  /** devise's `unbatch=true`: rotate for any batch member inside the window. */
+  unbatch?: boolean;
+  /** Decide only, store nothing and send no token (sign-out, account deletion). */
+  check?: boolean;
+  /** What a batch member's response carries: nothing (default) or `T(n)` to a holder of `T(n)` or `T(n-1)`. */
+  batchToken?: 'blank' | 'current';
+  /** Decisions per request before a 503. Default: rotauth's (`maxAttempts`). */
+  maxAttempts?: number;
+}
+
+/** What the host does next in an exchange. */
+export type ExchangeStep =
+  | { kind: 'load' }
+  /** Compare-and-swap: store `record` (version `version`) if the stored version is still `expectedVersion`. */
+  | { kind: 'store'; record: Uint8Array; version: bigint; expectedVersion: bigint }
+  | { kind: 'delete' }
+  /** The store failed: wait and `retry()`, or `giveUp()`. */
+  | { kind: 'store_failed' }
+  | { kind: 'answer'; answer: ExchangeAnswer };
+
+/** How an exchange ends. */
+export type ExchangeAnswer =
+  /** Serve, sending `token` if any (stored already); `reply` says which token it is. */
+  | {
+      kind: 'serve';
+      decision: DecisionKind;
+      reply: 'new_token' | 'batch' | 'current' | 'same_token';
+      token?: string;
+      expiresAt: number;
+      lostSwaps: number;
+    }
+  /** A check's answer: the credentials are accepted; nothing stored, no token. */
+  | { kind: 'accepted'; decision: DecisionKind }
+  /** 401, no token. */
+  | { kind: 'refuse'; refusal: 'user_mismatch' | 'rejected' | 'revoked' | 'corrupt_record'; reason?: RejectReason; behind?: number }
+  /** 503 with `Retry-After`, no token. */
+  | { kind: 'unavailable'; cause: 'store' | 'contention' };
+
+/**
+ * One request's loop around the decision (rotauth's exchange), made by
+ * `rotator.exchange()`: the host does the I/O each `step` asks for and reports it back,
+ * until the step is an answer. `close()` an exchange left before its answer.
+ */
+export class Exchange {
+  private constructor();
+  /** What the host does next: a load first. */
+  readonly step: ExchangeStep;
+  /** Whether the exchange has answered or was closed. */
+  readonly done: boolean;
+  /** What the load found: the record (`null` when there is no session) and whether the claimed user is the session's. */
+  loaded(record: Uint8Array | null, claimMatches?: boolean): ExchangeStep;
+  loadFailed(): ExchangeStep;
+  /** `true`: stored; `false`: lost to another version. */
+  swapped(stored: boolean): ExchangeStep;
+  /** The compare-and-swap failed without saying whether it wrote. */
+  swapFailed(): ExchangeStep;
+  deleted(): ExchangeStep;
+  deleteFailed(): ExchangeStep;
+  retry(): ExchangeStep;
+  giveUp(): ExchangeStep;
+  /** Ends the exchange before its answer and wipes it. */
+  close(): void;
   [Symbol.dispose](): void;
 }
 
@@ -170,7 +248,10 @@ export type ErrorCode =
   | ConfigErrorCode
   | RecordErrorCode
   | InputErrorCode
+  | ExchangeErrorCode
   | 'internal';
+
+export type ExchangeErrorCode = 'exchanges_full' | 'unknown_exchange';
 
 export type KeyErrorCode =
   | 'key_too_short'
@@ -220,4 +301,8 @@ export class RecordError extends RotauthError {
 /** An argument of the wrong type or range. */
 export class InputError extends RotauthError {
   readonly code: InputErrorCode;
+}
+/** An exchange that cannot start (the rotator's table is full: answer 503) or has ended. */
+export class ExchangeError extends RotauthError {
+  readonly code: ExchangeErrorCode;
 }

@@ -1,6 +1,7 @@
 // The suite in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core;
 // no browser is downloaded): serves the repository on 127.0.0.1, opens test/browser.html,
-// prints what the page logs and the closing count. Exits non-zero on a failure.
+// prints what the page logs and the closing count. Exits non-zero on a failure. Another
+// suite page may be named, from the repository root: `node test/run-browser.mjs <path>`.
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
+const suitePage = process.argv[2] ?? 'wasm/js/test/browser.html';
 const allowed = ['wasm/js/lib/', 'wasm/js/test/', 'wasm/js/example/', 'wasm/js/node_modules/hono/', 'tests/vectors/'];
 const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.html': 'text/html', '.txt': 'text/plain', '.wasm': 'application/wasm' };
 
@@ -54,7 +56,7 @@ try {
   });
   page.on('pageerror', (error) => console.log(`page error: ${error}`));
   console.log(`# ${version}`);
-  await page.goto(`http://127.0.0.1:${port}/wasm/js/test/browser.html`);
+  await page.goto(`http://127.0.0.1:${port}/${suitePage}`);
   await page.waitForFunction(() => window.rotauthSuite !== undefined, null, { timeout: 120_000 });
   result = await page.evaluate(() => window.rotauthSuite);
 } finally {

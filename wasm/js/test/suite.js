@@ -11,6 +11,7 @@
 // through `fetch` with the real clock (its batch window is WINDOW_MS).
 import { Skip, deepEqual, equal, notEqual, ok, rejects, throws } from './assert.js';
 import { ORIGIN, WINDOW_MS } from './app-config.js';
+import { loopTests } from './loop.js';
 
 const T0 = 1_700_000_000_000;
 const W = 5_000;
@@ -423,114 +424,9 @@ export function suite(env) {
     }
   });
 
-  // -- concurrency ----------------------------------------------------------------------
+  // -- the request loop: the Hono middleware driving rotauth's exchange ------------------
 
-  api('a_burst_of_parallel_requests_rotates_once', async () => {
-    const { MemoryStore, authenticate } = env.hono;
-    const rotator = await make();
-    const store = new MemoryStore();
-    let now = T0;
-    const options = { rotator, store, clock: () => now };
-    const s = rotator.signIn(T0);
-    await store.insert(s.clientId, { uid: 'a@example.com', version: s.version, record: s.record });
-    now = T0 + W;
-    const request = () =>
-      new Request('http://example.test/demo', { headers: { 'access-token': s.token, client: s.clientId, uid: 'a@example.com' } });
-    const results = await Promise.all(Array.from({ length: 24 }, () => authenticate(options, request())));
-    ok(results.every((r) => r.ok), 'every request is served');
-    const sent = results.map((r) => r.headers.get('access-token')).filter((t) => t.trim() !== '');
-    equal(sent.length, 1, 'exactly one response carries a new token');
-    equal(results.filter((r) => r.kind === 'rotate').length, 1, 'exactly one rotation');
-    const stored = await store.get(s.clientId);
-    deepEqual([rotator.inspect(stored.record).generation, stored.version], [1n, 1n]);
-    equal(rotator.currentToken(stored.record), sent[0]);
-  });
-
-  api('echo_current_never_upgrades_a_token_two_generations_old', async () => {
-    const { MemoryStore, authenticate } = env.hono;
-    const rotator = await make();
-    const store = new MemoryStore();
-    let now = T0;
-    const options = { rotator, store, clock: () => now, echoCurrent: true };
-    const s = rotator.signIn(T0);
-    await store.insert(s.clientId, { uid: 'a@example.com', version: s.version, record: s.record });
-    const request = (token, query = '') =>
-      new Request(`http://example.test/demo${query}`, { headers: { 'access-token': token, client: s.clientId, uid: 'a@example.com' } });
-    // Rotate once after the window, then again inside it with unbatch: T(0), T(1), T(2).
-    now = T0 + W + 1;
-    const first = await authenticate(options, request(s.token));
-    equal(first.kind, 'rotate');
-    const t1 = first.headers.get('access-token');
-    now += 1;
-    const second = await authenticate(options, request(t1, '?unbatch=true'));
-    equal(second.kind, 'rotate');
-    const t2 = second.headers.get('access-token');
-    // T(0) is in the window, two generations back: served as a batch member, sent no token.
-    now += 1;
-    const stale = await authenticate(options, request(s.token));
-    equal(stale.kind, 'batch_reuse');
-    equal(stale.headers.get('access-token').trim(), '', 'T(n-2) is not upgraded to T(n)');
-    // T(1) and T(2) are sent T(2).
-    for (const held of [t1, t2]) {
-      const member = await authenticate(options, request(held));
-      equal(member.kind, 'batch_reuse');
-      equal(member.headers.get('access-token'), t2);
-    }
-    equal(rotator.batchToken((await store.get(s.clientId)).record, 'not a token'), undefined);
-  });
-
-  api('the_loop_keeps_the_rust_layers_bound_503_and_refusals', async () => {
-    const { MemoryStore, authenticate, check, unavailableResponse, UNAVAILABLE_BODY } = env.hono;
-    const rotator = await make();
-    equal(rotator.maxAttempts, 4, "rotauth's bound, as the Rust layer keeps it");
-    const s = rotator.signIn(T0);
-    const headers = { 'access-token': s.token, client: s.clientId, uid: 'a@example.com' };
-    const request = (h = headers, query = '') => new Request(`http://example.test/demo${query}`, { headers: h });
-    // A store that always loses its swaps: exactly maxAttempts decisions, then 503.
-    class Losing extends MemoryStore {
-      loads = 0;
-      async get(id) {
-        this.loads += 1;
-        return super.get(id);
-      }
-      async compareAndSwap() {
-        return false;
-      }
-    }
-    const losing = new Losing();
-    await losing.insert(s.clientId, { uid: 'a@example.com', version: s.version, record: s.record });
-    const lost = await authenticate({ rotator, store: losing, clock: () => T0 + W + 1 }, request());
-    deepEqual([lost.ok, lost.status, lost.reason, losing.loads], [false, 503, 'store_conflict', 4]);
-    // A store that throws: 503, not an exception.
-    class Failing extends MemoryStore {
-      async get() {
-        throw new Error('connection refused');
-      }
-    }
-    const failed = await authenticate({ rotator, store: new Failing(), clock: () => T0 }, request());
-    deepEqual([failed.ok, failed.status, failed.reason], [false, 503, 'store_failed']);
-    const response = unavailableResponse();
-    deepEqual([response.status, response.headers.get('retry-after')], [503, '1']);
-    deepEqual(await response.json(), UNAVAILABLE_BODY);
-    deepEqual(UNAVAILABLE_BODY, { errors: ['Service unavailable, please try again later.'] });
-    // Another uid than the session's is its own refusal, not an unknown session.
-    const store = new MemoryStore();
-    await store.insert(s.clientId, { uid: 'a@example.com', version: s.version, record: s.record });
-    const options = { rotator, store, clock: () => T0 + 1 };
-    const mismatch = await authenticate(options, request({ ...headers, uid: 'b@example.com' }));
-    deepEqual([mismatch.status, mismatch.reason], [401, 'user_mismatch']);
-    const unknown = await authenticate(options, request({ ...headers, client: 'AAAAAAAAAAAAAAAAAAAAAA' }));
-    deepEqual([unknown.status, unknown.reason], [401, 'unknown_session']);
-    // Credentials in the query string when the headers are absent, as devise reads params.
-    const query = `?access-token=${encodeURIComponent(s.token)}&client=${s.clientId}&uid=a%40example.com`;
-    const fromQuery = await authenticate(options, request({}, query));
-    ok(fromQuery.ok, 'credentials from the query string');
-    // A check stores nothing.
-    const before = (await store.get(s.clientId)).version;
-    const checked = await check({ ...options, clock: () => T0 + W + 1 }, request());
-    ok(checked.ok && checked.headers === undefined, 'a check sends no headers');
-    equal((await store.get(s.clientId)).version, before, 'a check stores nothing');
-  });
+  loopTests(env, api, make);
 
   // -- the example app over HTTP (devise headers) -----------------------------------------
 

@@ -35,3 +35,19 @@ try {
 await createRotator({ keys: [], mode: 'lenient' });
 // @ts-expect-error: a token is text
 rotator.decide(record, new Uint8Array(55), 0);
+// The exchange, driven by hand as a host with its own store would.
+const exchange = rotator.exchange(token, Date.now(), { batchToken: 'current' });
+let step = exchange.loaded(record);
+if (step.kind === 'store') {
+  const expected: bigint = step.expectedVersion;
+  void expected;
+  step = exchange.swapped(true);
+}
+if (step.kind === 'answer' && step.answer.kind === 'serve') {
+  const sent: string | undefined = step.answer.token;
+  void sent;
+}
+exchange.close();
+app.use('/api/*', rotauth({ rotator, store, storePatienceMs: 1_000, maxAttempts: 3 }));
+// @ts-expect-error: a batch member gets a blank or the current token
+rotator.exchange(token, 0, { batchToken: 'newest' });

@@ -13,8 +13,11 @@ import { readResponse } from './runner.js';
 const KEY = new Uint8Array(32).fill(0x5a);
 const PASSWORD = 'correct horse battery';
 
-/** The rotator a configuration asks for, or a `Skip` reason when it cannot be made here. */
-async function rotatorFor(config) {
+/**
+ * The rotator a configuration asks for, or a `Skip` reason when it cannot be made here.
+ * `boundedHere`: the host takes the configuration's lost-swap bound, so any bound is fine.
+ */
+async function rotatorFor(config, boundedHere = false) {
   const rotator = await createRotator({
     keys: [{ id: 1, key: KEY }],
     batchWindowMs: config.batch_window_ms,
@@ -22,7 +25,7 @@ async function rotatorFor(config) {
     replayPolicy: config.replay === 'revoke' ? 'revoke_session' : 'reject',
     rotate: config.rotate,
   });
-  if (config.max_attempts !== rotator.maxAttempts) {
+  if (!boundedHere && config.max_attempts !== rotator.maxAttempts) {
     return { skip: `max_attempts is rotauth's ${rotator.maxAttempts} in JavaScript` };
   }
   return { rotator };
@@ -118,15 +121,23 @@ class StoreView {
 /** The middleware in front of a handler that answers 200, in process. */
 export const middleware = {
   name: 'js/hono-middleware',
-  supports: new Set(['faults', 'race']),
+  supports: new Set(['faults', 'race', 'patience']),
   async make(config) {
-    const { rotator, skip } = await rotatorFor(config);
+    const { rotator, skip } = await rotatorFor(config, true);
     if (skip !== undefined) return { skip };
     const memory = new MemoryStore();
     const store = new FaultyStore(memory);
     let now = 0;
     const app = new Hono();
-    app.use('/parity', rotauth({ rotator, store, clock: () => now, echoCurrent: config.batch_token === 'current' }));
+    app.use('/parity', rotauth({
+      rotator,
+      store,
+      clock: () => now,
+      echoCurrent: config.batch_token === 'current',
+      maxAttempts: config.max_attempts,
+      // Without patience the first store failure is answered, as the scenario expects.
+      storePatienceMs: config.patience ? undefined : 0,
+    }));
     app.get('/parity', (c) => c.text('served'));
     const call = async ({ query, headers }) => readResponse(await app.request(`/parity${query}`, { headers }));
     const view = new StoreView(rotator, memory);
