@@ -3,6 +3,7 @@
 use core::time::Duration;
 use std::path::PathBuf;
 
+use clap::builder::{EnumValueParser, TypedValueParser as _};
 use rotauth::{Config, Keyring, Mode, ReplayPolicy};
 
 use rotauth_axum::BatchToken;
@@ -40,16 +41,19 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 14 * 24 * 60 * 60)]
     pub lifespan_secs: u64,
     /// What T(n-1) may do after the window: strict or recover.
-    #[arg(long, value_name = "strict|recover", default_value = "strict", value_parser = parse_mode)]
+    #[arg(long, value_name = "strict|recover", default_value = "strict",
+          value_parser = EnumValueParser::<ModeFlag>::new().map(Mode::from))]
     pub mode: Mode,
     /// What a replayed token does to its session: reject or revoke.
-    #[arg(long, value_name = "reject|revoke", default_value = "reject", value_parser = parse_replay)]
+    #[arg(long, value_name = "reject|revoke", default_value = "reject",
+          value_parser = EnumValueParser::<ReplayFlag>::new().map(ReplayPolicy::from))]
     pub replay: ReplayPolicy,
     /// Keep one token per session (devise's change_headers_on_each_request = false).
     #[arg(long = "no-rotation", action = clap::ArgAction::SetFalse)]
     pub rotate: bool,
     /// access-token of batch responses: " " (blank) or T(n) (current).
-    #[arg(long, value_name = "blank|current", default_value = "blank", value_parser = parse_batch_token)]
+    #[arg(long, value_name = "blank|current", default_value = "blank",
+          value_parser = EnumValueParser::<BatchTokenFlag>::new().map(BatchToken::from))]
     pub batch_token: BatchToken,
     /// Allow this browser origin (or *) and expose the auth headers; repeat the flag or
     /// separate origins by commas for several.
@@ -174,27 +178,51 @@ impl Cli {
     }
 }
 
-fn parse_mode(text: &str) -> Result<Mode, String> {
-    match text {
-        "strict" => Ok(Mode::Strict),
-        "recover" => Ok(Mode::Recover),
-        other => Err(format!("expected strict or recover, got {other:?}")),
+/// `--mode`, as clap reads it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeFlag {
+    Strict,
+    Recover,
+}
+
+impl From<ModeFlag> for Mode {
+    fn from(flag: ModeFlag) -> Self {
+        match flag {
+            ModeFlag::Strict => Self::Strict,
+            ModeFlag::Recover => Self::Recover,
+        }
     }
 }
 
-fn parse_replay(text: &str) -> Result<ReplayPolicy, String> {
-    match text {
-        "reject" => Ok(ReplayPolicy::Reject),
-        "revoke" => Ok(ReplayPolicy::RevokeSession),
-        other => Err(format!("expected reject or revoke, got {other:?}")),
+/// `--replay`, as clap reads it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReplayFlag {
+    Reject,
+    Revoke,
+}
+
+impl From<ReplayFlag> for ReplayPolicy {
+    fn from(flag: ReplayFlag) -> Self {
+        match flag {
+            ReplayFlag::Reject => Self::Reject,
+            ReplayFlag::Revoke => Self::RevokeSession,
+        }
     }
 }
 
-fn parse_batch_token(text: &str) -> Result<BatchToken, String> {
-    match text {
-        "blank" => Ok(BatchToken::Blank),
-        "current" => Ok(BatchToken::Current),
-        other => Err(format!("expected blank or current, got {other:?}")),
+/// `--batch-token`, as clap reads it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BatchTokenFlag {
+    Blank,
+    Current,
+}
+
+impl From<BatchTokenFlag> for BatchToken {
+    fn from(flag: BatchTokenFlag) -> Self {
+        match flag {
+            BatchTokenFlag::Blank => Self::Blank,
+            BatchTokenFlag::Current => Self::Current,
+        }
     }
 }
 
@@ -240,8 +268,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                 Some(clap::error::ContextValue::String(arg)) => arg.clone(),
                 _ => "a flag".to_owned(),
             };
-            let reason = std::error::Error::source(&e)
-                .map_or_else(|| "invalid value".to_owned(), ToString::to_string);
+            // A flag with a fixed set of values names them; others say why.
+            let reason = match e.get(clap::error::ContextKind::ValidValue) {
+                Some(clap::error::ContextValue::Strings(values)) => {
+                    format!("expected {}", values.join(" or "))
+                }
+                _ => std::error::Error::source(&e)
+                    .map_or_else(|| "invalid value".to_owned(), ToString::to_string),
+            };
             Err(format!("{arg}: {reason}"))
         }
         Err(e) => Err(e

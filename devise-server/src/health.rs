@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::json;
 
-use crate::app::{AppState, json_response, note};
+use crate::app::{AppState, Event, json_response, note};
 use crate::db::Database;
 
 /// How long `GET /readyz` waits for the database before it answers 503.
@@ -53,7 +53,7 @@ pub fn routes<D: Database>() -> Router<AppState<D>> {
 async fn healthz() -> Response {
     note(
         json_response(StatusCode::OK, &json!({"status": "ok"})),
-        "health",
+        Event::Health,
         None,
     )
 }
@@ -64,17 +64,17 @@ async fn healthz() -> Response {
 /// goes to the log only.
 async fn readyz<D: Database>(State(state): State<AppState<D>>) -> Response {
     if state.readiness().is_draining() {
-        return not_ready("draining", None);
+        return not_ready(NotReady::Draining, None);
     }
     match tokio::time::timeout(DATABASE_BOUND, state.db().ping()).await {
         Ok(Ok(())) => note(
             json_response(StatusCode::OK, &json!({"status": "ready"})),
-            "ready",
+            Event::Ready,
             None,
         ),
-        Ok(Err(e)) => not_ready("database", Some(format!("database: {e}"))),
+        Ok(Err(e)) => not_ready(NotReady::Database, Some(format!("database: {e}"))),
         Err(_) => not_ready(
-            "database",
+            NotReady::Database,
             Some(format!(
                 "database: no answer within {} ms",
                 DATABASE_BOUND.as_millis()
@@ -83,17 +83,32 @@ async fn readyz<D: Database>(State(state): State<AppState<D>>) -> Response {
     }
 }
 
-fn not_ready(reason: &'static str, detail: Option<String>) -> Response {
+/// Why the server is not ready.
+#[derive(Clone, Copy)]
+enum NotReady {
+    /// It is stopping.
+    Draining,
+    /// Its database did not answer, or is missing a table.
+    Database,
+}
+
+impl NotReady {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Draining => "draining",
+            Self::Database => "database",
+        }
+    }
+}
+
+fn not_ready(reason: NotReady, detail: Option<String>) -> Response {
     let mut response = json_response(
         StatusCode::SERVICE_UNAVAILABLE,
-        &json!({"status": "unavailable", "reason": reason}),
+        &json!({"status": "unavailable", "reason": reason.as_str()}),
     );
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    note(
-        response,
-        "not_ready",
-        Some(detail.unwrap_or_else(|| reason.to_owned())),
-    )
+    let detail = detail.unwrap_or_else(|| reason.as_str().to_owned());
+    note(response, Event::NotReady, Some(detail))
 }

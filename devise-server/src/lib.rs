@@ -7,7 +7,8 @@
 //! hashing (`passwords`) and the counters (`metrics`). Every token is decided by
 //! rotauth-axum's request loop, read from and written to devise's headers by its
 //! `DeviseProtocol`, and stored by its session stores. The `devise_server` binary runs it;
-//! the tests run the same router on an ephemeral port.
+//! the tests run the same router on an ephemeral port. The devise client the load and
+//! flood tools and the tests share is `client` (feature `client`).
 //!
 //! The modules that need the server's dependencies are behind the default feature
 //! `server`; the fuzz targets reach the body parsing with `default-features = false`,
@@ -18,6 +19,8 @@ pub mod app;
 pub mod bodies;
 #[cfg(feature = "server")]
 pub mod cli;
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "server")]
 pub mod clock;
 #[cfg(feature = "server")]

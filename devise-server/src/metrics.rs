@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::fmt::Write as _;
 
 use rotauth::{DecisionKind, KeyId, Keyring};
+use rotauth_axum::Decided;
 
 /// Counters since start through the `metrics` facade, into a Prometheus recorder of this
 /// server's own (not the process-wide one, so servers in one process, as in the tests,
@@ -34,7 +35,7 @@ impl Default for Metrics {
             cas_conflicts: AtomicU64::new(0),
             cas_exhausted: AtomicU64::new(0),
         };
-        this.record(|| {
+        this.with(|| {
             metrics::describe_counter!(
                 CAS_CONFLICTS,
                 "Session updates that lost a compare-and-swap and were decided again."
@@ -56,26 +57,25 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    fn record(&self, f: impl FnOnce()) {
+    fn with(&self, f: impl FnOnce()) {
         metrics::with_local_recorder(&self.recorder, f);
     }
 
-    pub(crate) fn count(&self, kind: DecisionKind) {
-        self.record(|| metrics::counter!(DECISIONS, "kind" => kind.as_str()).increment(1));
-    }
-
-    pub(crate) fn conflicts(&self, lost_swaps: usize) {
-        if lost_swaps == 0 {
-            return;
+    /// Counts what the request loop came to for one request (rotauth-axum leaves it in
+    /// the response): its decision, the swaps it lost, and whether it gave up on them.
+    pub(crate) fn count(&self, decided: &Decided) {
+        if let Some(kind) = decided.decision() {
+            self.with(|| metrics::counter!(DECISIONS, "kind" => kind.as_str()).increment(1));
         }
-        let n = u64::try_from(lost_swaps).unwrap_or(u64::MAX);
-        self.cas_conflicts.fetch_add(n, Ordering::Relaxed);
-        self.record(|| metrics::counter!(CAS_CONFLICTS).increment(n));
-    }
-
-    pub(crate) fn exhausted(&self) {
-        self.cas_exhausted.fetch_add(1, Ordering::Relaxed);
-        self.record(|| metrics::counter!(CAS_EXHAUSTED).increment(1));
+        let lost = u64::try_from(decided.lost_swaps()).unwrap_or(u64::MAX);
+        if lost > 0 {
+            self.cas_conflicts.fetch_add(lost, Ordering::Relaxed);
+            self.with(|| metrics::counter!(CAS_CONFLICTS).increment(lost));
+        }
+        if decided.is_contention() {
+            self.cas_exhausted.fetch_add(1, Ordering::Relaxed);
+            self.with(|| metrics::counter!(CAS_EXHAUSTED).increment(1));
+        }
     }
 
     /// Prometheus' text format.

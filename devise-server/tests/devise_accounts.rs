@@ -35,7 +35,7 @@ mod support;
 use std::time::Duration;
 
 use axum::http::Method;
-use client::{Auth, Http, Resp, random_suffix};
+use client::{Auth, Http, JsonBody, Resp, random_suffix};
 use devise_server::db::Database;
 use parked::ParkingDb;
 use serde_json::json;
@@ -61,7 +61,7 @@ async fn sign_up(http: &Http, email: &str) -> (Auth, i64) {
     let resp = http.post("/auth", &body.to_string()).await;
     assert_eq!(resp.status, 200, "{}", resp.text);
     (
-        Auth::from_response(&resp),
+        Auth::from_response(&resp).expect("a response with the auth headers"),
         resp.json()["data"]["id"].as_i64().unwrap(),
     )
 }
@@ -93,7 +93,7 @@ async fn sign_in_around<D: Database>(
     let resp = racer.await.unwrap();
     if after {
         assert_eq!(resp.status, 200, "stored before the change: {}", resp.text);
-        let auth = Auth::from_response(&resp);
+        let auth = Auth::from_response(&resp).expect("a response with the auth headers");
         assert!(
             !works(http, &auth).await,
             "the racing sign-in's session outlived the change"
@@ -140,7 +140,8 @@ async fn a_password_change_racing_a_sign_in_leaves_no_old_password_session<D: Da
     for after in [false, true] {
         let address = email("password");
         let (mut owner, _) = sign_up(http, &address).await;
-        let other_device = Auth::from_response(&sign_in(http, &address, PASSWORD).await);
+        let other_device = Auth::from_response(&sign_in(http, &address, PASSWORD).await)
+            .expect("a response with the auth headers");
         sign_in_around(db, http, &address, PASSWORD, after, async {
             let body = json!({
                 "password": NEW_PASSWORD,
@@ -197,7 +198,8 @@ async fn an_email_change_racing_a_sign_in_leaves_no_old_email_session<D: Databas
             assert_eq!(resp.header("uid"), Some(old.as_str()));
         }
         assert_eq!(sign_in(http, &old, PASSWORD).await.status, 401);
-        let fresh = Auth::from_response(&sign_in(http, &new, PASSWORD).await);
+        let fresh = Auth::from_response(&sign_in(http, &new, PASSWORD).await)
+            .expect("a response with the auth headers");
         assert!(works(http, &owner).await);
         let resp = delete_account(http, &owner).await;
         assert_eq!(resp.status, 200, "{}", resp.text);
@@ -229,7 +231,11 @@ async fn twenty_racing_deletions_leave_no_working_session<D: Database>(
         if resp.status == 200 {
             signed_in += 1;
             assert!(
-                !works(http, &Auth::from_response(&resp)).await,
+                !works(
+                    http,
+                    &Auth::from_response(&resp).expect("a response with the auth headers")
+                )
+                .await,
                 "round {round}: the sign-in's session outlived the account"
             );
         }

@@ -28,7 +28,7 @@ mod client;
 mod cluster;
 
 use axum::http::Method;
-use client::{Auth, Http, TempDir};
+use client::{Auth, Http, JsonBody, TempDir};
 use cluster::{
     Instance, PASSWORD, Plan, TestDb, assert_all_ok, assert_records, run_load, start_all,
 };

@@ -23,7 +23,7 @@ mod support;
 use std::time::Duration;
 
 use axum::http::Method;
-use client::{Auth, Resp, TempDir};
+use client::{Auth, JsonBody, Resp, TempDir};
 use rotauth::Token;
 use serde_json::{Value, json};
 use support::{KEY, TestServer};
@@ -247,7 +247,7 @@ async fn form_encoded_bodies_work_on_every_endpoint_with_a_body() {
         )
         .await;
     assert_eq!(resp.status, 200, "{}", resp.text);
-    let mut auth = Auth::from_response(&resp);
+    let mut auth = Auth::from_response(&resp).expect("a response with the auth headers");
     let resp = http
         .send(
             Method::POST,
@@ -628,7 +628,7 @@ async fn responses_with_tokens_are_no_store() {
     let body = json!({"email": "nia@example.com", "password": PASSWORD,
                       "password_confirmation": PASSWORD});
     let sign_up = http.post("/auth", &body.to_string()).await;
-    let auth = Auth::from_response(&sign_up);
+    let auth = Auth::from_response(&sign_up).expect("a response with the auth headers");
     let sign_in = http
         .post(
             "/auth/sign_in",

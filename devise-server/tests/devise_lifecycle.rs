@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
-use client::{Http, Resp, SendError, TempDir};
+use client::{Http, JsonBody, Resp, SendError, TempDir};
 use cluster::{Instance, Outcome, PASSWORD, Plan, TestDb, Totals, start_all};
 use serde_json::{Value, json};
 use support::{KEY, TestServer};

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use base64ct::{Base64, Encoding};
-use client::{Auth, Http, Resp, TempDir, assert_record};
+use client::{Auth, Http, JsonBody, Resp, TempDir, assert_record};
 use devise_server::cli;
 use rotauth::Token;
 use serde_json::{Value, json};
@@ -838,8 +838,9 @@ async fn a_database_error_is_503_without_a_token() {
         .sql()
         .execute_batch("DROP TABLE rotauth_sessions")
         .unwrap();
-    let unavailable =
-        r#"{"success":false,"errors":["Service unavailable, please try again later."]}"#;
+    // The protocol's 503 (rotauth-axum's `DeviseProtocol`), for the loop's failures and
+    // the server's own alike.
+    let unavailable = r#"{"errors":["Service unavailable, please try again later."]}"#;
     let resp = http.get("/demo/members_only", &auth).await;
     assert_eq!(resp.status, 503);
     json_eq(&resp, unavailable);
@@ -848,6 +849,8 @@ async fn a_database_error_is_503_without_a_token() {
     let body = json!({"email": "uma@example.com", "password": PASSWORD}).to_string();
     let resp = http.post("/auth/sign_in", &body).await;
     assert_eq!(resp.status, 503);
+    json_eq(&resp, unavailable);
+    assert_eq!(resp.header("retry-after"), Some("1"));
     no_token(&resp);
     let resp = http
         .send(Method::DELETE, "/auth/sign_out", &auth.headers(), None)
@@ -1126,6 +1129,10 @@ fn flags_parse_and_bad_ones_are_refused() {
     ] {
         assert!(parse(bad).is_err(), "{bad:?}");
     }
+    // A flag of fixed values names them, without repeating what was given.
+    let refused = parse(&["--mode", "lax"]).unwrap_err();
+    assert!(refused.contains("expected strict or recover"), "{refused}");
+    assert!(!refused.contains("lax"), "{refused}");
     let cli::Command::Run(cli) =
         parse(&["--batch-window-ms", "100000", "--lifespan-secs", "10"]).unwrap()
     else {

@@ -3,7 +3,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -12,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, StatusCode};
-use rotauth::Timestamp;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::authenticator::Authenticator;
+use crate::extract::AuthRejection;
 use crate::protocol::Protocol;
 use crate::request::{Authenticated, Outcome};
 use crate::store::{BoxError, SessionStore};
@@ -27,8 +26,11 @@ use crate::store::{BoxError, SessionStore};
 /// Accepted requests reach the inner service with [`Authenticated`] in their extensions,
 /// and the protocol writes the token (if any) into the response afterwards. Refused
 /// requests get 401 in the protocol's shape and 503 when the store fails; neither reaches
-/// the inner service. Works for any tower service answering `http::Response<B>` with an
-/// [`http_body::Body`] `B`; responses become [`axum::body::Body`].
+/// the inner service. Every response it answers or passes on carries
+/// [`Decided`](crate::Decided) in its extensions, for logs and metrics. A request is
+/// decided at the authenticator's time when it arrives ([`Authenticator::now`]). Works for
+/// any tower service answering `http::Response<B>` with an [`http_body::Body`] `B`;
+/// responses become [`axum::body::Body`].
 ///
 /// Order matters in a stack: routes added to an axum `Router` after `.layer(..)` are not
 /// behind it (put sign-in there), and a CORS layer must be outside this one (added after
@@ -52,18 +54,13 @@ use crate::store::{BoxError, SessionStore};
 pub struct AuthLayer<S, P> {
     auth: Authenticator<S>,
     protocol: P,
-    clock: Clock,
 }
-
-/// Where a layer reads the time of each request.
-type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 impl<S, P: Clone> Clone for AuthLayer<S, P> {
     fn clone(&self) -> Self {
         Self {
             auth: self.auth.clone(),
             protocol: self.protocol.clone(),
-            clock: Arc::clone(&self.clock),
         }
     }
 }
@@ -78,46 +75,11 @@ impl<S, P: std::fmt::Debug> std::fmt::Debug for AuthLayer<S, P> {
 }
 
 impl<S: SessionStore, P: Protocol> AuthLayer<S, P> {
-    /// A layer deciding with `auth` and speaking `protocol`, at the system clock's time.
+    /// A layer deciding with `auth` and speaking `protocol`, at the authenticator's time
+    /// ([`Authenticator::clock`]).
     #[must_use]
     pub fn new(auth: Authenticator<S>, protocol: P) -> Self {
-        Self {
-            auth,
-            protocol,
-            clock: Arc::new(Timestamp::now),
-        }
-    }
-
-    /// Decides every request at the time `clock` returns when the request arrives,
-    /// instead of the system clock's: for tests that move time past a batch window
-    /// without waiting for it, and for hosts that take their time from elsewhere (a
-    /// cluster clock, a clock shifted to match other instances). The windows and expiries
-    /// are only as right as this clock: it must not run far from the clocks of the other
-    /// instances that decide for the same sessions.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::sync::atomic::{AtomicU64, Ordering};
-    /// use rotauth::{Config, KeyId, Keyring, Rotator, Timestamp};
-    /// use rotauth_axum::{AuthLayer, Authenticator, DeviseProtocol, MemoryStore};
-    ///
-    /// # fn main() -> Result<(), rotauth::KeyError> {
-    /// let rotator = Rotator::new(Keyring::new(KeyId(1), &[7u8; 32])?, Config::default());
-    /// let auth = Authenticator::new(rotator, MemoryStore::new());
-    /// // A clock the test moves by hand.
-    /// let millis = Arc::new(AtomicU64::new(1_796_083_200_000));
-    /// let read = Arc::clone(&millis);
-    /// let layer = AuthLayer::new(auth, DeviseProtocol::new())
-    ///     .clock(move || Timestamp::from_unix_millis(read.load(Ordering::SeqCst)));
-    /// millis.fetch_add(6_000, Ordering::SeqCst); // past the batch window
-    /// # let _ = layer;
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn clock(mut self, clock: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
-        self
+        Self { auth, protocol }
     }
 }
 
@@ -129,7 +91,6 @@ impl<I, S, P: Clone> Layer<I> for AuthLayer<S, P> {
             inner,
             auth: self.auth.clone(),
             protocol: self.protocol.clone(),
-            clock: Arc::clone(&self.clock),
         }
     }
 }
@@ -139,7 +100,6 @@ pub struct AuthService<I, S, P> {
     inner: I,
     auth: Authenticator<S>,
     protocol: P,
-    clock: Clock,
 }
 
 impl<I: Clone, S, P: Clone> Clone for AuthService<I, S, P> {
@@ -148,7 +108,6 @@ impl<I: Clone, S, P: Clone> Clone for AuthService<I, S, P> {
             inner: self.inner.clone(),
             auth: self.auth.clone(),
             protocol: self.protocol.clone(),
-            clock: Arc::clone(&self.clock),
         }
     }
 }
@@ -188,27 +147,34 @@ where
         let auth = self.auth.clone();
         let protocol = self.protocol.clone();
         // The time the request arrived, whatever it waits for after.
-        let now = (self.clock)();
+        let now = self.auth.now();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             let credentials = match protocol.credentials(&parts) {
                 Ok(credentials) => credentials,
                 Err(refusal) => {
                     tracing::debug!(%refusal, "rotauth: refused");
-                    return Ok(protocol.refused(&refusal));
+                    return Ok(AuthRejection::refused(protocol, refusal).into_response());
                 }
             };
             let unbatch = protocol.force_rotation(&parts);
-            match auth.authenticate(&credentials, now, unbatch).await {
+            let outcome = auth.authenticate(&credentials, now, unbatch).await;
+            let decided = outcome.decided();
+            match outcome {
                 Outcome::Served { who, reply, .. } => {
                     parts.extensions.insert(who.clone());
                     let response = inner.call(Request::from_parts(parts, body)).await?;
                     let mut response = response.map(Body::new);
                     protocol.write_reply(&who, &reply, response.headers_mut());
+                    response.extensions_mut().insert(decided);
                     Ok(response)
                 }
-                Outcome::Refused(refusal) => Ok(protocol.refused(&refusal)),
-                Outcome::Unavailable(_) => Ok(protocol.unavailable()),
+                Outcome::Refused(refusal) => {
+                    Ok(AuthRejection::refused(protocol, refusal).into_response())
+                }
+                Outcome::Unavailable(why) => {
+                    Ok(AuthRejection::unavailable(protocol, why).into_response())
+                }
             }
         })
     }

@@ -16,7 +16,14 @@
 //! - [`Protocol`], how credentials and tokens travel: [`DeviseProtocol`]
 //!   (devise_token_auth's headers) and [`BearerProtocol`] (one header each way);
 //! - [`AuthLayer`], a tower layer for any service, and [`Authenticated`], the axum
-//!   extractor handlers take.
+//!   extractor handlers behind it take;
+//! - per-route extractors for routes without the layer: [`Rotation`], which stores the
+//!   request's decision and writes its reply into the response it is returned with, and
+//!   [`Check`], which decides without storing (sign-out, account deletion, a check before
+//!   slow work that rotates afterwards); both are rejected with an [`AuthRejection`],
+//!   which the protocol renders, or whose refusal a route answers in a shape of its own;
+//! - [`Decided`], what the loop came to for a request (its decision, lost swaps, why it
+//!   was refused or answered 503), in every response's extensions, for logs and metrics.
 //!
 //! # Using it
 //!
@@ -55,6 +62,52 @@
 //!
 //! Routes added after `.layer(..)` (here `/sign_in`) are not behind it.
 //!
+//! # Per-route extractors
+//!
+//! Without the layer, a handler takes a [`Rotation`] (or a [`Check`]) and returns it with
+//! its response; both read the [`Authenticator`] and the [`Protocol`] from the router's
+//! state through [`FromRef`](axum::extract::FromRef). A handler that takes
+//! `Result<Rotation<S, P>, AuthRejection<P>>` answers a refusal its own way and keeps the
+//! protocol's 503:
+//!
+//! ```
+//! use axum::{Router, extract::FromRef, response::{IntoResponse, Response}, routing::get};
+//! use rotauth_axum::{AuthRejection, Authenticator, DeviseProtocol, MemoryStore, Rotation};
+//!
+//! #[derive(Clone)]
+//! struct App {
+//!     auth: Authenticator<MemoryStore>,
+//!     protocol: DeviseProtocol,
+//! }
+//! // `#[derive(FromRef)]` with axum's `macros` feature writes these two.
+//! impl FromRef<App> for Authenticator<MemoryStore> {
+//!     fn from_ref(app: &App) -> Self {
+//!         app.auth.clone()
+//!     }
+//! }
+//! impl FromRef<App> for DeviseProtocol {
+//!     fn from_ref(app: &App) -> Self {
+//!         app.protocol
+//!     }
+//! }
+//!
+//! type Session = Rotation<MemoryStore, DeviseProtocol>;
+//!
+//! async fn validate(session: Result<Session, AuthRejection<DeviseProtocol>>) -> Response {
+//!     match session {
+//!         Ok(session) => {
+//!             let body = format!(r#"{{"success":true,"uid":"{}"}}"#, session.who().uid);
+//!             (session, body).into_response()
+//!         }
+//!         Err(rejection) => rejection.refused_with((
+//!             http::StatusCode::UNAUTHORIZED,
+//!             r#"{"success":false,"errors":["Invalid login credentials"]}"#,
+//!         )),
+//!     }
+//! }
+//! # let _: Router<App> = Router::new().route("/auth/validate_token", get(validate));
+//! ```
+//!
 //! # Guarantees
 //!
 //! - **No token is sent that is not stored.** The [`Reply`] that carries a token exists
@@ -70,7 +123,10 @@
 //!   retries with the token it has. A longer failure while a write's fate is unknown can
 //!   leave the client a token behind, which Strict mode refuses after the batch window
 //!   and Recover mode reissues (see [`Authenticator::store_patience`]).
-//! - **Refused requests never reach the handler.**
+//! - **Refused requests never reach the handler** (unless it takes the
+//!   [`AuthRejection`] to choose its refusal body).
+//! - **No reply is lost silently**: a [`Rotation`] dropped with an unsent new token is
+//!   logged as an error.
 //! - Tokens and records are wiped from memory when dropped and never logged; logs go
 //!   through `tracing` (client ids and decision kinds at `debug`, store failures at
 //!   `debug` while the request tries again and at `warn` when it answers 503,
@@ -83,8 +139,9 @@
 //!   moment can leave one session over the cap until the next.
 //! - `SessionStore` uses `impl Future` methods, so it is not object-safe: an app picks its
 //!   store type at compile time (`Authenticator<SqliteStore>`).
-//! - The layer reads the system clock (`Timestamp::now()`) unless given another with
-//!   [`AuthLayer::clock`]; [`Authenticator::authenticate`] decides at any time it is given.
+//! - The layer, the extractors and sign-in read the time from the authenticator's clock
+//!   ([`Authenticator::clock`], the wall clock unless set); call
+//!   [`Authenticator::authenticate`] directly to decide one request at another time.
 //!
 //! # Features
 //!
@@ -99,6 +156,7 @@
 
 mod authenticator;
 mod error;
+mod extract;
 mod layer;
 mod protocol;
 mod request;
@@ -106,9 +164,10 @@ mod store;
 
 pub use authenticator::{Authenticator, PendingSignIn};
 pub use error::{ChangeError, Error};
+pub use extract::{AuthRejection, Check, Rotation};
 pub use layer::{AuthLayer, AuthService, MissingAuthLayer};
 pub use protocol::{BearerProtocol, DeviseProtocol, Protocol};
-pub use request::{Authenticated, Checked, Credentials, Outcome, SignedIn, Unavailable};
+pub use request::{Authenticated, Checked, Credentials, Decided, Outcome, SignedIn, Unavailable};
 /// What a response carries, why a request is refused, and what a batch member is sent:
 /// rotauth's request loop's own types, the same for every host.
 pub use rotauth::exchange::{BatchToken, Refusal, Reply};

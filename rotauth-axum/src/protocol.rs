@@ -54,6 +54,7 @@ pub trait Protocol: Clone + Send + Sync + 'static {
         let who = Authenticated {
             client_id: signed_in.client_id,
             user_id: signed_in.user_id.clone(),
+            uid: signed_in.uid.clone(),
         };
         let reply = Reply::NewToken {
             token: signed_in.token.clone(),

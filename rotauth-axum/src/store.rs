@@ -359,6 +359,26 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<(KeyId, u64)>, StoreError>> + Send;
+
+    /// Whether the store answers and holds what it needs (its tables): for a readiness
+    /// check, which bounds its time. By default a [`load`](Self::load) of a client id no
+    /// session has; the SQL stores read a row at most from each of their tables.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the backend fails.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async {
+            self.load(ClientId::from_bytes([0; 16]))
+                .await
+                .map(drop)
+                .or_else(|e| match e {
+                    // Answered: a record that does not decode is still a store that works.
+                    StoreError::Corrupt(_) => Ok(()),
+                    other => Err(other),
+                })
+        }
+    }
 }
 
 /// Counts sessions per key, for [`SessionStore::sessions_per_key`].

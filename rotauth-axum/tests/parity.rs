@@ -177,17 +177,17 @@ impl<S: SessionStore + Clone> LayerHost<S> {
             // The first failure is answered.
             Duration::ZERO
         };
+        let clock = Arc::new(AtomicU64::new(0));
+        let read = Arc::clone(&clock);
         let auth = Authenticator::new(rotator, store.clone())
             .batch_token(match config.batch_token {
                 rotauth_parity::BatchToken::Blank => BatchToken::Blank,
                 rotauth_parity::BatchToken::Current => BatchToken::Current,
             })
             .max_attempts(config.max_attempts as usize)
-            .store_patience(patience);
-        let clock = Arc::new(AtomicU64::new(0));
-        let read = Arc::clone(&clock);
-        let layer = AuthLayer::new(auth.clone(), DeviseProtocol::new())
+            .store_patience(patience)
             .clock(move || Timestamp::from_unix_millis(read.load(Ordering::SeqCst)));
+        let layer = AuthLayer::new(auth.clone(), DeviseProtocol::new());
         let router = Router::new()
             .route("/parity", get(|| async { "served" }))
             .layer(layer);

@@ -928,6 +928,15 @@ async fn load<S: SessionStore + Clone>(name: &str, store: S) {
     );
 }
 
+/// A store that answers pings; the same store failing does not.
+async fn ping<S: SessionStore + Clone>(store: S) {
+    store.ping().await.unwrap();
+    let failing = Wrapped::new(store);
+    failing.ping().await.unwrap();
+    failing.fail_load.store(true, Ordering::SeqCst);
+    assert!(matches!(failing.ping().await, Err(StoreError::Backend(_))));
+}
+
 // ---------------------------------------------------------------------------------------
 // The stores
 
@@ -985,6 +994,10 @@ macro_rules! contract {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn unconfirmed_writes() {
             super::unconfirmed_writes($make).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn ping() {
+            super::ping($make).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn load_50_clients_x_200_requests() {
@@ -1090,7 +1103,24 @@ async fn the_uid_is_checked_against_its_part_of_the_user_id() {
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
+    use rotauth_axum::SessionStore as _;
+
     contract!("sqlite", super::common::stores::sqlite().await);
+
+    /// The SQL stores' ping reads both of their tables: a missing one fails it, as a
+    /// readiness check must.
+    #[tokio::test]
+    async fn ping_fails_without_a_table() {
+        for drop in [
+            "DROP TABLE rotauth_sessions",
+            "DROP TABLE rotauth_user_epochs",
+        ] {
+            let store = super::common::stores::sqlite().await;
+            store.ping().await.unwrap();
+            sqlx::query(drop).execute(store.pool()).await.unwrap();
+            assert!(store.ping().await.is_err(), "{drop}");
+        }
+    }
 }
 
 #[cfg(feature = "postgres")]

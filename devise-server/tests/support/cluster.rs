@@ -476,7 +476,7 @@ pub async fn run_load_counting(
                     let resp = send_anywhere(&http, &addrs, first, request, &resends).await;
                     let resp = resp.expect("no instance answered a sign-in");
                     assert_eq!(resp.status, 200, "sign-in again: {}", resp.text);
-                    auth = Auth::from_response(&resp);
+                    auth = Auth::from_response(&resp).expect("a response with the auth headers");
                     signed_in_again += 1;
                 }
                 sent += size;

@@ -35,12 +35,13 @@ const MAX_AUTHORIZATION_LEN: usize = 2048;
 ///   `Authorization: Bearer <base64 of the JSON of the five>`, or, as devise reads
 ///   `params` when the headers are absent, in the query string (redux-token-auth checks a
 ///   stored session that way: `GET /auth/validate_token?access-token=…&client=…&uid=…`).
-///   Blank values count as absent. Keep query strings out of access logs. The `uid` must be the user id the session was signed in with; an app whose
-///   `uid` can change (devise's email) resolves it to a stable id first and calls the
-///   [`Authenticator`](crate::Authenticator) itself, as the repository's devise server does.
+///   Blank values count as absent. Keep query strings out of access logs. The `uid` is
+///   the session's user as clients name it: the user id it was signed in with, or the
+///   part of it that [`Authenticator::uid_in_user_id`](crate::Authenticator::uid_in_user_id)
+///   picks, for apps whose `uid` can change (devise's email) beside a stable id.
 /// - `?unbatch` (any value but `false` or `0`) forces rotation inside the batch window.
 /// - Responses carry the five headers `access-token`, `token-type: Bearer`, `client`,
-///   `expiry` (Unix seconds) and `uid`, plus `Authorization: Bearer <base64 JSON>` as
+///   `expiry` (Unix seconds) and `uid` ([`Authenticated::uid`]), plus `Authorization: Bearer <base64 JSON>` as
 ///   devise_token_auth ≥ 1.1 sends, and `Cache-Control: no-store`. A batch response
 ///   carries `access-token: " "` and `expiry: " "`, so that a response arriving after a
 ///   newer one never carries an older token (unless the authenticator is set to
@@ -110,7 +111,7 @@ impl Protocol for DeviseProtocol {
         let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| blank.clone());
         headers.insert(TOKEN_TYPE, HeaderValue::from_static("Bearer"));
         headers.insert(CLIENT, value(&client));
-        headers.insert(UID, value(&who.user_id));
+        headers.insert(UID, value(&who.uid));
         let Some(token) = reply.token() else {
             headers.insert(ACCESS_TOKEN, blank.clone());
             headers.insert(EXPIRY, blank);
@@ -127,7 +128,7 @@ impl Protocol for DeviseProtocol {
                 "token-type": "Bearer",
                 "client": client,
                 "expiry": expiry,
-                "uid": who.user_id,
+                "uid": who.uid,
             })
             .to_string(),
         );
@@ -298,7 +299,8 @@ mod tests {
     fn a_batch_reply_is_blank_and_carries_no_authorization() {
         let who = Authenticated {
             client_id: CLIENT_TEXT.parse().unwrap(),
-            user_id: "a@b".to_owned(),
+            user_id: "7 a@b".to_owned(),
+            uid: "a@b".to_owned(),
         };
         let mut headers = HeaderMap::new();
         let reply = Reply::Batch {

@@ -270,6 +270,17 @@ macro_rules! sql_session_store {
                 }
                 Ok(census.into_counts())
             }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query(
+                    "SELECT (SELECT 1 FROM rotauth_sessions LIMIT 1), \
+                     (SELECT 1 FROM rotauth_user_epochs LIMIT 1)",
+                )
+                .execute(&self.pool)
+                .await
+                .map(drop)
+                .map_err(StoreError::backend)
+            }
         }
     };
 }
