@@ -13,7 +13,7 @@ use rotauth::{DecisionKind, Timestamp};
 
 use crate::authenticator::Authenticator;
 use crate::error::Error;
-use crate::protocol::Protocol;
+use crate::protocol::{Forbidden, Protocol};
 use crate::request::{Authenticated, Checked, Credentials, Decided, Outcome, Unavailable};
 use crate::store::SessionStore;
 
@@ -164,6 +164,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
         let auth = Authenticator::<S>::from_ref(state);
         let protocol = P::from_ref(state);
+        if let Err(why) = protocol.screen(parts) {
+            return Err(AuthRejection::forbidden(protocol, why));
+        }
         let credentials = match protocol.credentials(parts) {
             Ok(credentials) => credentials,
             Err(refusal) => return Err(AuthRejection::refused(protocol, refusal)),
@@ -301,6 +304,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
         let auth = Authenticator::<S>::from_ref(state);
         let protocol = P::from_ref(state);
+        if let Err(why) = protocol.screen(parts) {
+            return Err(AuthRejection::forbidden(protocol, why));
+        }
         let credentials = match protocol.credentials(parts) {
             Ok(credentials) => credentials,
             Err(refusal) => return Err(AuthRejection::refused(protocol, refusal)),
@@ -321,8 +327,9 @@ where
     }
 }
 
-/// Why [`Rotation`] or [`Check`] did not extract: the request was refused (401 in the
-/// protocol's shape, [`Protocol::refused`]) or the store failed or the request lost too
+/// Why [`Rotation`] or [`Check`] did not extract: the request was forbidden before its
+/// credentials were read (403, [`Protocol::forbidden`]: a cookie protocol's CSRF checks),
+/// refused (401 in the protocol's shape, [`Protocol::refused`]) or the store failed or the request lost too
 /// many swaps (503 with `Retry-After`, [`Protocol::unavailable`]). No token either way.
 ///
 /// As a response it is the protocol's; a route that answers a refusal in a shape of its
@@ -336,6 +343,7 @@ pub struct AuthRejection<P> {
 
 /// Why a request was not accepted.
 enum Why {
+    Forbidden(Forbidden),
     Refused(Refusal),
     Unavailable(Unavailable),
 }
@@ -345,6 +353,13 @@ impl<P: Protocol> AuthRejection<P> {
         Self {
             protocol,
             why: Why::Refused(refusal),
+        }
+    }
+
+    pub(crate) fn forbidden(protocol: P, why: Forbidden) -> Self {
+        Self {
+            protocol,
+            why: Why::Forbidden(why),
         }
     }
 
@@ -359,18 +374,21 @@ impl<P: Protocol> AuthRejection<P> {
     #[must_use]
     pub fn decided(&self) -> Decided {
         match &self.why {
+            Why::Forbidden(why) => Decided::forbade(*why),
             Why::Refused(refusal) => Decided::refused(*refusal),
             Why::Unavailable(why) => Decided::unavailable(why),
         }
     }
 
-    /// `refused` when the request was refused, the protocol's 503 otherwise (the client
-    /// must try again with the token it has, and `refused` might tell it to sign in
-    /// again). `refused` must not carry a token.
+    /// `refused` when the request was refused, the protocol's 403 or 503 otherwise (a
+    /// forbidden request had its credentials not judged, and the client must try a 503
+    /// again with the token it has, where `refused` might tell it to sign in again).
+    /// `refused` must not carry a token.
     pub fn refused_with(self, refused: impl IntoResponse) -> Response {
         let decided = self.decided();
         let mut response = match self.why {
             Why::Refused(_) => refused.into_response(),
+            Why::Forbidden(why) => self.protocol.forbidden(why),
             Why::Unavailable(_) => self.protocol.unavailable(),
         };
         response.extensions_mut().insert(decided);
@@ -383,6 +401,7 @@ impl<P: Protocol> IntoResponse for AuthRejection<P> {
         let decided = self.decided();
         let mut response = match &self.why {
             Why::Refused(refusal) => self.protocol.refused(refusal),
+            Why::Forbidden(why) => self.protocol.forbidden(*why),
             Why::Unavailable(_) => self.protocol.unavailable(),
         };
         response.extensions_mut().insert(decided);
@@ -393,6 +412,7 @@ impl<P: Protocol> IntoResponse for AuthRejection<P> {
 impl<P> fmt::Display for AuthRejection<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.why {
+            Why::Forbidden(why) => write!(f, "{why}"),
             Why::Refused(refusal) => write!(f, "{refusal}"),
             Why::Unavailable(why) => write!(f, "{why}"),
         }
@@ -403,6 +423,7 @@ impl<P> fmt::Debug for AuthRejection<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("AuthRejection");
         match &self.why {
+            Why::Forbidden(why) => d.field("forbidden", why),
             Why::Refused(refusal) => d.field("refused", refusal),
             Why::Unavailable(why) => d.field("unavailable", why),
         };

@@ -150,6 +150,10 @@ where
         let now = self.auth.now();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
+            if let Err(why) = protocol.screen(&parts) {
+                tracing::debug!(%why, "rotauth: forbidden");
+                return Ok(AuthRejection::forbidden(protocol, why).into_response());
+            }
             let credentials = match protocol.credentials(&parts) {
                 Ok(credentials) => credentials,
                 Err(refusal) => {

@@ -166,7 +166,10 @@ pub use authenticator::{Authenticator, PendingSignIn};
 pub use error::{ChangeError, Error};
 pub use extract::{AuthRejection, Check, Rotation};
 pub use layer::{AuthLayer, AuthService, MissingAuthLayer};
-pub use protocol::{BearerProtocol, DeviseProtocol, Protocol};
+pub use protocol::{
+    BearerProtocol, CookieProtocol, DeviseProtocol, Forbidden, InvalidCookieName, Protocol,
+    SameSite,
+};
 pub use request::{Authenticated, Checked, Credentials, Decided, Outcome, SignedIn, Unavailable};
 /// What a response carries, why a request is refused, and what a batch member is sent:
 /// rotauth's request loop's own types, the same for every host.

@@ -10,23 +10,42 @@ use rotauth::exchange::{Refusal, Reply};
 use crate::request::{Authenticated, Credentials, SignedIn};
 
 mod bearer;
+mod cookie;
+mod csrf;
 mod devise;
 
 pub use bearer::BearerProtocol;
+pub use cookie::{CookieProtocol, InvalidCookieName, SameSite};
+pub use csrf::Forbidden;
 pub use devise::DeviseProtocol;
 
 /// How credentials travel in requests and tokens in responses.
 ///
-/// The [`AuthLayer`](crate::AuthLayer) calls [`credentials`](Self::credentials) and
-/// [`force_rotation`](Self::force_rotation) on every request, then exactly one of
-/// [`write_reply`](Self::write_reply) (after the handler ran),
-/// [`refused`](Self::refused) or [`unavailable`](Self::unavailable). Implement it to speak
-/// another client's dialect; [`DeviseProtocol`] and [`BearerProtocol`] are the two that
-/// ship.
+/// The [`AuthLayer`](crate::AuthLayer) calls [`screen`](Self::screen),
+/// [`credentials`](Self::credentials) and [`force_rotation`](Self::force_rotation) on every
+/// request, then exactly one of [`write_reply`](Self::write_reply) (after the handler
+/// ran), [`forbidden`](Self::forbidden), [`refused`](Self::refused) or
+/// [`unavailable`](Self::unavailable). Implement it to speak another client's dialect;
+/// [`DeviseProtocol`], [`BearerProtocol`] and [`CookieProtocol`] are the three that ship.
 ///
 /// An implementation must never put a token anywhere but where `write_reply` and
 /// [`sign_in_headers`](Self::sign_in_headers) are told to, and never log one.
 pub trait Protocol: Clone + Send + Sync + 'static {
+    /// Whether the request may be judged at all, before its credentials are read: a
+    /// protocol whose credentials the browser attaches by itself (a cookie) refuses a
+    /// request another site may have forged here, so that it spends no rotation. By
+    /// default every request passes (a header a script must set cannot be forged by
+    /// another site).
+    ///
+    /// # Errors
+    ///
+    /// [`Forbidden`] says why; the request is then answered by
+    /// [`forbidden`](Self::forbidden).
+    fn screen(&self, parts: &Parts) -> Result<(), Forbidden> {
+        let _ = parts;
+        Ok(())
+    }
+
     /// The credentials of a request.
     ///
     /// # Errors
@@ -67,6 +86,13 @@ pub trait Protocol: Clone + Send + Sync + 'static {
     /// The 401 response to a refused request, in this protocol's shape. It must carry no
     /// token; `refusal` is for logs, not for the body.
     fn refused(&self, refusal: &Refusal) -> Response<Body>;
+
+    /// The 403 response to a request [`screen`](Self::screen) refused. By default
+    /// [`Forbidden::body`], `{"errors":["forbidden"],"reason":"…"}`. The credentials were
+    /// not judged: it must change nothing the client holds.
+    fn forbidden(&self, why: Forbidden) -> Response<Body> {
+        json_response(StatusCode::FORBIDDEN, why.body())
+    }
 
     /// The 503 response when the store failed or the request lost too many swaps. By
     /// default `{"errors":["Service unavailable, please try again later."]}` with

@@ -8,6 +8,7 @@ use rotauth::exchange::{Refusal, Reply};
 use rotauth::{ClientId, DecisionKind, Timestamp, Token};
 use zeroize::Zeroizing;
 
+use crate::protocol::Forbidden;
 use crate::store::StoreError;
 
 /// The credentials a request presents, as a [`Protocol`](crate::Protocol) read them.
@@ -114,6 +115,7 @@ pub struct Decided {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum End {
     Served,
+    Forbidden(Forbidden),
     Refused(Refusal),
     Unavailable { contention: bool },
 }
@@ -142,6 +144,15 @@ impl Decided {
         }
     }
 
+    /// A request forbidden before its credentials were read.
+    pub(crate) fn forbade(why: Forbidden) -> Self {
+        Self {
+            decision: None,
+            lost_swaps: 0,
+            end: End::Forbidden(why),
+        }
+    }
+
     /// A request answered 503.
     pub(crate) fn unavailable(why: &Unavailable) -> Self {
         Self {
@@ -155,7 +166,7 @@ impl Decided {
 
     /// What rotauth decided: the decision a served request's reply comes from, `Reject` or
     /// `Revoke` for a token it refused (no session for the client id included). `None` when
-    /// the request ended before a decision (no or malformed credentials, a `uid` that is
+    /// the request ended before a decision (forbidden, no or malformed credentials, a `uid` that is
     /// not the session's, a corrupt record) or answered 503.
     #[must_use]
     pub fn decision(&self) -> Option<DecisionKind> {
@@ -180,7 +191,16 @@ impl Decided {
     pub fn refusal(&self) -> Option<Refusal> {
         match self.end {
             End::Refused(refusal) => Some(refusal),
-            End::Served | End::Unavailable { .. } => None,
+            End::Served | End::Forbidden(_) | End::Unavailable { .. } => None,
+        }
+    }
+
+    /// Why the request was forbidden before its credentials were read (403), if it was.
+    #[must_use]
+    pub fn forbidden(&self) -> Option<Forbidden> {
+        match self.end {
+            End::Forbidden(why) => Some(why),
+            End::Served | End::Refused(_) | End::Unavailable { .. } => None,
         }
     }
 
