@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fuzz smoke: build every cargo-fuzz target (nightly) and run each for at least 20 s
-# (nine targets: 180 s in all). A crash, a failed assertion, a timeout or an allocation
+# (ten targets: 200 s in all). A crash, a failed assertion, a timeout or an allocation
 # over 64 MiB fails the script.
 # The property tests and the concurrency simulation run inside `cargo test`
 # (.ci/core.sh), so they are not repeated.
@@ -11,10 +11,10 @@ cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-20}
 targets=(token_text record sessions ops recovery
-  devise_credentials bearer_credentials devise_bodies stored_record)
+  devise_credentials bearer_credentials cookie_credentials devise_bodies stored_record)
 # Inputs up to 16 KiB for what arrives over HTTP (the devise server's body limit, and a
 # generous header block); libFuzzer's default (4 KiB, or the largest seed) for the rest.
-declare -A max_len=([devise_credentials]=16384 [bearer_credentials]=16384 [devise_bodies]=16384)
+declare -A max_len=([devise_credentials]=16384 [bearer_credentials]=16384 [cookie_credentials]=16384 [devise_bodies]=16384)
 
 if ! rustup toolchain list | grep -q '^nightly'; then
   rustup toolchain install nightly --profile minimal --no-self-update

@@ -333,9 +333,16 @@ impl Protocol for CookieProtocol {
     }
 }
 
+/// The last instant an HTTP date can name (9999-12-31T23:59:59Z), in Unix milliseconds.
+const LAST_HTTP_DATE_MS: u64 = 253_402_300_799_000;
+
+/// `at` as a time an HTTP date can name: one after the year 9999 is clamped to it (`httpdate`
+/// panics past it, and a session that long-lived never ends in a browser anyway).
 fn system_time(at: rotauth::Timestamp) -> SystemTime {
     UNIX_EPOCH
-        .checked_add(Duration::from_millis(at.unix_millis()))
+        .checked_add(Duration::from_millis(
+            at.unix_millis().min(LAST_HTTP_DATE_MS),
+        ))
         .unwrap_or(UNIX_EPOCH)
 }
 
@@ -357,4 +364,31 @@ fn is_token(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn an_expiry_past_the_year_9999_is_clamped_not_a_panic() {
+        let who = Authenticated {
+            client_id: "AAAAAAAAAAAAAAAAAAAAAA".parse().unwrap(),
+            user_id: "u".to_owned(),
+            uid: "u".to_owned(),
+        };
+        let reply = Reply::NewToken {
+            token: rotauth::Token::from_bytes(&[1; rotauth::TOKEN_LEN]).unwrap(),
+            expires_at: rotauth::Timestamp::from_unix_millis(u64::MAX),
+        };
+        let mut headers = HeaderMap::new();
+        CookieProtocol::new().write_reply(&who, &reply, &mut headers);
+        let set = headers[SET_COOKIE].to_str().unwrap();
+        assert!(
+            set.contains("; Expires=Fri, 31 Dec 9999 23:59:59 GMT;"),
+            "{set}"
+        );
+    }
 }
