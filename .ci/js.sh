@@ -41,7 +41,7 @@ pack() {
   # The package must carry the module, its inline copy and the declarations.
   local listing
   listing=$(tar -tzf "$tarball")
-  for file in lib/rotauth.wasm lib/wasm-inline.js lib/index.js lib/workerd.js lib/core.js lib/exchange.js lib/errors.js lib/layout.js lib/hono.js lib/index.d.ts lib/hono.d.ts lib/client.js lib/client.d.ts README.md; do
+  for file in lib/rotauth.wasm lib/wasm-inline.js lib/index.js lib/workerd.js lib/core.js lib/exchange.js lib/errors.js lib/layout.js lib/cookie.js lib/hono.js lib/index.d.ts lib/hono.d.ts lib/client.js lib/client.d.ts README.md; do
     grep -qx "package/$file" <<<"$listing" || { echo "npm pack: $file missing"; return 1; }
   done
   echo "package: $(basename "$tarball"), $(wc -c <"$tarball") bytes packed, $(tar -xzOf "$tarball" | wc -c) bytes unpacked, $(wc -l <<<"$listing") files"

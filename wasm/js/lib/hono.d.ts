@@ -50,6 +50,34 @@ export interface AuthOptions {
   storePatienceMs?: number;
   /** Decisions per request before a 503 (one plus the lost compare-and-swaps allowed). Default rotauth's. */
   maxAttempts?: number;
+  /** How credentials travel: devise's headers (default) or one httpOnly cookie. */
+  protocol?: 'devise' | 'cookie';
+  /** The cookie transport's cookies. */
+  cookie?: CookieOptions;
+  /** The cookie transport's screening of unsafe requests another site may have forged. */
+  csrf?: CsrfOptions;
+}
+
+/** The cookies of the cookie transport; each is `Secure`, `Path=/`, without `Domain`. */
+export interface CookieOptions {
+  /** The credentials cookie (httpOnly). Default `__Host-rotauth`. */
+  name?: string;
+  /** The readable double-submit cookie. Default `__Host-rotauth-csrf`. */
+  csrfName?: string;
+  /** Default `'Lax'`. */
+  sameSite?: 'Lax' | 'Strict';
+  /** Unsafe requests must carry `X-CSRF-Token` equal to the readable cookie. Default false. */
+  doubleSubmit?: boolean;
+}
+
+/** Which unsafe requests (not GET, HEAD, OPTIONS) pass, besides those of the request's own origin. */
+export interface CsrfOptions {
+  /** Origins allowed besides the request's own (`https://admin.example.com`). */
+  allowedOrigins?: readonly string[];
+  /** Without `Origin`, `Sec-Fetch-Site: same-site` passes. Default false. */
+  allowSameSite?: boolean;
+  /** A request with neither `Origin` nor `Sec-Fetch-Site` passes (clients that are not browsers). Default false. */
+  allowUnknownOrigin?: boolean;
 }
 
 /** What `c.var.rotauth` holds in a guarded handler. */
@@ -61,12 +89,14 @@ export interface RotauthVariables {
 
 export type AuthResult =
   | { ok: true; uid: string; clientId: string; kind: DecisionKind; headers?: Headers; lostSwaps?: number }
+  | { ok: false; status: 403; reason: 'cross_origin' | 'cross_site' | 'unknown_origin' | 'csrf_token' }
   | {
       ok: false;
       status: 401 | 503;
       reason:
         | RejectReason
         | 'no_credentials'
+        | 'malformed_credentials'
         | 'unknown_session'
         | 'user_mismatch'
         | 'corrupt_record'
@@ -98,8 +128,28 @@ export function unavailableResponse(): Response;
 
 export const UNAVAILABLE_BODY: Readonly<{ errors: string[] }>;
 
-/** Signs `uid` in: stores a new session and returns the headers that carry `T(0)`. */
-export function startSession(options: { rotator: Rotator; store: SessionStore; uid: string; now?: number }): Promise<{ clientId: string; headers: Headers }>;
+/** Signs `uid` in: stores a new session and returns the headers that carry `T(0)` (devise's, or the `Set-Cookie` in cookie mode). */
+export function startSession(
+  options: { rotator: Rotator; store: SessionStore; uid: string; now?: number } & Pick<AuthOptions, 'protocol' | 'cookie' | 'csrf'>,
+): Promise<{ clientId: string; headers: Headers }>;
+
+/** The headers of a sign-out response in cookie mode: they clear both cookies. */
+export function signOutHeaders(options?: Pick<AuthOptions, 'cookie' | 'csrf'>): Headers;
+
+/** The one value of a cookie; `null` when its name appears with values that differ. */
+export function cookieValue(headers: Headers, name: string): string | null | undefined;
+
+/** The cookie transport's credentials, or why there are none. */
+export function cookieCredentials(
+  headers: Headers,
+  settings: { name: string },
+): { client: string; token: string; refused?: undefined } | { refused: 'no_credentials' | 'malformed_credentials' };
+
+/** The 403 of a request that may be forged: `{ errors: ['forbidden'], reason }`. */
+export function forbiddenResponse(reason: string): Response;
+
+export const COOKIE_DEFAULTS: Readonly<{ name: string; csrfName: string; csrfHeader: string; sameSite: 'Lax' }>;
+export const COOKIE_UNAUTHORIZED_BODY: Readonly<{ errors: string[] }>;
 
 /** The credentials of a request (headers, else `Authorization: Bearer <base64 JSON>`, else the query string of `url`). */
 export function credentials(headers: Headers, url?: string): { token: string; client: string; uid: string } | undefined;

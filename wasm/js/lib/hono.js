@@ -1,7 +1,26 @@
 // rotauth for Hono (Node, Deno, Bun, Cloudflare Workers, browsers): a middleware speaking
 // devise_token_auth's headers as rotauth's Rust example server does, a session store
 // interface with an in-memory store, and the helpers a sign-in and a sign-out route need.
-// It imports nothing from Hono at run time: any Hono 4 app takes it.
+// It imports nothing from Hono at run time: any Hono 4 app takes it. With `protocol:
+// 'cookie'` the credentials travel in an httpOnly cookie instead (lib/cookie.js).
+
+import {
+  clearCookieHeaders,
+  cookieCredentials,
+  cookieHeaders,
+  cookieSettings,
+  cookieUnauthorizedResponse,
+  forbiddenResponse,
+  screen,
+} from './cookie.js';
+
+export {
+  COOKIE_DEFAULTS,
+  COOKIE_UNAUTHORIZED_BODY,
+  cookieCredentials,
+  cookieValue,
+  forbiddenResponse,
+} from './cookie.js';
 
 /** The five devise headers, lowercase. */
 export const HEADERS = Object.freeze({
@@ -162,23 +181,44 @@ export function deviseHeaders({ clientId, uid, token, expiresAt }) {
   return headers;
 }
 
+/** The cookie settings of `options` in cookie mode, else `undefined` (devise's headers). */
+function cookieMode(options) {
+  const protocol = options.protocol ?? 'devise';
+  if (protocol === 'devise') return undefined;
+  if (protocol !== 'cookie') throw new TypeError("rotauth(): `protocol` is 'devise' or 'cookie'");
+  return cookieSettings(options.cookie, options.csrf);
+}
+
 /**
- * Signs `uid` in: a new session in `store`, and the devise headers that carry `T(0)`.
- * Returns `{ clientId, headers }`.
+ * Signs `uid` in: a new session in `store`, and the headers that carry `T(0)` (devise's,
+ * or with `protocol: 'cookie'` the `Set-Cookie`). Returns `{ clientId, headers }`.
  */
-export async function startSession({ rotator, store, uid, now = Date.now() }) {
+export async function startSession(options) {
+  const { rotator, store, uid, now = Date.now() } = options;
+  const cookie = cookieMode(options);
   for (;;) {
     const signedIn = rotator.signIn(now);
     const { record, clientId, token, version, expiresAt } = signedIn;
     if (await store.insert(clientId, { uid, version, record })) {
-      return { clientId, headers: deviseHeaders({ clientId, uid, token, expiresAt }) };
+      const fields = { clientId, uid, token, expiresAt };
+      return { clientId, headers: cookie === undefined ? deviseHeaders(fields) : cookieHeaders(fields, cookie) };
     }
     // A client id already taken (2^-128): draw again.
   }
 }
 
 /**
- * Decides one request, storing the decision first: reads its devise credentials and drives
+ * The headers of a sign-out response in cookie mode: they clear both cookies (`options`
+ * as the middleware's, for the cookie names and attributes).
+ */
+export function signOutHeaders(options = {}) {
+  return clearCookieHeaders(cookieSettings(options.cookie, options.csrf));
+}
+
+/**
+ * Decides one request, storing the decision first: reads its devise credentials (or, with
+ * `protocol: 'cookie'`, screens an unsafe request for forgery, answering 403 with its
+ * `reason`, then reads the cookie) and drives
  * rotauth's exchange for it (`rotator.exchange`), doing the loads, compare-and-swaps and
  * deletes it asks for. Every rule of the loop is the exchange's: the claimed `uid` (the
  * middleware only says whether it is the stored session's), what each decision stores,
@@ -215,9 +255,21 @@ const UNAVAILABLE = Object.freeze({
 
 async function decideRequest(options, request, commit) {
   const { rotator, store, clock = Date.now, echoCurrent = false, maxAttempts } = options;
-  const presented = credentials(request.headers, request.url);
-  if (presented === undefined) return { ok: false, status: 401, reason: 'no_credentials' };
+  const cookie = cookieMode(options);
+  let presented;
+  if (cookie === undefined) {
+    presented = credentials(request.headers, request.url);
+    if (presented === undefined) return { ok: false, status: 401, reason: 'no_credentials' };
+  } else {
+    // Before the credentials are read: a forged request spends no rotation.
+    const forbidden = screen(request, cookie);
+    if (forbidden !== undefined) return { ok: false, status: 403, reason: forbidden };
+    presented = cookieCredentials(request.headers, cookie);
+    if (presented.refused !== undefined) return { ok: false, status: 401, reason: presented.refused };
+  }
   const client = presented.client;
+  // The cookie names no user: the response names the stored session's.
+  let storedUid = presented.uid;
   let exchange;
   try {
     exchange = rotator.exchange(presented.token, clock(), {
@@ -244,7 +296,11 @@ async function decideRequest(options, request, commit) {
             break;
           }
           // devise finds the user by `uid`, then the token among that user's clients.
-          step = stored === undefined ? exchange.loaded(null) : exchange.loaded(stored.record, stored.uid === presented.uid);
+          if (stored !== undefined && presented.uid === undefined) storedUid = stored.uid;
+          step =
+            stored === undefined
+              ? exchange.loaded(null)
+              : exchange.loaded(stored.record, presented.uid === undefined || stored.uid === presented.uid);
           break;
         }
         case 'store': {
@@ -272,7 +328,7 @@ async function decideRequest(options, request, commit) {
           step = (await patience.wait()) ? exchange.retry() : exchange.giveUp();
           break;
         default:
-          return result(step.answer, presented);
+          return result(step.answer, { client, uid: storedUid }, cookie);
       }
     }
   } finally {
@@ -283,7 +339,7 @@ async function decideRequest(options, request, commit) {
 }
 
 /** The middleware's result for the exchange's answer. */
-function result(answer, presented) {
+function result(answer, presented, cookie) {
   const { uid, client } = presented;
   switch (answer.kind) {
     case 'serve':
@@ -293,7 +349,10 @@ function result(answer, presented) {
         clientId: client,
         kind: answer.decision,
         lostSwaps: answer.lostSwaps,
-        headers: deviseHeaders({ clientId: client, uid, token: answer.token, expiresAt: answer.expiresAt }),
+        headers: (cookie === undefined ? deviseHeaders : cookieHeaders)(
+          { clientId: client, uid, token: answer.token, expiresAt: answer.expiresAt },
+          cookie,
+        ),
       };
     case 'accepted':
       return { ok: true, uid, clientId: client, kind: answer.decision };
@@ -354,27 +413,44 @@ export function unavailableResponse() {
  * Options: `rotator`, `store` (a `SessionStore`), `clock` (Unix ms, default `Date.now`),
  * `echoCurrent` (send `T(n)` instead of a blank in batch responses), `storePatienceMs`
  * (how long a request keeps trying a failing store; default 5 000), `maxAttempts`
- * (decisions per request before a 503; default rotauth's), `onUnauthorized`.
+ * (decisions per request before a 503; default rotauth's), `onUnauthorized`, and for the
+ * cookie transport `protocol: 'cookie'` with `cookie: { name, csrfName, sameSite,
+ * doubleSubmit }` and `csrf: { allowedOrigins, allowSameSite, allowUnknownOrigin }`
+ * (lib/cookie.js): a request that may be forged answers 403 `{ errors: ['forbidden'],
+ * reason }`, a refused one 401 `{ errors: ['unauthorized'] }` that clears the cookie only
+ * when the session was revoked.
  */
 export function rotauth(options) {
   const { rotator, store } = options ?? {};
   if (rotator === undefined || store === undefined) {
     throw new TypeError('rotauth(): `rotator` and `store` are required');
   }
+  // Checked once, so that a bad setting fails at start-up.
+  const cookie = cookieMode(options);
   return async (c, next) => {
     const result = await authenticate(options, c.req.raw);
     if (!result.ok) {
       if (result.status === 503) return unavailableResponse();
-      return options.onUnauthorized?.(c, result) ?? c.json(UNAUTHORIZED_BODY, 401);
+      if (result.status === 403) return forbiddenResponse(result.reason);
+      const refused = options.onUnauthorized?.(c, result);
+      if (refused !== undefined) return refused;
+      return cookie === undefined ? c.json(UNAUTHORIZED_BODY, 401) : cookieUnauthorizedResponse(result, cookie);
     }
     c.set('rotauth', { uid: result.uid, clientId: result.clientId, kind: result.kind });
     await next();
+    // `Set-Cookie` is appended, each one: the handler's cookies stay beside ours.
+    const copy = (headers) => {
+      for (const [name, value] of result.headers) {
+        if (name === 'set-cookie') headers.append(name, value);
+        else headers.set(name, value);
+      }
+    };
     try {
-      for (const [name, value] of result.headers) c.res.headers.set(name, value);
+      copy(c.res.headers);
     } catch {
       // A response with immutable headers (e.g. one passed through from `fetch`): copy it.
       c.res = new Response(c.res.body, c.res);
-      for (const [name, value] of result.headers) c.res.headers.set(name, value);
+      copy(c.res.headers);
     }
   };
 }

@@ -11,6 +11,7 @@
 // through `fetch` with the real clock (its batch window is WINDOW_MS).
 import { Skip, deepEqual, equal, notEqual, ok, rejects, throws } from './assert.js';
 import { ORIGIN, WINDOW_MS } from './app-config.js';
+import { cookieTests } from './cookie.js';
 import { loopTests } from './loop.js';
 
 const T0 = 1_700_000_000_000;
@@ -427,6 +428,10 @@ export function suite(env) {
   // -- the request loop: the Hono middleware driving rotauth's exchange ------------------
 
   loopTests(env, api, make);
+
+  // -- the middleware's cookie transport --------------------------------------------------
+
+  cookieTests(env, api, make);
 
   // -- the example app over HTTP (devise headers) -----------------------------------------
 

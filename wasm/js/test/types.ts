@@ -2,7 +2,7 @@
 // the suite exercises, and misuse is a type error.
 import { Hono } from 'hono';
 import { createRotator, RotauthError, RecordError, type Decision, type Rotator } from 'rotauth';
-import { MemoryStore, rotauth, startSession, type SessionStore } from 'rotauth/hono';
+import { MemoryStore, rotauth, signOutHeaders, startSession, type SessionStore } from 'rotauth/hono';
 
 const rotator: Rotator = await createRotator({
   keys: [{ id: 1, key: new Uint8Array(32) }],
@@ -21,6 +21,14 @@ await startSession({ rotator, store, uid: 'a@example.com' });
 const app = new Hono();
 app.use('/demo/*', rotauth({ rotator, store }));
 app.get('/demo/me', (c) => c.json({ uid: c.var.rotauth.uid, client: clientId }));
+// The cookie transport.
+const cookieMode = { protocol: 'cookie', cookie: { sameSite: 'Strict', doubleSubmit: true }, csrf: { allowedOrigins: ['https://admin.example'] } } as const;
+await startSession({ rotator, store, uid: 'a@example.com', ...cookieMode });
+app.use('/cookie/*', rotauth({ rotator, store, ...cookieMode }));
+const cleared: Headers = signOutHeaders(cookieMode);
+void cleared;
+// @ts-expect-error: SameSite is 'Lax' or 'Strict'
+rotauth({ rotator, store, protocol: 'cookie', cookie: { sameSite: 'None' } });
 try {
   rotator.inspect(new Uint8Array(3));
 } catch (error) {
