@@ -11,6 +11,9 @@ const UID = 'a@example.com';
 const NAME = '__Host-rotauth';
 const EXPIRES = (at) => new Date(at).toUTCString();
 
+/** Whether this runtime keeps `Set-Cookie` in a `Response` a script makes (browsers do not). */
+const keepsSetCookie = () => new Response(null, { headers: { 'set-cookie': 'a=1' } }).headers.has('set-cookie');
+
 /** Adds the cookie tests through `api(name, fn)`; `make(options)` makes a rotator. */
 export function cookieTests(env, api, make) {
   const { MemoryStore, rotauth, startSession, signOutHeaders } = env.hono;
@@ -25,7 +28,7 @@ export function cookieTests(env, api, make) {
     const middleware = rotauth(options);
     /** Runs the middleware as Hono would: its own answer, or the handler's with its headers. */
     async function call(method, headers = {}) {
-      const request = new Request('https://app.example/me', { method, headers: { host: 'app.example', ...headers } });
+      const request = requestLike(method, { host: 'app.example', ...headers });
       const c = {
         req: { raw: request },
         vars: {},
@@ -33,7 +36,9 @@ export function cookieTests(env, api, make) {
           this.vars[name] = value;
         },
         json: (body, status) => new Response(JSON.stringify(body), { status }),
-        res: new Response('handler'),
+        // The handler's response, as the middleware sees it: headers it can add to. (A
+        // browser drops `Set-Cookie` from a `Response` a script makes.)
+        res: { status: 200, headers: new Headers() },
       };
       const answered = await middleware(c, async () => {});
       return { response: answered ?? c.res, vars: c.vars };
@@ -42,6 +47,11 @@ export function cookieTests(env, api, make) {
   }
 
   const setCookies = (headers) => headers.getSetCookie();
+  /**
+   * What the middleware reads of a request. Not a `Request`: a browser drops `Cookie`,
+   * `Host`, `Origin` and `Sec-Fetch-Site` from the headers a script gives one.
+   */
+  const requestLike = (method, headers) => ({ method, url: 'https://app.example/me', headers: new Headers(headers) });
   const pairOf = (setCookie) => setCookie.split(';')[0];
 
   api('cookie_rotation_sets_the_cookie_with_exact_attributes_and_a_batch_sets_nothing', async () => {
@@ -87,7 +97,9 @@ export function cookieTests(env, api, make) {
     revoking.clock.now = T0 + 3 * W;
     const revoked = (await revoking.call('GET', { cookie: old })).response;
     equal(revoked.status, 401);
-    deepEqual(setCookies(revoked.headers), setCookies(signOutHeaders()), 'a revocation clears both cookies');
+    if (keepsSetCookie()) {
+      deepEqual(setCookies(revoked.headers), setCookies(signOutHeaders()), 'a revocation clears both cookies');
+    }
     equal(revoking.store.size, 0);
   });
 
@@ -168,14 +180,14 @@ export function cookieTests(env, api, make) {
       const { response } = await call('GET', { cookie: header });
       equal(response.status, 401, header);
     }
-    equal((await env.hono.authenticate(options, new Request('https://app.example/', { headers: { cookie: `${cookie}; ${tossed}` } }))).reason, 'malformed_credentials');
+    equal((await env.hono.authenticate(options, requestLike('GET', { cookie: `${cookie}; ${tossed}` }))).reason, 'malformed_credentials');
     for (const [header, reason] of [
       [`${NAME}=`, 'no_credentials'],
       ['__host-rotauth=x.y', 'no_credentials'],
       [`${NAME}=nodot`, 'malformed_credentials'],
       [`${NAME}="a.b"`, 'malformed_credentials'],
     ]) {
-      const result = await env.hono.authenticate(options, new Request('https://app.example/', { headers: { cookie: header } }));
+      const result = await env.hono.authenticate(options, requestLike('GET', { cookie: header }));
       equal(result.reason, reason, header);
     }
   });
