@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use clap::builder::{EnumValueParser, TypedValueParser as _};
 use rotauth::{Config, Keyring, Mode, ReplayPolicy};
 
-use rotauth_axum::BatchToken;
+use rotauth_axum::{BatchToken, CookieProtocol, DeviseProtocol};
 
-use crate::app::{LogSink, Settings};
+use crate::app::{LogSink, Settings, Transport};
 use crate::limits::Limits;
 
 /// The flags, parsed by clap; `DATABASE_URL` may come from the environment. The signing
@@ -59,6 +59,12 @@ pub struct Cli {
     /// separate origins by commas for several.
     #[arg(long = "cors-origin", value_name = "ORIGIN", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// How credentials travel: devise's headers, or one httpOnly `__Host-rotauth` cookie
+    /// (for browser apps on this server's origin; an unsafe request whose Origin is not
+    /// this server's or a --cors-origin is refused with 403).
+    #[arg(long, value_name = "devise|cookie", default_value = "devise",
+          value_parser = EnumValueParser::<CredentialsFlag>::new())]
+    pub credentials: CredentialsFlag,
     /// No per-request log lines.
     #[arg(long)]
     pub quiet: bool,
@@ -210,6 +216,15 @@ impl From<ReplayFlag> for ReplayPolicy {
     }
 }
 
+/// `--credentials`, as clap reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CredentialsFlag {
+    /// devise_token_auth's headers.
+    Devise,
+    /// rotauth-axum's `CookieProtocol`.
+    Cookie,
+}
+
 /// `--batch-token`, as clap reads it.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum BatchTokenFlag {
@@ -321,6 +336,21 @@ pub fn fast_hashing_warning() -> String {
     block
 }
 
+/// The protocol `--credentials` chose; in cookie mode the `--cors-origin`s (but `*`) may
+/// send unsafe requests too.
+fn transport(cli: &Cli) -> Transport {
+    match cli.credentials {
+        CredentialsFlag::Devise => Transport::Devise(DeviseProtocol::new()),
+        CredentialsFlag::Cookie => Transport::Cookie(
+            cli.cors_origins
+                .iter()
+                .map(|o| o.trim())
+                .filter(|o| !o.is_empty() && *o != "*")
+                .fold(CookieProtocol::new(), CookieProtocol::allow_origin),
+        ),
+    }
+}
+
 /// The server's settings for these flags and keys: the one place `main` and the tests
 /// build them, so the tests run what `main` runs.
 pub fn settings(cli: &Cli, keyring: Keyring, log: LogSink) -> Result<Settings, String> {
@@ -345,5 +375,6 @@ pub fn settings(cli: &Cli, keyring: Keyring, log: LogSink) -> Result<Settings, S
         },
         clock: cli.clock(),
         metrics: cli.metrics,
+        transport: transport(cli),
     })
 }

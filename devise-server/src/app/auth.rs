@@ -4,20 +4,21 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rotauth_axum::{Check, DeviseProtocol, Rotation};
+use rotauth_axum::{Check, Rotation};
 use serde_json::json;
 
 use super::error::AppError;
 use super::log::{Event, note};
 use super::responses::{errors, json_response, user_json};
 use super::state::{AppState, Checked, Rejection, Session};
+use super::transport::Transport;
 use crate::db::{Database, User};
 
 /// The user a rotated session belongs to, with the session; an error sent with the
 /// session's headers when its owner is not a user of this server.
 pub(super) fn signed_in<S>(
-    session: Rotation<S, DeviseProtocol>,
-) -> Result<(Rotation<S, DeviseProtocol>, User), AppError> {
+    session: Rotation<S, Transport>,
+) -> Result<(Rotation<S, Transport>, User), AppError> {
     match User::from_session_owner(&session.who().user_id) {
         Some(user) => Ok((session, user)),
         None => Err(not_a_user().sent_with(session)),
@@ -25,7 +26,7 @@ pub(super) fn signed_in<S>(
 }
 
 /// The user a checked session belongs to.
-pub(super) fn checked_user<S>(check: &Check<S, DeviseProtocol>) -> Result<User, AppError> {
+pub(super) fn checked_user<S>(check: &Check<S, Transport>) -> Result<User, AppError> {
     User::from_session_owner(&check.who().user_id).ok_or_else(not_a_user)
 }
 
@@ -76,7 +77,10 @@ pub(super) async fn sign_out<D: Database>(
     };
     let check = check.map_err(|rejection| AppError::refused(rejection, not_found()))?;
     if state.auth().sign_out(check.who().client_id).await? {
-        let signed_out = json_response(StatusCode::OK, &json!({"success": true}));
+        let mut signed_out = json_response(StatusCode::OK, &json!({"success": true}));
+        signed_out
+            .headers_mut()
+            .extend(state.transport().sign_out_headers());
         Ok(note(signed_out, Event::SignOut, None))
     } else {
         let detail = Some("already signed out".to_owned());

@@ -19,6 +19,7 @@ mod pages;
 mod responses;
 mod sign_in;
 mod state;
+mod transport;
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer, ExposeHeaders};
 pub(crate) use log::{Event, note};
 pub(crate) use responses::{errors, json_response};
 pub use state::{AppState, LogSink, Settings};
+pub use transport::Transport;
 
 use crate::bodies::BODY_LIMIT;
 use crate::db::Database;

@@ -7,7 +7,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use rotauth_axum::{DeviseProtocol, PendingSignIn, Protocol as _};
+use rotauth_axum::{PendingSignIn, Protocol as _};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -64,7 +64,7 @@ async fn new_session<D: Database>(
         .auth()
         .sign_in_with(pending, &mut rand::rngs::SysRng, state.now())
         .await?;
-    Ok(DeviseProtocol::new().sign_in_headers(&signed_in))
+    Ok(state.transport().sign_in_headers(&signed_in))
 }
 
 /// A 200 with the headers of a new session, logged as `event`.

@@ -7,7 +7,9 @@ use axum::extract::FromRef;
 use axum::http::HeaderValue;
 use rotauth::rand_core::TryRng;
 use rotauth::{Rotator, Timestamp};
-use rotauth_axum::{AuthRejection, Authenticator, BatchToken, Check, DeviseProtocol, Rotation};
+use rotauth_axum::{AuthRejection, Authenticator, BatchToken, Check, Rotation};
+
+use super::transport::Transport;
 
 use crate::clock::Clock;
 use crate::db::{self, Database};
@@ -18,14 +20,14 @@ use crate::passwords::{Hasher, hash_password};
 
 /// An authenticated request of a route that rotates: rotauth-axum's loop decided it and
 /// stored the decision; returned with the response, it writes devise's headers.
-pub(crate) type Session<D> = Rotation<<D as Database>::Sessions, DeviseProtocol>;
+pub(crate) type Session<D> = Rotation<<D as Database>::Sessions, Transport>;
 
 /// An authenticated request decided without storing anything (sign-out, account
 /// deletion, the check before an account change's slow work).
-pub(crate) type Checked<D> = Check<<D as Database>::Sessions, DeviseProtocol>;
+pub(crate) type Checked<D> = Check<<D as Database>::Sessions, Transport>;
 
 /// Why [`Session`] or [`Checked`] did not extract: a refusal, or a 503.
-pub(crate) type Rejection = AuthRejection<DeviseProtocol>;
+pub(crate) type Rejection = AuthRejection<Transport>;
 
 /// Where the one-line-per-request log goes.
 #[derive(Clone)]
@@ -71,6 +73,8 @@ pub struct Settings {
     pub clock: Clock,
     /// `--metrics`: serve `GET /metrics`.
     pub metrics: bool,
+    /// `--credentials`: devise's headers, or the httpOnly cookie.
+    pub transport: Transport,
 }
 
 pub(super) struct Inner<D: Database> {
@@ -78,6 +82,7 @@ pub(super) struct Inner<D: Database> {
     /// rotauth-axum's request loop over the database's session store, deciding at the
     /// time of the server's [`Clock`].
     pub(super) auth: Authenticator<D::Sessions>,
+    pub(super) transport: Transport,
     pub(super) log: LogSink,
     pub(super) cors_origins: Vec<HeaderValue>,
     pub(super) limits: Limits,
@@ -110,10 +115,10 @@ impl<D: Database> FromRef<AppState<D>> for Authenticator<D::Sessions> {
     }
 }
 
-/// How rotauth-axum's extractors find the protocol: devise's headers.
-impl<D: Database> FromRef<AppState<D>> for DeviseProtocol {
-    fn from_ref(_: &AppState<D>) -> Self {
-        DeviseProtocol::new()
+/// How rotauth-axum's extractors find the protocol: the one `--credentials` chose.
+impl<D: Database> FromRef<AppState<D>> for Transport {
+    fn from_ref(state: &AppState<D>) -> Self {
+        state.0.transport.clone()
     }
 }
 
@@ -136,6 +141,7 @@ impl<D: Database> AppState<D> {
         Ok(Self(Arc::new(Inner {
             db,
             auth,
+            transport: settings.transport,
             log: settings.log,
             cors_origins: settings.cors_origins,
             limits: settings.limits,
@@ -167,6 +173,11 @@ impl<D: Database> AppState<D> {
     /// rotauth-axum's request loop, sign-in and sign-out.
     pub(crate) fn auth(&self) -> &Authenticator<D::Sessions> {
         &self.0.auth
+    }
+
+    /// How credentials travel (`--credentials`).
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.0.transport
     }
 
     /// Whether the server is stopping, for `GET /readyz`.

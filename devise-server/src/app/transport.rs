@@ -1,0 +1,89 @@
+//! How credentials travel to and from this server: devise's headers, or (`--credentials
+//! cookie`) rotauth-axum's httpOnly cookie with its CSRF screening. One type for both, so
+//! that the routes are written once; each method hands over to the protocol chosen.
+
+use axum::body::Body;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Response};
+use rotauth_axum::{
+    Authenticated, CookieProtocol, Credentials, DeviseProtocol, Forbidden, Protocol, Refusal,
+    Reply, SignedIn,
+};
+
+/// The protocol the server speaks, chosen at start.
+#[derive(Clone, Debug)]
+pub enum Transport {
+    /// devise_token_auth's headers (the default).
+    Devise(DeviseProtocol),
+    /// One httpOnly `__Host-` cookie; unsafe requests from another origin are refused.
+    Cookie(CookieProtocol),
+}
+
+impl Transport {
+    /// The headers of a sign-out response: the cookies cleared in cookie mode, none for
+    /// devise (its clients drop their headers themselves).
+    pub(crate) fn sign_out_headers(&self) -> HeaderMap {
+        match self {
+            Self::Devise(_) => HeaderMap::new(),
+            Self::Cookie(cookie) => cookie.sign_out_headers(),
+        }
+    }
+}
+
+impl Protocol for Transport {
+    fn screen(&self, parts: &Parts) -> Result<(), Forbidden> {
+        match self {
+            Self::Devise(p) => p.screen(parts),
+            Self::Cookie(p) => p.screen(parts),
+        }
+    }
+
+    fn credentials(&self, parts: &Parts) -> Result<Credentials, Refusal> {
+        match self {
+            Self::Devise(p) => p.credentials(parts),
+            Self::Cookie(p) => p.credentials(parts),
+        }
+    }
+
+    fn force_rotation(&self, parts: &Parts) -> bool {
+        match self {
+            Self::Devise(p) => p.force_rotation(parts),
+            Self::Cookie(p) => p.force_rotation(parts),
+        }
+    }
+
+    fn write_reply(&self, who: &Authenticated, reply: &Reply, headers: &mut HeaderMap) {
+        match self {
+            Self::Devise(p) => p.write_reply(who, reply, headers),
+            Self::Cookie(p) => p.write_reply(who, reply, headers),
+        }
+    }
+
+    fn sign_in_headers(&self, signed_in: &SignedIn) -> HeaderMap {
+        match self {
+            Self::Devise(p) => p.sign_in_headers(signed_in),
+            Self::Cookie(p) => p.sign_in_headers(signed_in),
+        }
+    }
+
+    fn refused(&self, refusal: &Refusal) -> Response<Body> {
+        match self {
+            Self::Devise(p) => p.refused(refusal),
+            Self::Cookie(p) => p.refused(refusal),
+        }
+    }
+
+    fn forbidden(&self, why: Forbidden) -> Response<Body> {
+        match self {
+            Self::Devise(p) => p.forbidden(why),
+            Self::Cookie(p) => p.forbidden(why),
+        }
+    }
+
+    fn unavailable(&self) -> Response<Body> {
+        match self {
+            Self::Devise(p) => p.unavailable(),
+            Self::Cookie(p) => p.unavailable(),
+        }
+    }
+}
