@@ -14,7 +14,10 @@
 //!   failing store for a few seconds and then answer 503 without a token, delete a revoked
 //!   session; and sign-in with a per-user cap;
 //! - [`Protocol`], how credentials and tokens travel: [`DeviseProtocol`]
-//!   (devise_token_auth's headers) and [`BearerProtocol`] (one header each way);
+//!   (devise_token_auth's headers), [`BearerProtocol`] (one header each way) and
+//!   [`CookieProtocol`] (one httpOnly `__Host-` cookie for browser apps, never cleared by a
+//!   refusal, with CSRF screening that answers a forged request 403 before the loop spends
+//!   a rotation on it, [`Protocol::screen`]);
 //! - [`AuthLayer`], a tower layer for any service, and [`Authenticated`], the axum
 //!   extractor handlers behind it take;
 //! - per-route extractors for routes without the layer: [`Rotation`], which stores the
