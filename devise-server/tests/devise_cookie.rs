@@ -67,10 +67,35 @@ async fn cookie_mode_signs_in_rotates_and_refuses_a_cross_site_request() {
     };
 
     let body = json!({"email": "ada@example.com", "password": PASSWORD, "password_confirmation": PASSWORD});
-    let signed_up = http.post("/auth", &body.to_string()).await;
+    let signed_up = http
+        .send(
+            Method::POST,
+            "/auth",
+            std::slice::from_ref(&own),
+            Some(&body.to_string()),
+        )
+        .await;
     assert_eq!(signed_up.status, 200, "{}", signed_up.text);
     let body = json!({"email": "ada@example.com", "password": PASSWORD});
-    let signed_in = http.post("/auth/sign_in", &body.to_string()).await;
+    // A cross-site sign-in (login CSRF) is refused before the password is checked.
+    let forged = http
+        .send(
+            Method::POST,
+            "/auth/sign_in",
+            std::slice::from_ref(&evil),
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.text);
+    assert!(set_cookies(&forged).is_empty());
+    let signed_in = http
+        .send(
+            Method::POST,
+            "/auth/sign_in",
+            std::slice::from_ref(&own),
+            Some(&body.to_string()),
+        )
+        .await;
     assert_eq!(signed_in.status, 200, "{}", signed_in.text);
     assert!(
         signed_in.token().is_none(),

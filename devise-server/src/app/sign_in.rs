@@ -16,6 +16,7 @@ use super::error::AppError;
 use super::log::{Event, note};
 use super::responses::{Invalid, Shape, email_error, errors, json_response, no_fields, user_json};
 use super::state::AppState;
+use super::transport::Screened;
 use crate::bodies::{SignInBody, SignUpBody};
 use crate::connections::ClientAddr;
 use crate::db::{Database, User};
@@ -82,6 +83,7 @@ fn client_ip(addr: Option<Extension<ClientAddr>>) -> Option<IpAddr> {
 
 /// `POST /auth`: devise_token_auth's registration.
 pub(super) async fn sign_up<D: Database>(
+    _: Screened,
     State(state): State<AppState<D>>,
     addr: Option<Extension<ClientAddr>>,
     Body(body): Body<SignUpBody>,
@@ -129,6 +131,7 @@ pub(super) async fn sign_up<D: Database>(
 
 /// `POST /auth/sign_in`: a new session (device) for the user.
 pub(super) async fn sign_in<D: Database>(
+    _: Screened,
     State(state): State<AppState<D>>,
     addr: Option<Extension<ClientAddr>>,
     Body(body): Body<SignInBody>,

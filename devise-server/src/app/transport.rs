@@ -3,12 +3,17 @@
 //! that the routes are written once; each method hands over to the protocol chosen.
 
 use axum::body::Body;
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Response};
 use rotauth_axum::{
     Authenticated, CookieProtocol, Credentials, DeviseProtocol, Forbidden, Protocol, Refusal,
     Reply, SignedIn,
 };
+
+use super::log::{Event, note};
+use super::state::AppState;
+use crate::db::Database;
 
 /// The protocol the server speaks, chosen at start.
 #[derive(Clone, Debug)]
@@ -85,5 +90,28 @@ impl Protocol for Transport {
             Self::Devise(p) => p.unavailable(),
             Self::Cookie(p) => p.unavailable(),
         }
+    }
+}
+
+/// A sign-up or sign-in request, screened as the protocol screens authenticated ones: in
+/// cookie mode a forged cross-site sign-in (login CSRF, which would sign the victim's
+/// browser into the forger's account) is answered 403 before the password is checked.
+pub(crate) struct Screened;
+
+impl<D: Database> FromRequestParts<AppState<D>> for Screened {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<D>,
+    ) -> Result<Self, Self::Rejection> {
+        let transport = state.transport();
+        transport.screen(parts).map(|()| Self).map_err(|why| {
+            note(
+                transport.forbidden(why),
+                Event::Reject,
+                Some(why.to_string()),
+            )
+        })
     }
 }
