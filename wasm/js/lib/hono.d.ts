@@ -133,6 +133,12 @@ export function startSession(
   options: { rotator: Rotator; store: SessionStore; uid: string; now?: number } & Pick<AuthOptions, 'protocol' | 'cookie' | 'csrf'>,
 ): Promise<{ clientId: string; headers: Headers }>;
 
+/** Why a request may be forged by another site, in cookie mode (for a sign-in route); `undefined` to go on. */
+export function screenRequest(
+  options: Pick<AuthOptions, 'protocol' | 'cookie' | 'csrf'>,
+  request: Request,
+): 'cross_origin' | 'cross_site' | 'unknown_origin' | 'csrf_token' | undefined;
+
 /** The headers of a sign-out response in cookie mode: they clear both cookies. */
 export function signOutHeaders(options?: Pick<AuthOptions, 'cookie' | 'csrf'>): Headers;
 

@@ -208,6 +208,17 @@ export async function startSession(options) {
 }
 
 /**
+ * Why a request may be forged by another site (`cross_origin`, `cross_site`,
+ * `unknown_origin`, `csrf_token`), or `undefined`: the middleware's screening in cookie
+ * mode, for a sign-in route to call before it checks a password (login CSRF). Answer a
+ * reason with `forbiddenResponse(reason)`.
+ */
+export function screenRequest(options, request) {
+  const cookie = cookieMode(options);
+  return cookie === undefined ? undefined : screen(request, cookie);
+}
+
+/**
  * The headers of a sign-out response in cookie mode: they clear both cookies (`options`
  * as the middleware's, for the cookie names and attributes).
  */

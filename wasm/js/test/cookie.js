@@ -16,7 +16,7 @@ const keepsSetCookie = () => new Response(null, { headers: { 'set-cookie': 'a=1'
 
 /** Adds the cookie tests through `api(name, fn)`; `make(options)` makes a rotator. */
 export function cookieTests(env, api, make) {
-  const { MemoryStore, rotauth, startSession, signOutHeaders } = env.hono;
+  const { MemoryStore, rotauth, screenRequest, startSession, signOutHeaders } = env.hono;
 
   /** A cookie-mode app at a clock the test moves, signed in at T0. */
   async function app(extra = {}) {
@@ -132,6 +132,11 @@ export function cookieTests(env, api, make) {
       equal(response.status, 200, JSON.stringify(passing));
     }
     equal((await call('GET', { cookie, origin: 'https://evil.example' })).response.status, 200, 'a safe method is not screened');
+    // A sign-in route screens before its password check (login CSRF).
+    const signIn = (headers) => requestLike('POST', { host: 'app.example', ...headers });
+    equal(screenRequest({ protocol: 'cookie' }, signIn({ origin: 'https://evil.example' })), 'cross_origin');
+    equal(screenRequest({ protocol: 'cookie' }, signIn({ origin: 'https://app.example' })), undefined);
+    equal(screenRequest({}, signIn({ origin: 'https://evil.example' })), undefined, 'devise mode screens nothing');
   });
 
   api('cookie_allowed_origins_same_site_and_clients_that_are_not_browsers', async () => {
