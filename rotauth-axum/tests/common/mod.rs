@@ -14,6 +14,7 @@
     missing_docs
 )]
 
+pub mod cookie;
 pub mod load;
 pub mod proxy;
 pub mod servers;
