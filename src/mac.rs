@@ -176,20 +176,6 @@ pub(crate) fn write_words(out: &mut [u8; 32], words: &Tag) {
         .for_each(|(chunk, word)| chunk.copy_from_slice(&word.to_be_bytes()));
 }
 
-/// Reads 32 big-endian bytes as state words.
-pub(crate) fn read_words(bytes: &[u8; 32]) -> Tag {
-    let mut words = [0u32; 8];
-    words
-        .iter_mut()
-        .zip(bytes.chunks_exact(4))
-        .for_each(|(word, chunk)| {
-            let mut be = [0u8; 4];
-            be.copy_from_slice(chunk);
-            *word = u32::from_be_bytes(be);
-        });
-    words
-}
-
 impl Drop for MacKey {
     fn drop(&mut self) {
         self.inner.zeroize();
@@ -259,13 +245,5 @@ mod tests {
             0x64, 0xec, 0x38, 0x43,
         ];
         assert_eq!(tag, expected);
-    }
-
-    #[test]
-    fn words_round_trip() {
-        let bytes: [u8; 32] = core::array::from_fn(|i| (i * 7) as u8);
-        let mut back = [0u8; 32];
-        write_words(&mut back, &read_words(&bytes));
-        assert_eq!(bytes, back);
     }
 }

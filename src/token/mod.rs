@@ -10,11 +10,16 @@ use crate::mac::{self, MacKey, Tag};
 use crate::session::{ClientId, Seed};
 
 mod base64url;
+mod claim;
+
+pub(crate) use claim::Claim;
 
 /// Length of a token in bytes: key id (1) ‖ generation (8, big-endian) ‖ MAC (32).
 pub const TOKEN_LEN: usize = 41;
 /// Length of a token as text: base64url without padding.
 pub const TOKEN_TEXT_LEN: usize = 55;
+/// Where the MAC starts in a token's bytes, after the key id and the generation.
+const MAC_AT: usize = 9;
 
 /// Domain-separation label of the MAC input, so that no other use of the key can produce a
 /// token. The version lets a future format change the input without ambiguity.
@@ -75,14 +80,13 @@ impl Token {
     /// [`TokenError::WrongLength`] unless `bytes` is exactly [`TOKEN_LEN`] long. Any key id
     /// and generation parse; whether they are valid is for the decision to say.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TokenError> {
-        // Copied with `copy_from_slice` rather than `try_into`, whose copy compiles to a
+        // Copied with `copy_from_slice` rather than `*bytes`, whose copy compiles to a
         // `memmove` call: 1.5 KiB of flash on Cortex-M for nothing else.
-        if bytes.len() != TOKEN_LEN {
-            return Err(TokenError::WrongLength { len: bytes.len() });
-        }
-        let mut token = [0u8; TOKEN_LEN];
-        token.copy_from_slice(bytes);
-        Ok(Self(token))
+        exact_bytes(bytes).map(|bytes| {
+            let mut token = [0u8; TOKEN_LEN];
+            token.copy_from_slice(bytes);
+            Self(token)
+        })
     }
 
     /// Parses the text form (base64url, no padding), decoding in constant time.
@@ -92,16 +96,7 @@ impl Token {
     /// [`TokenError::WrongLength`] unless `text` is [`TOKEN_TEXT_LEN`] bytes long, checked
     /// before decoding; [`TokenError::BadEncoding`] for anything but canonical base64url.
     pub fn from_text(text: &str) -> Result<Self, TokenError> {
-        let Ok(text) = <&[u8; TOKEN_TEXT_LEN]>::try_from(text.as_bytes()) else {
-            return Err(TokenError::WrongLength { len: text.len() });
-        };
-        let mut bytes = [0u8; TOKEN_LEN];
-        if base64url::decode(text, &mut bytes) {
-            Ok(Self(bytes))
-        } else {
-            bytes.as_mut_slice().zeroize();
-            Err(TokenError::BadEncoding)
-        }
+        decode_text(text).map(|groups| Self(groups.to_bytes()))
     }
 
     /// The byte form.
@@ -126,17 +121,13 @@ impl Token {
     /// The id of the key this token claims to be made with.
     #[must_use]
     pub fn key_id(&self) -> KeyId {
-        let [id, ..] = self.0;
-        KeyId(id)
+        key_id_of(&self.0)
     }
 
     /// The generation `n` this token claims to be.
     #[must_use]
     pub fn generation(&self) -> u64 {
-        let (_, rest) = self.0.split_at(1);
-        let mut n = [0u8; 8];
-        n.iter_mut().zip(rest).for_each(|(d, s)| *d = *s);
-        u64::from_be_bytes(n)
+        generation_of(&self.0)
     }
 
     /// `T(generation)` of the session with `client_id` and `seed`, under key `key_id`.
@@ -149,7 +140,7 @@ impl Token {
     ) -> Self {
         let mut tag = expected_tag(key, client_id, seed, generation);
         let mut bytes = [0u8; TOKEN_LEN];
-        let (head, mac_part) = bytes.split_at_mut(9);
+        let (head, mac_part) = bytes.split_at_mut(MAC_AT);
         let (id, n) = head.split_at_mut(1);
         id.copy_from_slice(&[key_id.0]);
         n.copy_from_slice(&generation.to_be_bytes());
@@ -160,57 +151,78 @@ impl Token {
         tag.as_mut_slice().zeroize();
         Self(bytes)
     }
+}
 
-    /// Whether this token's MAC is the one `key` gives for its generation of this session:
-    /// one HMAC and one constant-time comparison of eight words.
-    pub(crate) fn verify(&self, key: &MacKey, client_id: &ClientId, seed: &Seed) -> bool {
-        let mut expected = expected_tag(key, client_id, seed, self.generation());
-        // The MAC is the last 32 bytes of the 41: read in place, as big-endian words.
-        let Some(presented) = self.0.last_chunk::<32>() else {
-            return false;
-        };
-        let presented = mac::read_words(presented);
-        // Fold the differences into one word, then make one `Choice`: a slice `ct_eq`
-        // would build 32 byte-`Choice`s and cost more than half an HMAC.
-        let diff = expected
-            .iter()
-            .zip(presented.iter())
-            .fold(0u32, |acc, (e, p)| acc | (e ^ p));
-        let equal: Choice = diff.ct_eq(&0);
-        // The expected MAC of a generation the host may not have issued yet (`n+1` and
-        // beyond): as secret as a token, so it does not outlive the check.
-        expected.as_mut_slice().zeroize();
-        bool::from(equal)
+/// Byte 0 of a token: the key id.
+fn key_id_of(bytes: &[u8; TOKEN_LEN]) -> KeyId {
+    let [id, ..] = *bytes;
+    KeyId(id)
+}
+
+/// Bytes 1..9 of a token: the generation, big-endian.
+fn generation_of(bytes: &[u8; TOKEN_LEN]) -> u64 {
+    let mut n = [0u8; 8];
+    n.iter_mut()
+        .zip(bytes.iter().skip(1))
+        .for_each(|(d, s)| *d = *s);
+    u64::from_be_bytes(n)
+}
+
+/// The byte form's rule: exactly [`TOKEN_LEN`] bytes.
+fn exact_bytes(bytes: &[u8]) -> Result<&[u8; TOKEN_LEN], TokenError> {
+    <&[u8; TOKEN_LEN]>::try_from(bytes).map_err(|_| TokenError::WrongLength { len: bytes.len() })
+}
+
+/// The text form's rules: exactly [`TOKEN_TEXT_LEN`] bytes, checked before decoding, then
+/// canonical base64url.
+fn decode_text(text: &str) -> Result<base64url::Groups, TokenError> {
+    let Ok(text) = <&[u8; TOKEN_TEXT_LEN]>::try_from(text.as_bytes()) else {
+        return Err(TokenError::WrongLength { len: text.len() });
+    };
+    base64url::decode(text).ok_or(TokenError::BadEncoding)
+}
+
+/// The MAC of `tag ‖ client_id ‖ seed ‖ generation`.
+#[inline]
+fn expected_tag(key: &MacKey, client_id: &ClientId, seed: &Seed, generation: u64) -> Tag {
+    key.mac_block(&MacInput::new(client_id, seed, generation).0)
+}
+
+/// `tag ‖ client_id ‖ seed ‖ generation` written straight into its padded block at fixed
+/// offsets (a byte-wise copy through chained iterators cost more than one compression).
+/// The copy of the seed, the block's only secret (tag, client id, generation and padding
+/// are public), is wiped on drop, rather than all 64 bytes.
+struct MacInput([u8; 64]);
+
+impl MacInput {
+    #[inline]
+    fn new(client_id: &ClientId, seed: &Seed, generation: u64) -> Self {
+        // Written field by field into a zeroed block: on Cortex-M these stores take less
+        // flash than copying a 64-byte template.
+        let mut block = [0u8; 64];
+        let (tag, fields) = block.split_at_mut(TAG.len());
+        let (client, fields) = fields.split_at_mut(ClientId::LEN);
+        let (seed_part, fields) = fields.split_at_mut(Seed::LEN);
+        let (n, padding) = fields.split_at_mut(8);
+        tag.copy_from_slice(TAG);
+        client.copy_from_slice(client_id.as_bytes());
+        seed_part.copy_from_slice(seed.as_bytes());
+        n.copy_from_slice(&generation.to_be_bytes());
+        let (marker, length) = padding.split_at_mut(padding.len().saturating_sub(8));
+        if let Some(marker) = marker.first_mut() {
+            *marker = 0x80;
+        }
+        length.copy_from_slice(&INPUT_BLOCK_BITS);
+        Self(block)
     }
 }
 
-/// The MAC of `tag ‖ client_id ‖ seed ‖ generation`, with the input written straight into
-/// its padded block at fixed offsets (a byte-wise copy through chained iterators cost more
-/// than one compression).
-fn expected_tag(key: &MacKey, client_id: &ClientId, seed: &Seed, generation: u64) -> Tag {
-    // Written field by field into a zeroed block: on Cortex-M these stores take less flash
-    // than copying a 64-byte template.
-    let mut block = [0u8; 64];
-    let (tag, fields) = block.split_at_mut(TAG.len());
-    let (client, fields) = fields.split_at_mut(ClientId::LEN);
-    let (seed_part, fields) = fields.split_at_mut(Seed::LEN);
-    let (n, padding) = fields.split_at_mut(8);
-    tag.copy_from_slice(TAG);
-    client.copy_from_slice(client_id.as_bytes());
-    seed_part.copy_from_slice(seed.as_bytes());
-    n.copy_from_slice(&generation.to_be_bytes());
-    let (marker, length) = padding.split_at_mut(padding.len().saturating_sub(8));
-    if let Some(marker) = marker.first_mut() {
-        *marker = 0x80;
+impl Drop for MacInput {
+    fn drop(&mut self) {
+        if let Some(seed_copy) = self.0.get_mut(SEED_AT..SEED_AT + Seed::LEN) {
+            seed_copy.zeroize();
+        }
     }
-    length.copy_from_slice(&INPUT_BLOCK_BITS);
-    let tag = key.mac_block(&block);
-    // Wipe the copy of the seed, the block's only secret (tag, client id, generation and
-    // padding are public), rather than all 64 bytes.
-    if let Some(seed_copy) = block.get_mut(SEED_AT..SEED_AT + Seed::LEN) {
-        seed_copy.zeroize();
-    }
-    tag
 }
 
 /// The same as [`Token::from_text`], for `"...".parse::<Token>()`.
@@ -322,20 +334,34 @@ mod tests {
         let key = MacKey::new(&[1; 32]);
         let (client, seed) = (ClientId::from_bytes([2; 16]), Seed::from_bytes([3; 16]));
         let token = sample();
-        assert!(token.verify(&key, &client, &seed));
-        assert!(!token.verify(&MacKey::new(&[9; 32]), &client, &seed));
-        assert!(!token.verify(&key, &ClientId::from_bytes([4; 16]), &seed));
-        assert!(!token.verify(&key, &client, &Seed::from_bytes([4; 16])));
+        let text = token.to_text();
+        for claim in [
+            Claim::read(token.as_bytes()),
+            Claim::from_bytes(token.as_bytes()).unwrap(),
+            Claim::from_text(text.as_str()).unwrap(),
+        ] {
+            assert!(claim.verify(&key, &client, &seed));
+            assert!(!claim.verify(&MacKey::new(&[9; 32]), &client, &seed));
+            assert!(!claim.verify(&key, &ClientId::from_bytes([4; 16]), &seed));
+            assert!(!claim.verify(&key, &client, &Seed::from_bytes([4; 16])));
+        }
         // Byte 0 is the key id, which picks the key rather than entering the MAC: flipping it
         // is checked in the decision tests (unknown key, or a MAC under another key).
         for byte in 1..TOKEN_LEN {
-            let mut bytes = *token.as_bytes();
-            bytes[byte] ^= 1;
-            let flipped = Token::from_bytes(&bytes).unwrap();
-            assert!(
-                !flipped.verify(&key, &client, &seed),
-                "bit flip in byte {byte} verified"
-            );
+            for bit in 0..8 {
+                let mut bytes = *token.as_bytes();
+                bytes[byte] ^= 1 << bit;
+                let flipped = Token::from_bytes(&bytes).unwrap();
+                for claim in [
+                    Claim::read(&bytes),
+                    Claim::from_text(flipped.to_text().as_str()).unwrap(),
+                ] {
+                    assert!(
+                        !claim.verify(&key, &client, &seed),
+                        "flip of bit {bit} in byte {byte} verified"
+                    );
+                }
+            }
         }
     }
 
