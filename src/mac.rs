@@ -84,7 +84,10 @@ impl MacKey {
     /// zeros, bit length of key block plus message): the hot path. Callers build the block
     /// in place, so no byte of the message is copied twice; the outer block is written
     /// straight from the inner state words.
-    #[inline]
+    ///
+    /// Inlined into its callers on 64-bit CPUs, where the call costs more than its share of
+    /// a decision; a 32-bit core keeps one copy, for flash.
+    #[cfg_attr(target_pointer_width = "64", inline)]
     pub(crate) fn mac_block(&self, block: &[u8; BLOCK]) -> Tag {
         // The outer block's padding (the `0x80` marker and the length) is written before
         // the inner compression, the digest after it. The outer compression reads the block
