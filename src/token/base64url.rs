@@ -121,6 +121,11 @@ impl Drop for Groups {
 /// Decodes `text`; `None` for a character outside the alphabet or non-zero trailing bits,
 /// i.e. anything but the canonical encoding. Every character is decoded whatever the
 /// others are, so the time does not depend on where text is wrong.
+///
+/// Inlined on 64-bit CPUs, so that the groups stay in registers rather than being copied
+/// out 16 bytes at a time from the 8-byte stores that wrote them (a copy that waits for
+/// those stores to leave the store buffer); a 32-bit core keeps one copy, for flash.
+#[cfg_attr(target_pointer_width = "64", inline(always))]
 pub(super) fn decode(text: &[u8; TOKEN_TEXT_LEN]) -> Option<Groups> {
     let mut groups = [0u64; GROUPS_OF_EIGHT];
     let mut invalid = 0;
