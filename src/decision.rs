@@ -8,7 +8,7 @@ use crate::config::{Config, Mode, ParseNameError, ReplayPolicy};
 use crate::keyring::Keyring;
 use crate::session::Session;
 use crate::time::Timestamp;
-use crate::token::{Token, TokenError};
+use crate::token::{Claim, Token, TokenError};
 
 /// The token as the request presented it.
 ///
@@ -332,28 +332,20 @@ pub(crate) fn decide(
     let Some(session) = session else {
         return reject(RejectReason::UnknownSession);
     };
-    let parsed: Token;
-    let token = match request.token {
-        Presented::Token(token) => token,
-        Presented::Text(text) => match Token::from_text(text) {
-            Ok(token) => {
-                parsed = token;
-                &parsed
-            }
-            Err(e) => return reject(RejectReason::Malformed(e)),
-        },
-        Presented::Bytes(bytes) => match Token::from_bytes(bytes) {
-            Ok(token) => {
-                parsed = token;
-                &parsed
-            }
-            Err(e) => return reject(RejectReason::Malformed(e)),
-        },
+    // Read in place: a host's bytes, or the text decoded straight into the fields.
+    let claim = match request.token {
+        Presented::Token(token) => Ok(Claim::read(token.as_bytes())),
+        Presented::Bytes(bytes) => Claim::from_bytes(bytes),
+        Presented::Text(text) => Claim::from_text(text),
     };
-    let Some(key) = keyring.get(token.key_id()) else {
+    let claim = match claim {
+        Ok(claim) => claim,
+        Err(e) => return reject(RejectReason::Malformed(e)),
+    };
+    let Some(key) = keyring.get(claim.key_id()) else {
         return reject(RejectReason::UnknownKey);
     };
-    if !token.verify(key, &session.client_id, &session.seed) {
+    if !claim.verify(key, &session.client_id, &session.seed) {
         return reject(RejectReason::Forged);
     }
 
@@ -365,43 +357,56 @@ pub(crate) fn decide(
         return reject(RejectReason::Expired);
     }
 
-    let presented = token.generation();
+    let presented = claim.generation();
     let current = session.generation;
     if presented < current {
         let behind = current.abs_diff(presented);
         return previous(keyring, config, session, behind, request);
     }
 
-    // `presented ≥ current`. A verified token from the future means the host lost the write
-    // of the rotation that issued it (or a replica lags, or a backup was restored): adopt it
-    // as current, and replay that lost rotation's window and expiry from `now`, the first
-    // moment this host knows of it. Keeping the stale window instead would rotate again on
-    // every request until a write lands, each time pushing the batch's other requests a
-    // generation further behind, until they count as replays.
-    let fast_forward = (presented > current).then(|| {
-        let mut ahead = session.next_version();
-        ahead.generation = presented;
-        ahead.key_id = token.key_id();
-        ahead.acknowledged = false;
-        ahead.reissued = false;
-        if config.rotate() {
-            ahead.rotated_at = now.max(session.rotated_at);
-            ahead.expires_at = expiry(config, &ahead, ahead.rotated_at);
-        }
-        ahead
-    });
-    let base = fast_forward.as_ref().unwrap_or(session);
-
-    if !config.rotate() {
-        return Decision::Accept {
-            updated: fast_forward,
-        };
+    if presented == current {
+        return current_generation(keyring, config, session, None, request);
     }
+    // A verified token from the future means the host lost the write of the rotation that
+    // issued it (or a replica lags, or a backup was restored): adopt it as current, and
+    // replay that lost rotation's window and expiry from `now`, the first moment this host
+    // knows of it. Keeping the stale window instead would rotate again on every request
+    // until a write lands, each time pushing the batch's other requests a generation
+    // further behind, until they count as replays.
+    let mut ahead = session.next_version();
+    ahead.generation = presented;
+    ahead.key_id = claim.key_id();
+    ahead.acknowledged = false;
+    ahead.reissued = false;
+    if config.rotate() {
+        ahead.rotated_at = now.max(session.rotated_at);
+        ahead.expires_at = expiry(config, &ahead, ahead.rotated_at);
+    }
+    current_generation(keyring, config, session, Some(ahead), request)
+}
+
+/// The current token `T(n)`, or a token from the future that `ahead` adopts as current.
+///
+/// Inlined into both calls, so that the common one, with nothing to store, returns its
+/// answer without moving an 80-byte `None` into it.
+#[inline(always)]
+fn current_generation(
+    keyring: &Keyring,
+    config: &Config,
+    session: &Session,
+    ahead: Option<Session>,
+    request: Request<'_>,
+) -> Decision {
+    let now = request.now;
+    if !config.rotate() {
+        return Decision::Accept { updated: ahead };
+    }
+    let base = ahead.as_ref().unwrap_or(session);
     if in_window(config, base, now) && !request.force_rotation {
         // First use of `T(n)`: in Recover mode, record it, so `T(n-1)` can no longer be
         // exchanged for it.
         let acknowledge = config.mode() == Mode::Recover && !base.acknowledged;
-        let mut updated = fast_forward;
+        let mut updated = ahead;
         if acknowledge {
             updated
                 .get_or_insert_with(|| session.next_version())
