@@ -163,17 +163,28 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
         let auth = Authenticator::<S>::from_ref(state);
-        let protocol = P::from_ref(state);
-        if let Err(why) = protocol.screen(parts) {
-            return Err(AuthRejection::forbidden(protocol, why));
-        }
-        let credentials = match protocol.credentials(parts) {
-            Ok(credentials) => credentials,
-            Err(refusal) => return Err(AuthRejection::refused(protocol, refusal)),
-        };
-        let unbatch = protocol.force_rotation(parts);
+        let (protocol, credentials, unbatch) = presented(P::from_ref(state), parts)?;
         let now = auth.now();
         rotate(auth, protocol, &credentials, now, unbatch).await
+    }
+}
+
+/// What a request brings to the loop, read through `protocol` in the order every
+/// extractor keeps: screened for forgery first (no session is read for a forged
+/// request), then its credentials, then whether it asks to unbatch.
+fn presented<P: Protocol>(
+    protocol: P,
+    parts: &Parts,
+) -> Result<(P, Credentials, bool), AuthRejection<P>> {
+    if let Err(why) = protocol.screen(parts) {
+        return Err(AuthRejection::forbidden(protocol, why));
+    }
+    match protocol.credentials(parts) {
+        Ok(credentials) => {
+            let unbatch = protocol.force_rotation(parts);
+            Ok((protocol, credentials, unbatch))
+        }
+        Err(refusal) => Err(AuthRejection::refused(protocol, refusal)),
     }
 }
 
@@ -303,15 +314,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Self::Rejection> {
         let auth = Authenticator::<S>::from_ref(state);
-        let protocol = P::from_ref(state);
-        if let Err(why) = protocol.screen(parts) {
-            return Err(AuthRejection::forbidden(protocol, why));
-        }
-        let credentials = match protocol.credentials(parts) {
-            Ok(credentials) => credentials,
-            Err(refusal) => return Err(AuthRejection::refused(protocol, refusal)),
-        };
-        let unbatch = protocol.force_rotation(parts);
+        let (protocol, credentials, unbatch) = presented(P::from_ref(state), parts)?;
         match auth.check(&credentials, auth.now()).await {
             Checked::Accepted { who, decision } => Ok(Self {
                 who,
