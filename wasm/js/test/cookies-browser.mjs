@@ -211,6 +211,8 @@ try {
     const stale = (await jarCookie())?.value;
     // Sent with the current token, held by the server before the app sees it.
     const late = tab.evaluate(async () => (await fetch('/demo/members_only?hold', { credentials: 'same-origin' })).status);
+    // Awaited below; if this check fails first, its page closes under it.
+    late.catch(() => {});
     for (let i = 0; held.length === 0; i += 1) {
       expect(i < 100, 'the held request never came');
       await sleep(20);
@@ -231,6 +233,7 @@ try {
   });
   await context.close();
 } finally {
+  for (const release of held.splice(0)) release();
   await browser.close();
   appServer.close();
   attackerServer.close();
