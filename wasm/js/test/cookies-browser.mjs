@@ -14,6 +14,7 @@
 //      route are answered 403, and neither the cookie nor the stored generation moves;
 //   4. a 401 that arrives late (its request held by the server while a newer request
 //      rotated) leaves the newer cookie in place, and the next request is served.
+//   5. sign-out clears the cookie in the browser.
 // Prints one line per check and exits non-zero if any failed.
 import { createServer } from 'node:http';
 import { chromium } from 'playwright-core';
@@ -231,6 +232,16 @@ try {
     const next = await fetchFromApp('/demo/members_only');
     expect(next === 200, `the next request answered ${next}`);
   });
+
+  await checkThat('5. sign-out clears the cookie, and the session is gone', async () => {
+    const client = (await jarCookie())?.value.split('.')[0];
+    const status = await fetchFromApp('/auth/sign_out', { method: 'DELETE' });
+    expect(status === 200, `sign-out answered ${status}`);
+    expect((await jarCookie()) === undefined, 'the browser still holds the cookie');
+    expect((await store.get(client)) === undefined, 'the session is still stored');
+    const after = await fetchFromApp('/demo/members_only');
+    expect(after === 401, `a request after sign-out answered ${after}`);
+  });
   await context.close();
 } finally {
   for (const release of held.splice(0)) release();
@@ -243,4 +254,4 @@ console.log(`# ${browser.version()}, app ${appOrigin}, other site ${attackerOrig
 for (const { name, ok, why } of results) console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}${ok ? '' : `: ${why}`}`);
 const failed = results.filter((r) => !r.ok).length;
 console.log(`${results.length - failed} passed, ${failed} failed`);
-process.exitCode = failed === 0 && results.length === 4 ? 0 : 1;
+process.exitCode = failed === 0 && results.length === 5 ? 0 : 1;
