@@ -171,7 +171,11 @@ try {
   await checkThat('2. same-origin requests are served: a rotating fetch and a form POST', async () => {
     await pastWindow();
     const before = await generation();
-    const status = await fetchFromApp('/demo/members_only', { method: 'POST', body: new URLSearchParams({ note: 'fetch' }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const status = await fetchFromApp('/demo/members_only', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'note=fetch',
+    });
     expect(status === 200, `same-origin fetch POST answered ${status}`);
     expect((await generation()) === before + 1, `the fetch did not rotate: ${before} -> ${await generation()}`);
     await pastWindow();
