@@ -5,7 +5,8 @@
 # checks the type declarations, packs the package, runs the one suite in Node, Deno,
 # Bun, workerd and headless Chromium, the parity scenarios (parity/scenarios/) in Node, and
 # the client's suite (`rotauth/client`, compiled from TypeScript) in Node, Deno, Bun and
-# Chromium. Prints the time of each step; any failure fails it.
+# Chromium, and the cookie transport in Chromium over HTTP. Prints the time of each step;
+# any failure fails it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,6 +68,8 @@ step "client: chromium" bash -c "cd $js && node test/run-browser.mjs wasm/js/tes
 # Five tabs per client in one Chromium context, against the naive client: no 401 and no
 # sign-out for rotauth/client (`--duration=120` or more for the figures).
 step "client: many tabs" bash -c "cd $js && node test/tabs.mjs --duration=20 --latency=50 --reload=burst --check"
+# The cookie transport in Chromium over HTTP: httpOnly, forgery screening, a late 401.
+step "cookies: chromium" bash -c "cd $js && node test/cookies-browser.mjs"
 # The benchmark's figures mean nothing on a shared runner: run it once in its quick mode so
 # that it cannot rot (`node bench/bench.mjs` for the figures).
 step "bench (smoke)" bash -c "cd $js && node bench/bench.mjs --quick"

@@ -3,7 +3,7 @@
 // `worker.js` serves it from Cloudflare Workers and workerd.
 import { Hono } from 'hono';
 import { cors } from 'hono/cors';
-import { MemoryStore, check, rotauth, startSession } from 'rotauth/hono';
+import { MemoryStore, check, forbiddenResponse, rotauth, screenRequest, signOutHeaders, startSession } from 'rotauth/hono';
 
 const MIN_PASSWORD = 8;
 const encoder = new TextEncoder();
@@ -38,11 +38,26 @@ const userJson = (user) => ({ id: user.id, email: user.email, uid: user.email, p
  * The app. `rotator` from `createRotator`; `store` a `SessionStore` (default in memory);
  * `passwordIterations` the PBKDF2 cost (default 600 000, OWASP's figure for SHA-256);
  * `origins` the browser origins allowed to call it (CORS, as devise apps set up rack-cors);
- * `clock` (Unix ms) and `echoCurrent` as the middleware takes them.
+ * `clock` (Unix ms) and `echoCurrent` as the middleware takes them. With `protocol:
+ * 'cookie'` (and the middleware's `cookie` and `csrf` settings) the credentials travel in
+ * the httpOnly cookie instead of devise's headers: sign-up and sign-in are screened for
+ * forgery before the password is checked, and sign-out clears the cookie. `POST
+ * /demo/members_only` is an unsafe protected route (it echoes what a form posted).
  */
-export function createApp({ rotator, store = new MemoryStore(), clock = Date.now, echoCurrent = false, passwordIterations = 600_000, origins = [] }) {
+export function createApp({
+  rotator,
+  store = new MemoryStore(),
+  clock = Date.now,
+  echoCurrent = false,
+  passwordIterations = 600_000,
+  origins = [],
+  protocol = 'devise',
+  cookie,
+  csrf,
+}) {
   const users = new Map();
-  const auth = { rotator, store, clock, echoCurrent };
+  const auth = { rotator, store, clock, echoCurrent, protocol, cookie, csrf };
+  const cookieMode = protocol === 'cookie';
   const app = new Hono();
   if (origins.length > 0) {
     // Clients read the devise headers from responses, and send whatever headers they like
@@ -53,13 +68,23 @@ export function createApp({ rotator, store = new MemoryStore(), clock = Date.now
     }));
   }
 
-  const signedIn = (c, status, json, headers) => {
+  const answer = (c, status, json, headers) => {
     const response = c.json(json, status);
-    for (const [name, value] of headers) response.headers.set(name, value);
+    for (const [name, value] of headers) {
+      if (name === 'set-cookie') response.headers.append(name, value);
+      else response.headers.set(name, value);
+    }
     return response;
+  };
+  // Login CSRF: a forged sign-in would sign the victim in as the attacker.
+  const forged = (c) => {
+    const reason = screenRequest(auth, c.req.raw);
+    return reason === undefined ? undefined : forbiddenResponse(reason);
   };
 
   app.post('/auth', async (c) => {
+    const refused = forged(c);
+    if (refused !== undefined) return refused;
     const { email, password, password_confirmation: confirmation } = await body(c);
     const errors = {};
     if (typeof email !== 'string' || !/^[^@\s]+@[^@\s]+$/.test(email)) errors.email = ['is not an email'];
@@ -76,32 +101,36 @@ export function createApp({ rotator, store = new MemoryStore(), clock = Date.now
     const salt = crypto.getRandomValues(new Uint8Array(16));
     const user = { id: users.size + 1, email, salt, hash: await hashPassword(password, salt, passwordIterations) };
     users.set(email, user);
-    const { headers } = await startSession({ rotator, store, uid: email, now: clock() });
-    return signedIn(c, 200, { status: 'success', data: userJson(user) }, headers);
+    const { headers } = await startSession({ ...auth, uid: email, now: clock() });
+    return answer(c, 200, { status: 'success', data: userJson(user) }, headers);
   });
 
   app.post('/auth/sign_in', async (c) => {
+    const refused = forged(c);
+    if (refused !== undefined) return refused;
     const { email, password } = await body(c);
     const user = typeof email === 'string' ? users.get(email) : undefined;
     const ok = user !== undefined && typeof password === 'string' && sameBytes(await hashPassword(password, user.salt, passwordIterations), user.hash);
     if (!ok) return c.json({ success: false, errors: ['Invalid login credentials. Please try again.'] }, 401);
-    const { headers } = await startSession({ rotator, store, uid: email, now: clock() });
-    return signedIn(c, 200, { data: userJson(user) }, headers);
+    const { headers } = await startSession({ ...auth, uid: email, now: clock() });
+    return answer(c, 200, { data: userJson(user) }, headers);
   });
 
   app.get(
     '/auth/validate_token',
-    rotauth({ ...auth, onUnauthorized: (c) => c.json({ success: false, errors: ['Invalid login credentials'] }, 401) }),
+    // In cookie mode the middleware's own 401, which clears the cookie of a revoked session.
+    rotauth(cookieMode ? auth : { ...auth, onUnauthorized: (c) => c.json({ success: false, errors: ['Invalid login credentials'] }, 401) }),
     (c) => c.json({ success: true, data: userJson(users.get(c.var.rotauth.uid)) }),
   );
 
   app.delete('/auth/sign_out', async (c) => {
     // Any token the decision accepts (batch members too) signs the session out; nothing rotates.
     const result = await check(auth, c.req.raw);
+    if (result.status === 403) return forbiddenResponse(result.reason);
     if (!result.ok || !(await store.delete(result.clientId))) {
       return c.json({ success: false, errors: ['User was not found or was not logged in.'] }, 404);
     }
-    return c.json({ success: true });
+    return cookieMode ? answer(c, 200, { success: true }, signOutHeaders(auth)) : c.json({ success: true });
   });
 
   app.use('/demo/*', rotauth(auth));
@@ -109,6 +138,7 @@ export function createApp({ rotator, store = new MemoryStore(), clock = Date.now
     const user = users.get(c.var.rotauth.uid);
     return c.json({ data: { message: `Welcome ${user.email}`, user: userJson(user) } });
   });
+  app.post('/demo/members_only', async (c) => c.json({ data: { posted: await body(c), user: c.var.rotauth.uid } }));
 
   return app;
 }
