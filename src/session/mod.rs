@@ -1,91 +1,16 @@
 //! The session record: what a host stores per signed-in client, and its byte encoding.
 
 use core::fmt;
-use core::str::FromStr;
 
-use base64ct::{Base64UrlUnpadded, Encoding};
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroize;
 
 use crate::keyring::KeyId;
 use crate::time::Timestamp;
 
-/// The public, random id of a session: devise's `client` header.
-///
-/// Its text form is base64url without padding (22 characters), as devise's
-/// `SecureRandom.urlsafe_base64` makes them.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ClientId([u8; ClientId::LEN]);
+mod client_id;
 
-impl ClientId {
-    /// Length in bytes.
-    pub const LEN: usize = 16;
-    /// Length of the text form.
-    pub const TEXT_LEN: usize = 22;
-
-    /// A client id from its bytes.
-    #[must_use]
-    pub const fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
-        Self(bytes)
-    }
-
-    /// The bytes.
-    #[must_use]
-    pub const fn as_bytes(&self) -> &[u8; Self::LEN] {
-        &self.0
-    }
-}
-
-/// Why text is not a [`ClientId`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ParseClientIdError;
-
-impl fmt::Display for ParseClientIdError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("client id is not 22 characters of unpadded base64url")
-    }
-}
-
-impl core::error::Error for ParseClientIdError {}
-
-impl FromStr for ClientId {
-    type Err = ParseClientIdError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.len() != Self::TEXT_LEN {
-            return Err(ParseClientIdError);
-        }
-        let mut bytes = [0u8; Self::LEN];
-        match Base64UrlUnpadded::decode(text, &mut bytes) {
-            Ok(decoded) if decoded.len() == Self::LEN => Ok(Self(bytes)),
-            _ => Err(ParseClientIdError),
-        }
-    }
-}
-
-impl ClientId {
-    /// The text form (22 characters of unpadded base64url, devise's `client` header),
-    /// written into `out` as ASCII bytes: for hosts that pass it on as bytes, without the
-    /// formatting machinery of `Display`.
-    pub fn write_text(&self, out: &mut [u8; Self::TEXT_LEN]) {
-        // 16 bytes are exactly 22 characters: the encoding cannot run out of room.
-        let _ = Base64UrlUnpadded::encode(&self.0, out);
-    }
-}
-
-impl fmt::Display for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = [0u8; Self::TEXT_LEN];
-        let text = Base64UrlUnpadded::encode(&self.0, &mut text).map_err(|_| fmt::Error)?;
-        f.write_str(text)
-    }
-}
-
-impl fmt::Debug for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ClientId({self})")
-    }
-}
+pub use client_id::{ClientId, ParseClientIdError};
 
 /// The per-session secret that tokens are derived from. Never printed, wiped on drop.
 #[derive(Clone)]
@@ -287,7 +212,7 @@ impl Session {
         let (expires, rest) = rest.split_at_mut(8);
         let (flags, version) = rest.split_at_mut(1);
         format.copy_from_slice(&[Self::FORMAT]);
-        client.copy_from_slice(&self.client_id.0);
+        client.copy_from_slice(self.client_id.as_bytes());
         seed.copy_from_slice(&self.seed.0);
         key.copy_from_slice(&[self.key_id.0]);
         generation.copy_from_slice(&self.generation.to_be_bytes());
@@ -314,7 +239,7 @@ impl Session {
         if format != Self::FORMAT {
             return Err(DecodeError::UnknownFormat(format));
         }
-        let client_id = ClientId(reader.array());
+        let client_id = ClientId::from_bytes(reader.array());
         let seed = Seed(reader.array());
         let key_id = KeyId(reader.byte());
         let generation = reader.u64();
@@ -502,7 +427,7 @@ mod tests {
 
     pub(crate) fn sample() -> Session {
         Session {
-            client_id: ClientId([0x11; 16]),
+            client_id: ClientId::from_bytes([0x11; 16]),
             seed: Seed([0x22; 16]),
             key_id: KeyId(3),
             generation: 0x0102_0304_0506_0708,
@@ -594,7 +519,7 @@ mod tests {
 
     #[test]
     fn client_id_text_round_trips() {
-        let id = ClientId([0xfb; 16]);
+        let id = ClientId::from_bytes([0xfb; 16]);
         let text = format!("{id}");
         assert_eq!(text.len(), ClientId::TEXT_LEN);
         let mut out = [0u8; ClientId::TEXT_LEN];
