@@ -429,12 +429,7 @@ pub(crate) fn sql_int(value: u64) -> Result<i64, StoreError> {
 }
 
 /// Reads a client id stored as its 16 bytes.
-#[cfg(any(
-    feature = "sqlite",
-    feature = "postgres",
-    feature = "tokio-postgres",
-    feature = "redis"
-))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "tokio-postgres"))]
 pub(crate) fn client_id_from_bytes(bytes: &[u8]) -> Result<ClientId, StoreError> {
     <[u8; ClientId::LEN]>::try_from(bytes)
         .map(ClientId::from_bytes)

@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Sessions in PostgreSQL through tokio-postgres: the same tables, statements and
-/// guarantees as [`PostgresStore`](crate::PostgresStore) (the two can serve the same
+/// guarantees as `PostgresStore` of the `postgres` feature (the two can serve the same
 /// database side by side), on connections the store opens itself, each keeping its
 /// prepared statements.
 ///
@@ -70,9 +70,9 @@ impl TokioPostgresStore {
         self.clients.config()
     }
 
-    /// Creates the tables and the index if they do not exist, as
-    /// [`PostgresStore::migrate`](crate::PostgresStore::migrate) does: safe to run from
-    /// several replicas starting at once.
+    /// Creates the tables and the index if they do not exist, as `PostgresStore::migrate`
+    /// does: in one transaction under an advisory lock, so safe to run from several
+    /// replicas starting at once.
     ///
     /// # Errors
     ///
