@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench -p rotauth-axum --features sqlite,postgres --bench sql_stores
 //! bash scripts/with-postgres.sh cargo bench -p rotauth-axum --features sqlite,postgres --bench sql_stores
+//! bash scripts/with-postgres.sh cargo bench -p rotauth-axum --features sqlite,postgres,tokio-postgres --bench sql_stores
 //! ```
 //!
 //! 50 sessions, each loaded and compare-and-swapped by a task of its own, all at once, as
@@ -13,8 +14,11 @@
 //! stores ran them before they kept connections of their own). The swap writes the record
 //! it read back under the same version: the same statement, the same row written.
 //! PostgreSQL runs when `ROTAUTH_TEST_DATABASE_URL` is set (scripts/with-postgres.sh).
+//! With the `tokio-postgres` feature, [`TokioPostgresStore`](rotauth_axum::TokioPostgresStore)
+//! is measured against [`PostgresStore`] too, on the same sessions, with as many
+//! connections.
 //!
-//! After criterion's figures the bench measures both again in interleaved rounds and
+//! After criterion's figures the bench measures each pair again in interleaved rounds and
 //! prints the time per rotation of each and their ratio.
 
 #![allow(
@@ -164,20 +168,20 @@ async fn pg_pool(url: &str) -> Pool<sqlx::Postgres> {
 }
 
 /// Criterion's figures for a batch of `CLIENTS` rotations each way, then the interleaved
-/// rounds.
+/// rounds: `store` is measured, `pool` is the baseline.
 fn compare<F1, F2>(
     c: &mut Criterion,
     rt: &Runtime,
     name: &str,
-    store: impl Fn() -> F1,
-    pool: impl Fn() -> F2,
+    (store_name, store): (&str, impl Fn() -> F1),
+    (pool_name, pool): (&str, impl Fn() -> F2),
 ) where
     F1: Future<Output = ()>,
     F2: Future<Output = ()>,
 {
     let mut group = c.benchmark_group(format!("{name}_{CLIENTS}_rotations_at_once"));
-    group.bench_function("store", |b| b.to_async(rt).iter(&store));
-    group.bench_function("statements_on_the_pool", |b| b.to_async(rt).iter(&pool));
+    group.bench_function(store_name, |b| b.to_async(rt).iter(&store));
+    group.bench_function(pool_name, |b| b.to_async(rt).iter(&pool));
     group.finish();
 
     const ROUNDS: usize = 11;
@@ -201,9 +205,9 @@ fn compare<F1, F2>(
         t[ROUNDS / 2].as_secs_f64() * 1e6
     });
     println!(
-        "{name}: a rotation's load and compare-and-swap, {CLIENTS} at once: store {store_us:.1} µs, \
-         the same statements on the pool {pool_us:.1} µs (medians of {ROUNDS} interleaved rounds \
-         of {PER_ROUND} x {CLIENTS}); store / pool = {:.2}",
+        "{name}: a rotation's load and compare-and-swap, {CLIENTS} at once: {store_name} \
+         {store_us:.1} µs, {pool_name} {pool_us:.1} µs (medians of {ROUNDS} interleaved rounds \
+         of {PER_ROUND} x {CLIENTS}); {store_name} / {pool_name} = {:.2}",
         store_us / pool_us
     );
 }
@@ -226,8 +230,10 @@ fn bench(c: &mut Criterion) {
         c,
         &rt,
         "sqlite",
-        || through_store(&store, &sessions_),
-        || through_sqlite_pool(&pool, &sessions_),
+        ("store", || through_store(&store, &sessions_)),
+        ("statements_on_the_pool", || {
+            through_sqlite_pool(&pool, &sessions_)
+        }),
     );
     rt.block_on(pool.close());
     for suffix in ["", "-wal", "-shm"] {
@@ -251,9 +257,25 @@ fn bench(c: &mut Criterion) {
         c,
         &rt,
         "postgres",
-        || through_store(&store, &sessions_),
-        || through_pg_pool(&pool, &sessions_),
+        ("store", || through_store(&store, &sessions_)),
+        ("statements_on_the_pool", || {
+            through_pg_pool(&pool, &sessions_)
+        }),
     );
+    #[cfg(feature = "tokio-postgres")]
+    {
+        let config = url.parse().unwrap();
+        let native = rotauth_axum::TokioPostgresStore::new(config, CONNECTIONS as usize);
+        compare(
+            c,
+            &rt,
+            "postgres_drivers",
+            ("tokio_postgres_store", || {
+                through_store(&native, &sessions_)
+            }),
+            ("sqlx_store", || through_store(&store, &sessions_)),
+        );
+    }
 }
 
 criterion_group! {

@@ -7,8 +7,8 @@
 //!
 //! - [`SessionStore`], the storage contract (load, insert, compare-and-swap, delete, list
 //!   and delete a user's sessions), with [`MemoryStore`] and, behind features,
-//!   `SqliteStore` and `PostgresStore` on sqlx pools and `RedisStore` on a redis
-//!   connection manager;
+//!   `SqliteStore` and `PostgresStore` on sqlx pools, `TokioPostgresStore` on
+//!   tokio-postgres and `RedisStore` on a redis connection manager;
 //! - [`Authenticator`], the request loop: decide, store with compare-and-swap before
 //!   answering, decide again on a lost swap (a bounded number of times), ride out a
 //!   failing store for a few seconds and then answer 503 without a token, delete a revoked
@@ -152,6 +152,7 @@
 //! |---|---|
 //! | `sqlite` | `SqliteStore` on `sqlx::SqlitePool` |
 //! | `postgres` | `PostgresStore` on `sqlx::PgPool` |
+//! | `tokio-postgres` | `TokioPostgresStore` on tokio-postgres connections of its own |
 //! | `redis` | `RedisStore` on `redis::aio::ConnectionManager` |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -184,6 +185,8 @@ pub use store::postgres::PostgresStore;
 pub use store::redis::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::SqliteStore;
+#[cfg(feature = "tokio-postgres")]
+pub use store::tokio_pg::TokioPostgresStore;
 pub use store::{BoxError, Record, SessionStore, SessionSummary, StoreError, StoredSession, Swap};
 
 /// The core crate, re-exported so that its version always matches this one.

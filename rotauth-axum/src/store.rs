@@ -9,6 +9,8 @@ use zeroize::Zeroizing;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod connections;
 pub(crate) mod memory;
+#[cfg(feature = "tokio-postgres")]
+mod pg_clients;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "redis")]
@@ -17,6 +19,10 @@ pub(crate) mod redis;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "tokio-postgres"))]
+mod statements;
+#[cfg(feature = "tokio-postgres")]
+pub(crate) mod tokio_pg;
 
 /// The error type that the backends' errors are boxed into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -399,7 +405,12 @@ impl KeyCensus {
     }
 
     /// Counts the bytes of a stored record, skipping what does not decode.
-    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+    #[cfg(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "tokio-postgres",
+        feature = "redis"
+    ))]
     pub(crate) fn count_bytes(&mut self, bytes: &[u8], now: Timestamp) {
         if let Ok(record) = Record::from_bytes(bytes) {
             self.count(&record, now);
@@ -412,13 +423,13 @@ impl KeyCensus {
 }
 
 /// Converts a version to the signed 64-bit integer SQL databases store.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "tokio-postgres"))]
 pub(crate) fn sql_int(value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::backend("version or timestamp beyond i64"))
 }
 
 /// Reads a client id stored as its 16 bytes.
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "tokio-postgres"))]
 pub(crate) fn client_id_from_bytes(bytes: &[u8]) -> Result<ClientId, StoreError> {
     <[u8; ClientId::LEN]>::try_from(bytes)
         .map(ClientId::from_bytes)

@@ -363,6 +363,16 @@ async fn postgres() {
     suite("axum/postgres", common::stores::postgres().await).await;
 }
 
+#[cfg(feature = "tokio-postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_postgres() {
+    suite(
+        "axum/tokio-postgres",
+        common::stores::tokio_postgres().await,
+    )
+    .await;
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis() {

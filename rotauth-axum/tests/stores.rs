@@ -1128,6 +1128,14 @@ mod postgres {
     contract!("postgres", super::common::stores::postgres().await);
 }
 
+#[cfg(feature = "tokio-postgres")]
+mod tokio_postgres {
+    contract!(
+        "tokio-postgres",
+        super::common::stores::tokio_postgres().await
+    );
+}
+
 #[cfg(feature = "redis")]
 mod redis {
     contract!("redis", super::common::stores::redis().await);

@@ -1,21 +1,39 @@
 //! PostgreSQL, shared by any number of instances.
+//!
+//! The accounts are on an sqlx pool; the sessions on rotauth-axum's `PostgresStore` on the
+//! same pool, or, built with the `tokio-postgres` feature, on its `TokioPostgresStore`,
+//! which costs the server less CPU per request (the README's throughput figures). The
+//! request that rotates reads and writes only the sessions table, so the accounts stay on
+//! sqlx either way.
 
 use std::str::FromStr as _;
 
 use rotauth::Timestamp;
-use rotauth_axum::{PostgresStore, SessionStore, StoreError};
+#[cfg(not(feature = "tokio-postgres"))]
+use rotauth_axum::PostgresStore;
+use rotauth_axum::{SessionStore, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row as _};
 
 use super::sql::{BUSY_TIMEOUT, sql_database};
 use super::{Database, EmailChange, User, UserWithHash};
 
+/// The session store (see the module's docs).
+#[cfg(not(feature = "tokio-postgres"))]
+pub type PostgresSessions = PostgresStore;
+/// The session store (see the module's docs).
+#[cfg(feature = "tokio-postgres")]
+pub type PostgresSessions = rotauth_axum::TokioPostgresStore;
+
 /// PostgreSQL, shared by any number of instances.
 #[derive(Clone)]
 pub struct Postgres {
     pool: PgPool,
+    sessions: PostgresSessions,
     describe: String,
 }
+
+const APPLICATION_NAME: &str = "rotauth devise_server";
 
 impl Postgres {
     /// Connects to `url` (`postgres://user[:password]@host[:port]/dbname`) with at most
@@ -23,7 +41,7 @@ impl Postgres {
     pub async fn open(url: &str, connections: u32) -> Result<Self, String> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|_| "not a valid PostgreSQL connection URL".to_owned())?
-            .application_name("rotauth devise_server");
+            .application_name(APPLICATION_NAME);
         let describe = format!(
             "postgres://{}@{}:{}/{}",
             options.get_username(),
@@ -56,12 +74,35 @@ impl Postgres {
                 .map_err(|e| e.to_string())?;
         }
         tx.commit().await.map_err(|e| e.to_string())?;
-        PostgresStore::new(pool.clone())
-            .migrate()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Self { pool, describe })
+        let sessions = sessions(url, &pool, connections)?;
+        sessions.migrate().await.map_err(|e| e.to_string())?;
+        Ok(Self {
+            pool,
+            sessions,
+            describe,
+        })
     }
 }
 
-sql_database!(Postgres, PostgresStore);
+/// The session store on the accounts' pool.
+#[cfg(not(feature = "tokio-postgres"))]
+fn sessions(_url: &str, pool: &PgPool, _connections: u32) -> Result<PostgresSessions, String> {
+    Ok(PostgresStore::new(pool.clone()))
+}
+
+/// The session store on connections of its own to `url`, as many as the pool may hold.
+#[cfg(feature = "tokio-postgres")]
+fn sessions(url: &str, _pool: &PgPool, connections: u32) -> Result<PostgresSessions, String> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|_| "not a valid PostgreSQL connection URL".to_owned())?;
+    config
+        .application_name(APPLICATION_NAME)
+        .connect_timeout(BUSY_TIMEOUT);
+    Ok(PostgresSessions::with_acquire_timeout(
+        config,
+        usize::try_from(connections).unwrap_or(usize::MAX),
+        BUSY_TIMEOUT,
+    ))
+}
+
+sql_database!(Postgres, PostgresSessions);

@@ -2,16 +2,17 @@
 
 use std::time::Duration;
 
-/// `impl Database for $db` on its `pool` field. The statements use `$N` placeholders,
-/// which SQLite and PostgreSQL both take, so one text serves both (as in rotauth-axum's
-/// own SQL stores).
+/// `impl Database for $db` on its `pool` field (the accounts) and its `sessions` field (the
+/// session store, shared by the authenticator and the readiness check). The statements use
+/// `$N` placeholders, which SQLite and PostgreSQL both take, so one text serves both (as
+/// in rotauth-axum's own SQL stores).
 macro_rules! sql_database {
     ($db:ident, $sessions:ident) => {
         impl Database for $db {
             type Sessions = $sessions;
 
             fn sessions(&self) -> $sessions {
-                $sessions::new(self.pool.clone())
+                self.sessions.clone()
             }
 
             async fn create_user(

@@ -15,6 +15,7 @@ use super::{Database, EmailChange, User, UserWithHash};
 #[derive(Clone)]
 pub struct Sqlite {
     pool: SqlitePool,
+    sessions: SqliteStore,
     describe: String,
 }
 
@@ -49,15 +50,14 @@ impl Sqlite {
             .await
             .map_err(|e| e.to_string())?;
         migrate_users(&pool).await.map_err(|e| e.to_string())?;
-        SqliteStore::new(pool.clone())
-            .migrate()
-            .await
-            .map_err(|e| e.to_string())?;
+        let sessions = SqliteStore::new(pool.clone());
+        sessions.migrate().await.map_err(|e| e.to_string())?;
         if !memory {
             restrict_companions(Path::new(path))?;
         }
         Ok(Self {
             pool,
+            sessions,
             describe: path.to_owned(),
         })
     }

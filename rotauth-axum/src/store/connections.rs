@@ -94,7 +94,12 @@ impl<DB: Database> Connections<DB> {
                 _permit: permit,
             });
         }
-        let conn = self.pool.acquire().await.map_err(StoreError::backend)?;
+        // Boxed: sqlx's acquire is a future of several kilobytes, which would otherwise
+        // make every statement's future (and the request's, which holds it) as large, to
+        // be copied each time it is moved, for a path taken only to open a connection.
+        let conn = Box::pin(self.pool.acquire())
+            .await
+            .map_err(StoreError::backend)?;
         Ok(Lease {
             conn: Some(conn.detach()),
             opened: Instant::now(),
@@ -132,8 +137,9 @@ impl<DB: Database> Idle<DB> {
     }
 
     async fn close(self) {
-        // A connection too broken to close politely is dropped all the same.
-        let _ = self.conn.close().await;
+        // A connection too broken to close politely is dropped all the same. Boxed, as
+        // the pool's acquire is (see `lease`).
+        let _ = Box::pin(self.conn.close()).await;
     }
 }
 

@@ -12,31 +12,6 @@ use super::{
     sql_int,
 };
 
-const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS rotauth_sessions (
-    client_id BYTEA PRIMARY KEY NOT NULL,
-    user_id TEXT NOT NULL,
-    record BYTEA NOT NULL,
-    version BIGINT NOT NULL,
-    expires_at BIGINT NOT NULL
-)";
-const CREATE_INDEX: &str =
-    "CREATE INDEX IF NOT EXISTS rotauth_sessions_user_id ON rotauth_sessions (user_id)";
-const CREATE_EPOCHS: &str = "CREATE TABLE IF NOT EXISTS rotauth_user_epochs (
-    user_id TEXT PRIMARY KEY NOT NULL,
-    epoch BIGINT NOT NULL
-)";
-/// The session, if the user's epoch is still the one the sign-in read. `FOR SHARE` holds
-/// the epoch's row (which `epoch` created) until the insert commits, so a sign-out of the
-/// user waits for it and then deletes what it wrote.
-const INSERT: &str =
-    "INSERT INTO rotauth_sessions (client_id, user_id, record, version, expires_at)
-    SELECT $1, $2, $3, $4, $5
-    WHERE COALESCE((SELECT epoch FROM rotauth_user_epochs WHERE user_id = $2 FOR SHARE), 0) = $6
-    ON CONFLICT (client_id) DO NOTHING";
-
-/// Held until the migration's transaction ends; the key is arbitrary, private to this table.
-const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7311179421)";
-
 /// Sessions in PostgreSQL, on connections from the app's [`PgPool`], in the table
 /// `rotauth_sessions` and their users' epochs in `rotauth_user_epochs` (both created by
 /// [`migrate`](Self::migrate)).
@@ -100,7 +75,7 @@ impl PostgresStore {
     /// [`StoreError::Backend`] when PostgreSQL fails.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::backend)?;
-        for statement in [MIGRATION_LOCK, CREATE_TABLE, CREATE_INDEX, CREATE_EPOCHS] {
+        for statement in super::statements::pg::MIGRATION {
             sqlx::query(statement)
                 .execute(&mut *tx)
                 .await
@@ -110,4 +85,4 @@ impl PostgresStore {
     }
 }
 
-super::sql::sql_session_store!(PostgresStore, INSERT);
+super::sql::sql_session_store!(PostgresStore, super::statements::pg::INSERT);

@@ -1,14 +1,14 @@
-//! What the SQLite and PostgreSQL stores share: the same tables, written with the same
-//! statements. Both drivers take `$N` placeholders, so one text serves both; only the pool
-//! type, the column types of `CREATE TABLE` and the guarded insert differ, which each
-//! store's module keeps.
+//! What the SQLite and PostgreSQL stores on sqlx share: the same tables, written with the
+//! same statements. Both drivers take `$N` placeholders, so one text serves both; only the
+//! pool type, the column types of `CREATE TABLE` and the guarded insert differ.
 //!
 //! A user's epoch is a row of `rotauth_user_epochs`, created by the first
 //! [`epoch`](crate::SessionStore::epoch) read; signing a user out moves it on in the same
 //! transaction that deletes the sessions. The insert reads it in the same statement that
 //! writes the session (PostgreSQL also locks it `FOR SHARE` there, so a sign-out waits
 //! for the insert to commit and then deletes what it wrote; SQLite runs one writer at a
-//! time).
+//! time). The statements' texts are in `super::statements`, which the tokio-postgres store
+//! runs too.
 //!
 //! Each statement runs on a connection the store holds (`super::connections`), not on
 //! the pool: a request that rotates runs two, and sqlx's pool pings a connection every
@@ -19,18 +19,6 @@
 //! more than the statements do. The names it uses (`SessionStore`, `Record`, `sql_int`,
 //! `Row`, …) resolve where it is invoked.
 
-/// The epoch of a user, if the user has a row.
-pub(crate) const SELECT_EPOCH: &str = "SELECT epoch FROM rotauth_user_epochs WHERE user_id = $1";
-/// Gives a user a row at epoch 0 unless there is one.
-pub(crate) const CREATE_EPOCH: &str = "INSERT INTO rotauth_user_epochs (user_id, epoch) \
-     VALUES ($1, 0) ON CONFLICT (user_id) DO NOTHING";
-/// Moves a user's epoch on (the row is created at 1 if missing).
-pub(crate) const NEXT_EPOCH: &str = "INSERT INTO rotauth_user_epochs (user_id, epoch) \
-     VALUES ($1, 1) ON CONFLICT (user_id) DO UPDATE SET epoch = rotauth_user_epochs.epoch + 1";
-
-/// Sessions per page when counting them per key.
-pub(crate) const CENSUS_PAGE: i64 = 1000;
-
 /// `impl SessionStore for $store` on its `connections` field, tables `rotauth_sessions` and
 /// `rotauth_user_epochs`; `$insert` is the guarded insert (parameters: client id, user id,
 /// record, version, expiry, epoch).
@@ -39,12 +27,10 @@ macro_rules! sql_session_store {
         impl SessionStore for $store {
             async fn load(&self, client_id: ClientId) -> Result<Option<StoredSession>, StoreError> {
                 let mut lease = self.connections.lease().await?;
-                let row = sqlx::query(
-                    "SELECT user_id, record FROM rotauth_sessions WHERE client_id = $1",
-                )
-                .bind(&client_id.as_bytes()[..])
-                .fetch_optional(lease.conn()?)
-                .await;
+                let row = sqlx::query(super::statements::LOAD)
+                    .bind(&client_id.as_bytes()[..])
+                    .fetch_optional(lease.conn()?)
+                    .await;
                 let row = lease.check(row)?;
                 drop(lease);
                 let Some(row) = row else {
@@ -62,7 +48,7 @@ macro_rules! sql_session_store {
             async fn epoch(&self, user_id: &str) -> Result<u64, StoreError> {
                 let select = async || -> Result<Option<i64>, StoreError> {
                     let mut lease = self.connections.lease().await?;
-                    let epoch = sqlx::query_scalar::<_, i64>(super::sql::SELECT_EPOCH)
+                    let epoch = sqlx::query_scalar::<_, i64>(super::statements::SELECT_EPOCH)
                         .bind(user_id)
                         .fetch_optional(lease.conn()?)
                         .await;
@@ -72,7 +58,7 @@ macro_rules! sql_session_store {
                     Some(epoch) => epoch,
                     None => {
                         let mut lease = self.connections.lease().await?;
-                        let done = sqlx::query(super::sql::CREATE_EPOCH)
+                        let done = sqlx::query(super::statements::CREATE_EPOCH)
                             .bind(user_id)
                             .execute(lease.conn()?)
                             .await;
@@ -108,7 +94,7 @@ macro_rules! sql_session_store {
                     return Ok(());
                 }
                 // Nothing written: a taken client id, or the epoch moved.
-                let taken = sqlx::query("SELECT 1 FROM rotauth_sessions WHERE client_id = $1")
+                let taken = sqlx::query(super::statements::TAKEN)
                     .bind(client_id)
                     .fetch_optional(lease.conn()?)
                     .await;
@@ -125,17 +111,14 @@ macro_rules! sql_session_store {
                 record: &Record,
             ) -> Result<Swap, StoreError> {
                 let mut lease = self.connections.lease().await?;
-                let done = sqlx::query(
-                    "UPDATE rotauth_sessions SET record = $1, version = $2, expires_at = $3
-                     WHERE client_id = $4 AND version = $5",
-                )
-                .bind(record.as_bytes())
-                .bind(sql_int(record.version())?)
-                .bind(sql_int(record.expires_at().unix_millis())?)
-                .bind(&record.client_id().as_bytes()[..])
-                .bind(sql_int(expected_version)?)
-                .execute(lease.conn()?)
-                .await;
+                let done = sqlx::query(super::statements::SWAP)
+                    .bind(record.as_bytes())
+                    .bind(sql_int(record.version())?)
+                    .bind(sql_int(record.expires_at().unix_millis())?)
+                    .bind(&record.client_id().as_bytes()[..])
+                    .bind(sql_int(expected_version)?)
+                    .execute(lease.conn()?)
+                    .await;
                 Ok(if lease.check(done)?.rows_affected() == 1 {
                     Swap::Swapped
                 } else {
@@ -145,7 +128,7 @@ macro_rules! sql_session_store {
 
             async fn delete(&self, client_id: ClientId) -> Result<bool, StoreError> {
                 let mut lease = self.connections.lease().await?;
-                let done = sqlx::query("DELETE FROM rotauth_sessions WHERE client_id = $1")
+                let done = sqlx::query(super::statements::DELETE)
                     .bind(&client_id.as_bytes()[..])
                     .execute(lease.conn()?)
                     .await;
@@ -154,12 +137,10 @@ macro_rules! sql_session_store {
 
             async fn list(&self, user_id: &str) -> Result<Vec<SessionSummary>, StoreError> {
                 let mut lease = self.connections.lease().await?;
-                let rows = sqlx::query(
-                    "SELECT client_id, expires_at FROM rotauth_sessions WHERE user_id = $1",
-                )
-                .bind(user_id)
-                .fetch_all(lease.conn()?)
-                .await;
+                let rows = sqlx::query(super::statements::LIST)
+                    .bind(user_id)
+                    .fetch_all(lease.conn()?)
+                    .await;
                 let rows = lease.check(rows)?;
                 drop(lease);
                 rows.iter()
@@ -190,17 +171,15 @@ macro_rules! sql_session_store {
                         let mut tx = sqlx::Connection::begin(conn).await?;
                         // The epoch first: in PostgreSQL this waits for inserts that hold
                         // the row, so the delete below sees what they wrote.
-                        sqlx::query(super::sql::NEXT_EPOCH)
+                        sqlx::query(super::statements::NEXT_EPOCH)
                             .bind(user_id)
                             .execute(&mut *tx)
                             .await?;
-                        let done = sqlx::query(
-                            "DELETE FROM rotauth_sessions WHERE user_id = $1 AND client_id <> $2",
-                        )
-                        .bind(user_id)
-                        .bind(&keep[..])
-                        .execute(&mut *tx)
-                        .await?;
+                        let done = sqlx::query(super::statements::DELETE_USER_SESSIONS)
+                            .bind(user_id)
+                            .bind(&keep[..])
+                            .execute(&mut *tx)
+                            .await?;
                         tx.commit().await?;
                         Ok(done)
                     }
@@ -216,17 +195,15 @@ macro_rules! sql_session_store {
                     let conn = lease.conn()?;
                     async move {
                         let mut tx = sqlx::Connection::begin(conn).await?;
-                        sqlx::query(super::sql::NEXT_EPOCH)
+                        sqlx::query(super::statements::NEXT_EPOCH)
                             .bind(from)
                             .execute(&mut *tx)
                             .await?;
-                        let done = sqlx::query(
-                            "UPDATE rotauth_sessions SET user_id = $2 WHERE user_id = $1",
-                        )
-                        .bind(from)
-                        .bind(to)
-                        .execute(&mut *tx)
-                        .await?;
+                        let done = sqlx::query(super::statements::RENAME_USER)
+                            .bind(from)
+                            .bind(to)
+                            .execute(&mut *tx)
+                            .await?;
                         tx.commit().await?;
                         Ok(done)
                     }
@@ -246,25 +223,25 @@ macro_rules! sql_session_store {
                 let mut after: Vec<u8> = Vec::new();
                 loop {
                     let mut lease = self.connections.lease().await?;
-                    let rows = sqlx::query(
-                        "SELECT client_id, record FROM rotauth_sessions
-                         WHERE expires_at > $1 AND client_id > $2 ORDER BY client_id LIMIT $3",
-                    )
-                    .bind(sql_int(now.unix_millis())?)
-                    .bind(&after[..])
-                    .bind(super::sql::CENSUS_PAGE)
-                    .fetch_all(lease.conn()?)
-                    .await;
+                    let rows = sqlx::query(super::statements::CENSUS)
+                        .bind(sql_int(now.unix_millis())?)
+                        .bind(&after[..])
+                        .bind(super::statements::CENSUS_PAGE)
+                        .fetch_all(lease.conn()?)
+                        .await;
                     let rows = lease.check(rows)?;
                     drop(lease);
                     let Some(last) = rows.last() else { break };
                     after = last.try_get(0).map_err(StoreError::backend)?;
                     for row in &rows {
-                        let bytes =
-                            Zeroizing::new(row.try_get::<Vec<u8>, _>(1).map_err(StoreError::backend)?);
+                        let bytes = Zeroizing::new(
+                            row.try_get::<Vec<u8>, _>(1).map_err(StoreError::backend)?,
+                        );
                         census.count_bytes(&bytes, now);
                     }
-                    if i64::try_from(rows.len()).unwrap_or(i64::MAX) < super::sql::CENSUS_PAGE {
+                    if i64::try_from(rows.len()).unwrap_or(i64::MAX)
+                        < super::statements::CENSUS_PAGE
+                    {
                         break;
                     }
                 }
@@ -272,14 +249,11 @@ macro_rules! sql_session_store {
             }
 
             async fn ping(&self) -> Result<(), StoreError> {
-                sqlx::query(
-                    "SELECT (SELECT 1 FROM rotauth_sessions LIMIT 1), \
-                     (SELECT 1 FROM rotauth_user_epochs LIMIT 1)",
-                )
-                .execute(&self.pool)
-                .await
-                .map(drop)
-                .map_err(StoreError::backend)
+                sqlx::query(super::statements::PING)
+                    .execute(&self.pool)
+                    .await
+                    .map(drop)
+                    .map_err(StoreError::backend)
             }
         }
     };

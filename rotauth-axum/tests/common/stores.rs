@@ -7,6 +7,8 @@ use rotauth_axum::PostgresStore;
 use rotauth_axum::RedisStore;
 #[cfg(feature = "sqlite")]
 use rotauth_axum::SqliteStore;
+#[cfg(feature = "tokio-postgres")]
+use rotauth_axum::TokioPostgresStore;
 
 /// A fresh database file, in WAL mode, removed by the OS temp cleaner.
 #[cfg(feature = "sqlite")]
@@ -28,17 +30,23 @@ pub async fn sqlite() -> SqliteStore {
     store
 }
 
-/// The database of `ROTAUTH_TEST_DATABASE_URL`, migrated.
-#[cfg(feature = "postgres")]
-pub async fn postgres() -> PostgresStore {
+/// `ROTAUTH_TEST_DATABASE_URL`.
+#[cfg(any(feature = "postgres", feature = "tokio-postgres"))]
+fn postgres_url() -> String {
     const VAR: &str = "ROTAUTH_TEST_DATABASE_URL";
-    let url = std::env::var(VAR).unwrap_or_else(|_| {
+    std::env::var(VAR).unwrap_or_else(|_| {
         panic!(
             "{VAR} is not set: run the PostgreSQL tests under `bash scripts/with-postgres.sh` \
              or `bash scripts/with-services.sh` (e.g. `bash scripts/with-services.sh cargo \
              test -p rotauth-axum --all-features`)"
         )
-    });
+    })
+}
+
+/// The database of `ROTAUTH_TEST_DATABASE_URL`, migrated.
+#[cfg(feature = "postgres")]
+pub async fn postgres() -> PostgresStore {
+    let url = postgres_url();
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
         .connect(&url)
@@ -52,6 +60,35 @@ pub async fn postgres() -> PostgresStore {
     if !*migrated {
         store.migrate().await.unwrap();
         *migrated = true;
+    }
+    store
+}
+
+/// The database of `ROTAUTH_TEST_DATABASE_URL` through tokio-postgres, migrated, in a
+/// schema of its own: the suites count what is in the tables (sessions per key, a user's
+/// sessions), and the sqlx store's tests run at the same time on the default schema.
+#[cfg(feature = "tokio-postgres")]
+pub async fn tokio_postgres() -> TokioPostgresStore {
+    const SCHEMA: &str = "rotauth_tokio_postgres";
+    static READY: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+    let url = postgres_url();
+    let mut config: ::tokio_postgres::Config = url.parse().unwrap();
+    config.options(format!("-c search_path={SCHEMA}"));
+    let store = TokioPostgresStore::new(config, 16);
+    let mut ready = READY.lock().await;
+    if !*ready {
+        let (client, connection) = ::tokio_postgres::connect(&url, ::tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let connection = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+            .await
+            .unwrap();
+        drop(client);
+        connection.await.unwrap().unwrap();
+        store.migrate().await.unwrap();
+        *ready = true;
     }
     store
 }
