@@ -426,6 +426,22 @@ export function clientSuite(env) {
     }
   });
 
+  test('requests_bypass_the_http_cache_unless_the_caller_chose_a_mode', async () => {
+    const { server, make, done } = await setup();
+    try {
+      const modes = [];
+      const c = make({ fetch: (request) => (modes.push(request.cache), server.fetch(request)) });
+      await signIn(c);
+      await data(c);
+      await c.fetch(`${ORIGIN}/data`, { cache: 'reload' });
+      await c.fetch(new Request(`${ORIGIN}/data`, { cache: 'no-cache' }));
+      await c.signOut(`${ORIGIN}/sign_out`, { method: 'DELETE' });
+      deepEqual(modes, ['no-store', 'no-store', 'reload', 'no-cache', 'no-store']);
+    } finally {
+      done();
+    }
+  });
+
   test('a_page_unloading_with_a_rotation_in_flight_is_recovered_by_the_next_page', async () => {
     const scenario = async ({ refresh, delay }) => {
       const { server, make, signedOut, done } = await setup();
