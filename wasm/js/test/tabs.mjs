@@ -2,7 +2,7 @@
 //
 //   node test/tabs.mjs [--host=hono|devise|axum-bearer|axum-cookie] [--duration=SECONDS]
 //                      [--window=MS] [--latency=MS] [--jitter=MS] [--reload=timer|burst]
-//                      [--no-recovery] [--verbose] [--check]
+//                      [--mode=strict|recover] [--no-recovery] [--verbose] [--check]
 //
 // Runs a host (test/tabs/hosts.js) in Strict mode with a 1.5 s batch window by default,
 // puts an HTTP front (test/tabs/proxy.js) before it that also serves the tab page and the
@@ -26,6 +26,8 @@
 //                     independent, at least 0; default 0 ± 0), so that both reorder
 //   --reload=burst    reloads the reloading tab a millisecond after it fired a burst, not
 //                     on a timer, so that responses (rotating ones too) are lost to reloads
+//   --mode=recover    runs the host in Recover mode (a client that lost a response gets
+//                     its token again, once), to see what Strict mode's refusals cost
 //   --no-recovery     leaves out the client's `refreshUrl`, to see what that loss costs
 //   --verbose         prints every 401 with the rule that refused it, and every recovery
 //   --check           exits non-zero unless rotauth/client (or the cookie tabs) saw no 401
@@ -50,15 +52,17 @@ const recover = !('no-recovery' in flags);
 const latencyMs = Number(flags.latency ?? 0);
 const jitterMs = Number(flags.jitter ?? 0);
 const reload = flags.reload ?? 'timer';
+const serverMode = flags.mode ?? 'strict';
+if (serverMode !== 'strict' && serverMode !== 'recover') throw new Error('--mode: strict or recover');
 if (!HOSTS.includes(hostName)) throw new Error(`--host: one of ${HOSTS.join(', ')}`);
 const ROLES = ['plain', 'plain', 'plain', 'reload', 'hidden'];
 const email = (mode) => `${mode}@tabs.test`;
 
-const host = await startHost(hostName, { windowMs });
+const host = await startHost(hostName, { windowMs, mode: serverMode });
 const MODES = host.protocol === 'cookie' ? { cookie: 'cookie tabs' } : { client: 'rotauth/client', ...(host.naive ? { naive: 'naive' } : {}) };
 const count = () => ({ loads: 0, requests: 0, 200: 0, 401: 0, other: 0, signouts: 0, ...serverCounts() });
 const stats = Object.fromEntries(Object.keys(MODES).map((mode) => [mode, count()]));
-const rotations = new Rotations(windowMs);
+const rotations = new Rotations(windowMs, serverMode);
 const proxies = {};
 
 const browser = await chromium.launch({
@@ -67,6 +71,10 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking'],
 });
 const until = Date.now() + durationMs;
+// Bounds a step of the teardown: a browser or server that hangs on closing must not keep
+// the figures, counted by then, from being printed and the run from ending.
+const bounded = (what, promise) =>
+  Promise.race([promise, new Promise((resolve) => setTimeout(() => resolve(console.log(`# ${what} did not finish in 10 s`)), 10_000).unref())]);
 try {
   for (const mode of Object.keys(MODES)) {
     await host.signUp(email(mode));
@@ -103,24 +111,28 @@ try {
         }
         await tab.goto(`${origin}/tab?${query(role)}`);
       }
+      // The tabs stop firing at `until`; their last answers are in after a window or two.
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, until - Date.now()) + 2 * windowMs + 2 * (latencyMs + jitterMs) + 1_000));
-      await context.close();
     }),
   );
+  report();
 } finally {
-  await browser.close();
-  await Promise.all(Object.values(proxies).map((proxy) => proxy.close()));
-  await host.stop();
+  await bounded('closing Chromium', browser.close());
+  await bounded('closing the proxies', Promise.all(Object.values(proxies).map((proxy) => proxy.close())));
+  await bounded(`stopping ${hostName}`, host.stop());
 }
 
-const columns = ['loads', 'requests', '200', '401', 'other', 'signouts', 'server401', 'server503', 'recoveries'];
-const heads = ['page loads', 'requests', '200', '401', 'other', 'sign-outs', 'server 401', 'server 503', 'recoveries'];
-const network = latencyMs + jitterMs > 0 ? `${latencyMs} ± ${jitterMs} ms each way` : 'no added latency';
-console.log(`# ${hostName} (${host.protocol}), ${browser.version()}, ${ROLES.length} tabs per client (${ROLES.join(', ')}), ${durationMs / 1000} s, batch window ${windowMs} ms, ${network}, reload on ${reload}, Strict mode${recover ? '' : ', no recovery'}`);
-console.log(['client'.padEnd(16), ...heads.map((h) => h.padStart(11))].join(''));
-for (const [mode, label] of Object.entries(MODES)) {
-  console.log([label.padEnd(16), ...columns.map((c) => String(stats[mode][c]).padStart(11))].join(''));
+function report() {
+  const columns = ['loads', 'requests', '200', '401', 'other', 'signouts', 'server401', 'server503', 'recoveries'];
+  const heads = ['page loads', 'requests', '200', '401', 'other', 'sign-outs', 'server 401', 'server 503', 'recoveries'];
+  const network = latencyMs + jitterMs > 0 ? `${latencyMs} ± ${jitterMs} ms each way` : 'no added latency';
+  console.log(`# ${hostName} (${host.protocol}), ${browser.version()}, ${ROLES.length} tabs per client (${ROLES.join(', ')}), ${durationMs / 1000} s, batch window ${windowMs} ms, ${network}, reload on ${reload}, ${serverMode === 'strict' ? 'Strict' : 'Recover'} mode${recover ? '' : ', no recovery'}`);
+  console.log(['client'.padEnd(16), ...heads.map((h) => h.padStart(11))].join(''));
+  for (const [mode, label] of Object.entries(MODES)) {
+    console.log([label.padEnd(16), ...columns.map((c) => String(stats[mode][c]).padStart(11))].join(''));
+  }
 }
+
 if (check) {
   const mine = stats.client ?? stats.cookie;
   const fine = mine.requests > 0 && mine[401] === 0 && mine.signouts === 0;
@@ -129,3 +141,6 @@ if (check) {
   if (!raced) console.log('FAILED: the naive client saw no 401: the load did not race');
   process.exitCode = fine && raced ? 0 : 1;
 }
+// Nothing the run started may keep it alive once the verbose lines (due two windows after
+// their 401) are out.
+setTimeout(() => process.exit(), 3 * windowMs).unref();

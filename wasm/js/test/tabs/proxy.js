@@ -83,7 +83,10 @@ export async function startProxy({ host, counts, rotations, latencyMs = 0, jitte
       setTimeout(() => log(`${line}: ${why()}${store}`), 2 * windowMs);
     }
     await delay(); // the response's way out
-    if (res.destroyed) return;
+    if (res.destroyed) {
+      if (out !== undefined) rotations.lost(out);
+      return;
+    }
     const headers = Object.fromEntries(Object.entries(response.headers).filter(([name]) => !HOP_BY_HOP.includes(name)));
     res.writeHead(response.status, headers).end(response.body);
   }

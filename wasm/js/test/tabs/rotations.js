@@ -8,19 +8,30 @@ export class Rotations {
   /** client id -> rotations seen, oldest first: `{ generation, sentAt, answeredAt }`. */
   #sessions = new Map();
   #windowMs;
+  /** What refuses `T(n-1)` past the window, and `T(n-2)`, in the host's mode. */
+  #late;
+  #replay;
 
-  constructor(windowMs) {
+  constructor(windowMs, mode = 'strict') {
     this.#windowMs = windowMs;
+    this.#late = mode === 'strict' ? 'Strict refuses' : 'Recover refuses (T(n) was presented, or reissued once already)';
+    this.#replay = mode === 'strict' ? 'Strict refuses it as a replay' : 'Recover refuses it as a replay';
   }
 
   /** Notes a token handed out (`{ client, generation }`) by a request sent and answered at the times given. */
   saw(out, sentAt, answeredAt) {
     const list = this.#sessions.get(out.client) ?? [];
     if (!list.some((r) => r.generation === out.generation)) {
-      list.push({ generation: out.generation, sentAt, answeredAt });
+      list.push({ generation: out.generation, sentAt, answeredAt, lost: false });
       list.sort((a, b) => (a.generation < b.generation ? -1 : 1));
     }
     this.#sessions.set(out.client, list);
+  }
+
+  /** Notes that the response handing out `out` never reached the browser: its page had gone. */
+  lost(out) {
+    const rotation = this.#sessions.get(out.client)?.find((r) => r.generation === out.generation);
+    if (rotation !== undefined) rotation.lost = true;
   }
 
   /**
@@ -42,12 +53,13 @@ export class Rotations {
     const age = this.#age(replaced, sentAt, answeredAt);
     const [low, high] = this.#bounds(replaced, sentAt, answeredAt);
     if (g + 1n < n) {
-      return `presented T${g} = T(n-${n - g}) with T${n} handed out (${this.#age(newest, sentAt, answeredAt)} before): older than T(n-1), Strict refuses it as a replay (T${g + 1n} came ${age} before)`;
+      return `presented T${g} = T(n-${n - g}) with T${n} handed out (${this.#age(newest, sentAt, answeredAt)} before): older than T(n-1), ${this.#replay} (T${g + 1n} came ${age} before)`;
     }
     let rule = `at the edge of the ${this.#windowMs} ms window (the bounds straddle it)`;
-    if (low > this.#windowMs) rule = `past the ${this.#windowMs} ms window, Strict refuses`;
+    if (low > this.#windowMs) rule = `past the ${this.#windowMs} ms window, ${this.#late}`;
     else if (high <= this.#windowMs) rule = `inside the ${this.#windowMs} ms window: a batch member, which should have been served`;
-    return `presented T${g} = T(n-1), ${age} after its rotation to T${n}: ${rule}`;
+    const lost = replaced.lost ? ` (the response that handed out T${g + 1n} was lost: the page that sent the request had gone)` : '';
+    return `presented T${g} = T(n-1), ${age} after its rotation to T${n}${lost}: ${rule}`;
   }
 
   /** How long before the decision `rotation` happened, as lower and upper bound in ms. */
