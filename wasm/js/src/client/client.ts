@@ -263,7 +263,7 @@ export class RotauthClient {
   }
 
   #leaveNote(): void {
-    const note = this.#flights.note(this.#shared.held);
+    const note = this.#flights.note(this.#shared.held, this.#now());
     if (note === undefined || this.#tabStorage === undefined) return;
     try {
       // Not awaited: a page going away gets no later turn.

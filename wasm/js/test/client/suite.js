@@ -480,5 +480,34 @@ export function clientSuite(env) {
     ok(!late.log.some((p) => p.startsWith('/refresh')), 'once the window has closed there is nothing to recover');
   });
 
+  test('a_rotation_that_reached_the_server_late_is_recovered_until_a_window_after_the_page_went', async () => {
+    const { server, make, signedOut, done } = await setup();
+    try {
+      const storage = memoryStorage();
+      const tab = memoryStorage();
+      const refreshUrl = `${ORIGIN}/refresh`;
+      const page = make({ storage, tabStorage: tab, key: 'k', refreshUrl });
+      const other = make({ storage, key: 'k' });
+      await signIn(page);
+      server.advance(W);
+      server.hold = 'request';
+      void data(page); // sent now; the network holds it
+      await until(() => server.parked.length === 1, 'the request on the wire');
+      server.advance(W / 2);
+      page.close(); // the page goes with its request still on the wire
+      server.hold = null;
+      await server.drop(0); // it arrives and rotates to T(1), half a window after it was sent
+      server.advance(W / 2 + W / 4); // more than a window since the send; the rotation's window is open
+      const next = make({ storage, tabStorage: tab, key: 'k', refreshUrl });
+      await next.ready;
+      await until(() => next.session?.generation === 2n, 'the forced rotation');
+      server.advance(W);
+      const response = await data(other);
+      deepEqual([response.status, signedOut(other)], [200, []], 'the other tab is served after the window');
+    } finally {
+      done();
+    }
+  });
+
   return tests;
 }
