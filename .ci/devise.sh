@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CI stage for devise-server beyond `cargo test`: the demo page and devise_token_auth's
 # JavaScript clients (cross-origin) in headless Chromium (Debian's chromium driven by
-# playwright-core from npm; no browser download), and the abuse measurements (sign-in
-# flood, 20 000 slow connections) with their figures.
+# playwright-core from npm; no browser download), many tabs of rotauth/client against it
+# over a network that delays and reorders (wasm/js/test/tabs.mjs), and the abuse
+# measurements (sign-in flood, 20 000 slow connections) with their figures.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -21,6 +22,11 @@ echo "== demo page in headless Chromium"
 DEVISE_SERVER_BIN="$root/target/debug/devise_server" node devise-server/e2e/page.test.mjs
 echo "== devise_token_auth JavaScript clients, cross-origin, in headless Chromium"
 DEVISE_SERVER_BIN="$root/target/debug/devise_server" node devise-server/e2e/clients.test.mjs
+
+echo "== many tabs in headless Chromium against the devise server (rotauth/client and a naive client)"
+# The npm package's harness: its client module is compiled here if the js stage has not run.
+(cd wasm/js && { [ -d node_modules ] || npm ci --no-audit --no-fund --silent; } && npm run --silent build:client)
+(cd wasm/js && node test/tabs.mjs --host=devise --duration=20 --latency=50 --jitter=50 --reload=burst --check)
 
 echo "== abuse measurements"
 # A debug build with cheap hashing: CI checks what the limits guarantee (the signed-in

@@ -129,7 +129,7 @@ export class RotauthClient {
    */
   async fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
     await this.ready;
-    return this.#send(new Request(input, init));
+    return this.#send(uncached(new Request(input, init)));
   }
 
   /**
@@ -153,7 +153,7 @@ export class RotauthClient {
     let response: Response | undefined;
     try {
       if (input !== undefined) {
-        const request = new Request(input, init);
+        const request = uncached(new Request(input, init));
         const held = this.#shared.held;
         if (isLive(held)) attach(this.#protocol, request.headers, held);
         response = await this.#fetch(request);
@@ -186,7 +186,7 @@ export class RotauthClient {
     url.searchParams.set('unbatch', 'true');
     // Not awaited by `ready`: the page's own requests need not wait for it, as they are
     // batch members of the window the lost rotation opened.
-    void this.#send(new Request(url)).then(
+    void this.#send(uncached(new Request(url))).then(
       (response) => response.body?.cancel().catch(() => {}),
       () => {},
     );
@@ -263,7 +263,7 @@ export class RotauthClient {
   }
 
   #leaveNote(): void {
-    const note = this.#flights.note(this.#shared.held);
+    const note = this.#flights.note(this.#shared.held, this.#now());
     if (note === undefined || this.#tabStorage === undefined) return;
     try {
       // Not awaited: a page going away gets no later turn.
@@ -283,6 +283,19 @@ export class RotauthClient {
 /** A client; see `ClientOptions`. */
 export function createClient(options?: ClientOptions): RotauthClient {
   return new RotauthClient(options);
+}
+
+/**
+ * `request` with cache mode `no-store` unless its sender chose one. A response to
+ * credentials is never one to keep, and the mode matters for more than that: a browser's
+ * HTTP cache lets one request per URL reach the network at a time while the others wait
+ * for its response's headers (Chromium's cache lock), so parallel requests to one URL
+ * leave one round trip apart; over a slow network a burst so outlasts the batch window,
+ * and the last of its requests present a token the session rotated past, which Strict
+ * mode refuses. `no-store` bypasses the cache, and its lock.
+ */
+function uncached(request: Request): Request {
+  return request.cache === 'default' ? new Request(request, { cache: 'no-store' }) : request;
 }
 
 async function discard(response: Response): Promise<void> {

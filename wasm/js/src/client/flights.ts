@@ -6,21 +6,27 @@
 // forced rotation (`?unbatch=true`) with it hands out a fresh token. So the page notes what
 // was in flight in its tab's own storage (which survives a reload, and which no other tab
 // reads, so one tab recovers, not all), and the page that follows asks for that rotation if
-// the window is still open.
+// the window may still be open. The rotation happened after the request was sent and, if
+// before the page went, no later than that: the window it opened closes no later than one
+// window after the page went, and that is how long the next page tries. (A request still
+// on the wire when the page went rotates later still, and its window closes later.) Trying
+// once the window has closed costs a refused request, but nothing more: the token every
+// tab holds is then refused anyway.
 
 import { type Known, type Session, isLive } from './session.js';
 import { tokenGeneration } from './token.js';
 
-/** What a page left in flight: the session, the generation presented, the first send time. */
+/** What a page left in flight: the session, the generation presented, the first send time, when the page went. */
 export interface InFlight {
   readonly client: string;
   readonly generation: bigint;
   readonly sentAt: number;
+  readonly leftAt: number;
 }
 
 export class Flights {
   #next = 0;
-  readonly #open = new Map<number, InFlight>();
+  readonly #open = new Map<number, Omit<InFlight, 'leftAt'>>();
 
   /** Notes a request presenting `session`'s token; call the returned function when it ends. */
   start(session: Session, sentAt: number): () => void {
@@ -33,12 +39,11 @@ export class Flights {
   }
 
   /**
-   * The note for `held`: the earliest send among the requests in flight that present its
-   * token, or `undefined` if none does. A request presenting an older token cannot have
-   * rotated past it; the earliest send bounds from below when the rotation happened, so the
-   * window it opened ends no sooner than `sentAt` plus the window.
+   * The note for `held`, left by a page going away at `leftAt`: the earliest send among the
+   * requests in flight that present its token, or `undefined` if none does. A request
+   * presenting an older token cannot have rotated past it.
    */
-  note(held: Known | undefined): string | undefined {
+  note(held: Known | undefined, leftAt: number): string | undefined {
     if (!isLive(held)) return undefined;
     const generation = tokenGeneration(held.token);
     let sentAt: number | undefined;
@@ -48,7 +53,7 @@ export class Flights {
       }
     }
     if (sentAt === undefined || generation === undefined) return undefined;
-    return JSON.stringify({ v: 1, client: held.client, generation: String(generation), sentAt });
+    return JSON.stringify({ v: 1, client: held.client, generation: String(generation), sentAt, leftAt: Math.max(leftAt, sentAt) });
   }
 }
 
@@ -56,10 +61,12 @@ export class Flights {
 export function readNote(value: unknown): InFlight | undefined {
   if (typeof value !== 'string') return undefined;
   try {
-    const { v, client, generation, sentAt } = JSON.parse(value) as Record<string, unknown>;
+    const { v, client, generation, sentAt, leftAt } = JSON.parse(value) as Record<string, unknown>;
     if (v !== 1 || typeof client !== 'string' || typeof generation !== 'string' || !/^\d{1,20}$/.test(generation)) return undefined;
     if (typeof sentAt !== 'number' || !Number.isFinite(sentAt)) return undefined;
-    return { client, generation: BigInt(generation), sentAt };
+    // A note without `leftAt` (an earlier version's) counts from the send.
+    const left = typeof leftAt === 'number' && Number.isFinite(leftAt) ? Math.max(leftAt, sentAt) : sentAt;
+    return { client, generation: BigInt(generation), sentAt, leftAt: left };
   } catch {
     return undefined;
   }
@@ -68,9 +75,9 @@ export function readNote(value: unknown): InFlight | undefined {
 /**
  * Whether to ask for a forced rotation: the note is of the session still held, at the
  * generation still held (no tab has received a newer token since), and the window the lost
- * request may have opened is still open.
+ * request may have opened may still be open: less than a window since the page went.
  */
 export function mustRecover(note: InFlight | undefined, held: Known | undefined, now: number, batchWindowMs: number): boolean {
   if (note === undefined || !isLive(held) || held.client !== note.client) return false;
-  return tokenGeneration(held.token) === note.generation && now < note.sentAt + batchWindowMs;
+  return tokenGeneration(held.token) === note.generation && now < note.leftAt + batchWindowMs;
 }

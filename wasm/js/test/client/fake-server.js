@@ -61,10 +61,17 @@ export async function fakeServer({ rotauth, hono, protocol = 'devise', windowMs 
       const [item] = parked.splice(i, 1);
       await item.release();
     },
+    /** Serves the parked request `i` but delivers no response: its page has gone. */
+    async drop(i = 0) {
+      const [item] = parked.splice(i, 1);
+      await item.serve();
+    },
     async fetch(request) {
       const path = new URL(request.url).pathname;
       if (server.hold === 'request') {
-        return new Promise((resolve, reject) => parked.push({ path, release: () => serve(request).then(resolve, reject) }));
+        return new Promise((resolve, reject) =>
+          parked.push({ path, release: () => serve(request).then(resolve, reject), serve: () => serve(request) }),
+        );
       }
       const response = await serve(request);
       if (server.hold === 'response') return new Promise((resolve) => parked.push({ path, release: async () => resolve(response) }));

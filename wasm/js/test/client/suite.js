@@ -426,6 +426,22 @@ export function clientSuite(env) {
     }
   });
 
+  test('requests_bypass_the_http_cache_unless_the_caller_chose_a_mode', async () => {
+    const { server, make, done } = await setup();
+    try {
+      const modes = [];
+      const c = make({ fetch: (request) => (modes.push(request.cache), server.fetch(request)) });
+      await signIn(c);
+      await data(c);
+      await c.fetch(`${ORIGIN}/data`, { cache: 'reload' });
+      await c.fetch(new Request(`${ORIGIN}/data`, { cache: 'no-cache' }));
+      await c.signOut(`${ORIGIN}/sign_out`, { method: 'DELETE' });
+      deepEqual(modes, ['no-store', 'no-store', 'reload', 'no-cache', 'no-store']);
+    } finally {
+      done();
+    }
+  });
+
   test('a_page_unloading_with_a_rotation_in_flight_is_recovered_by_the_next_page', async () => {
     const scenario = async ({ refresh, delay }) => {
       const { server, make, signedOut, done } = await setup();
@@ -462,6 +478,35 @@ export function clientSuite(env) {
     deepEqual([lost.status, lost.signedOut], [401, [{ reason: 'refused', elsewhere: false }]], 'without it, the session is lost');
     const late = await scenario({ refresh: true, delay: W });
     ok(!late.log.some((p) => p.startsWith('/refresh')), 'once the window has closed there is nothing to recover');
+  });
+
+  test('a_rotation_that_reached_the_server_late_is_recovered_until_a_window_after_the_page_went', async () => {
+    const { server, make, signedOut, done } = await setup();
+    try {
+      const storage = memoryStorage();
+      const tab = memoryStorage();
+      const refreshUrl = `${ORIGIN}/refresh`;
+      const page = make({ storage, tabStorage: tab, key: 'k', refreshUrl });
+      const other = make({ storage, key: 'k' });
+      await signIn(page);
+      server.advance(W);
+      server.hold = 'request';
+      void data(page); // sent now; the network holds it
+      await until(() => server.parked.length === 1, 'the request on the wire');
+      server.advance(W / 2);
+      page.close(); // the page goes with its request still on the wire
+      server.hold = null;
+      await server.drop(0); // it arrives and rotates to T(1), half a window after it was sent
+      server.advance(W / 2 + W / 4); // more than a window since the send; the rotation's window is open
+      const next = make({ storage, tabStorage: tab, key: 'k', refreshUrl });
+      await next.ready;
+      await until(() => next.session?.generation === 2n, 'the forced rotation');
+      server.advance(W);
+      const response = await data(other);
+      deepEqual([response.status, signedOut(other)], [200, []], 'the other tab is served after the window');
+    } finally {
+      done();
+    }
   });
 
   return tests;

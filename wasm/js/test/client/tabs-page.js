@@ -1,16 +1,20 @@
 // One tab of test/tabs.mjs: signs in if it holds no session, then fires bursts of 1–6
 // parallel requests at random intervals (some inside the batch window, some after) until
-// `until`, and reports every answer to the driver. `mode=client` uses rotauth/client;
-// `mode=naive` is the client this package exists to replace: each tab keeps its own token in
-// memory and the last response's token goes to localStorage (read at page load).
-// `role=reload` reloads the page every few seconds; `role=hidden` runs as a background tab
-// (see tabs.mjs); `recover=0` leaves out the client's `refreshUrl`.
+// `until`, and reports every answer to the driver. The host's protocol (`devise`, `bearer`
+// or `cookie`), its paths and its sign-in body come in the query string. `mode=client`
+// uses rotauth/client; `mode=naive` is the client this package exists to replace: each tab
+// keeps its own token in memory and the last response's token goes to localStorage (read
+// at page load); `mode=cookie` is a page on the cookie transport: plain `fetch`, the
+// browser keeps the cookie. `role=reload` reloads the page every few seconds;
+// `role=hidden` runs as a background tab (see tabs.mjs); `recover=0` leaves out the
+// client's `refreshUrl`.
 import { createClient } from '/lib/client.js';
 
 const params = new URLSearchParams(location.search);
 const mode = params.get('mode');
 const role = params.get('role');
-const email = params.get('email');
+const protocol = params.get('protocol');
+const paths = { signIn: params.get('signIn'), api: params.get('api'), refresh: params.get('refresh') };
 const until = Number(params.get('until'));
 const windowMs = Number(params.get('window'));
 const report = (what) => globalThis.reportTab(mode, what);
@@ -25,44 +29,64 @@ const sleep =
 const signInBody = () => ({
   method: 'POST',
   headers: { 'content-type': 'application/json' },
-  body: JSON.stringify({ email, password: 'correct horse battery' }),
+  body: params.get('credentials'),
 });
 
 function rotauthClient() {
   const auth = createClient({
+    protocol,
     key: 'tabs',
     batchWindowMs: windowMs,
-    ...(params.get('recover') === '0' ? {} : { refreshUrl: '/auth/validate_token' }),
+    ...(params.get('recover') === '0' ? {} : { refreshUrl: paths.refresh }),
     // One refusal is heard in every tab; the tab whose request was refused counts it.
     onSignedOut: ({ reason, elsewhere }) => reason === 'refused' && !elsewhere && report('signout'),
   });
   return {
     async ensureSignedIn() {
       await auth.ready;
-      if (auth.session === undefined) await (await auth.fetch('/auth/sign_in', signInBody())).arrayBuffer();
+      if (auth.session === undefined) await (await auth.fetch(paths.signIn, signInBody())).arrayBuffer();
     },
-    request: () => auth.fetch('/demo/members_only'),
+    request: () => auth.fetch(paths.api),
   };
 }
 
+/** The naive client's view of a protocol: the credentials a response hands out, and how a request carries them. */
+const naiveWire = {
+  devise: {
+    offered(response) {
+      const token = response.headers.get('access-token')?.trim();
+      return token ? { 'access-token': token, client: response.headers.get('client'), uid: response.headers.get('uid') } : undefined;
+    },
+    headers: (credentials) => credentials,
+  },
+  bearer: {
+    offered(response) {
+      const value = response.headers.get('rotauth-token')?.trim();
+      return value ? { value } : undefined;
+    },
+    headers: (credentials) => ({ authorization: `Rotauth ${credentials.value}` }),
+  },
+};
+
 function naiveClient() {
   const KEY = 'naive';
+  const wire = naiveWire[protocol];
   let credentials = JSON.parse(localStorage.getItem(KEY) ?? 'null');
   const adopt = (response) => {
-    const token = response.headers.get('access-token')?.trim();
-    if (!token) return;
-    credentials = { 'access-token': token, client: response.headers.get('client'), uid: response.headers.get('uid') };
+    const offered = wire.offered(response);
+    if (offered === undefined) return;
+    credentials = offered;
     localStorage.setItem(KEY, JSON.stringify(credentials));
   };
   return {
     async ensureSignedIn() {
       if (credentials !== null) return;
-      const response = await fetch('/auth/sign_in', signInBody());
+      const response = await fetch(paths.signIn, signInBody());
       adopt(response);
       await response.arrayBuffer();
     },
     async request() {
-      const response = await fetch('/demo/members_only', { headers: credentials ?? {} });
+      const response = await fetch(paths.api, { headers: credentials === null ? {} : wire.headers(credentials) });
       if (response.status === 401 && credentials !== null) {
         credentials = null;
         report('signout');
@@ -74,7 +98,32 @@ function naiveClient() {
   };
 }
 
-const client = mode === 'client' ? rotauthClient() : naiveClient();
+// The cookie is httpOnly: the page knows only whether it signed in (kept in localStorage,
+// so that every tab shares it) and that a 401 means the user must sign in again. Its
+// requests bypass the HTTP cache as rotauth/client's do.
+function cookieTab() {
+  const KEY = 'signed-in';
+  return {
+    async ensureSignedIn() {
+      if (localStorage.getItem(KEY) !== null) return;
+      const response = await fetch(paths.signIn, { ...signInBody(), credentials: 'same-origin' });
+      if (response.ok) localStorage.setItem(KEY, '1');
+      await response.arrayBuffer();
+    },
+    async request() {
+      // `no-store`, as rotauth/client sends: the browser's HTTP cache lets one request to a
+      // URL out at a time, and over a slow network a burst would outlast the window.
+      const response = await fetch(paths.api, { credentials: 'same-origin', cache: 'no-store' });
+      if (response.status === 401 && localStorage.getItem(KEY) !== null) {
+        localStorage.removeItem(KEY);
+        report('signout');
+      }
+      return response;
+    },
+  };
+}
+
+const client = { client: rotauthClient, naive: naiveClient, cookie: cookieTab }[mode]();
 report('load');
 // Every 2–5 s; with `reload=burst`, at the first burst after that, a millisecond after its
 // requests went out, so that a rotating response is lost to the reload.
