@@ -29,8 +29,8 @@
 use std::time::Duration;
 
 use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -41,13 +41,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
 
 type Auth = Authenticator<SqliteStore>;
 
-/// What the handlers share: the authenticator, the protocol, and the headers a sign-out
-/// answers with (the cookie protocol clears its cookies; Bearer has nothing to clear).
+/// What the handlers share: the authenticator and the protocol.
 #[derive(Clone)]
 struct App<P> {
     auth: Auth,
     protocol: P,
-    signed_out: HeaderMap,
 }
 
 impl<P: Clone> FromRef<App<P>> for Auth {
@@ -94,17 +92,17 @@ async fn sign_out<P: Protocol>(
     check: Check<SqliteStore, P>,
 ) -> Result<Response, Error> {
     app.auth.sign_out(check.who().client_id).await?;
-    Ok((app.signed_out.clone(), "signed out").into_response())
+    // The cookie protocol clears its cookies; Bearer has nothing to clear.
+    Ok((app.protocol.sign_out_headers(), "signed out").into_response())
 }
 
-fn router<P>(auth: Auth, protocol: P, signed_out: HeaderMap) -> Router
+fn router<P>(auth: Auth, protocol: P) -> Router
 where
     P: Protocol + FromRef<App<P>>,
 {
     let app = App {
         auth: auth.clone(),
         protocol: protocol.clone(),
-        signed_out,
     };
     Router::new()
         .route("/me", get(me))
@@ -156,12 +154,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auth = Authenticator::new(Rotator::new(Keyring::new(KeyId(1), &key)?, config), store);
 
     let app = match setting("AXUM_APP_PROTOCOL", "bearer").as_str() {
-        "bearer" => router(auth, BearerProtocol::new(), HeaderMap::new()),
-        "cookie" => {
-            let cookie = CookieProtocol::new();
-            let signed_out = cookie.sign_out_headers();
-            router(auth, cookie, signed_out)
-        }
+        "bearer" => router(auth, BearerProtocol::new()),
+        "cookie" => router(auth, CookieProtocol::new()),
         other => return Err(format!("AXUM_APP_PROTOCOL: bearer or cookie, not {other:?}").into()),
     };
     let listener =

@@ -83,6 +83,14 @@ pub trait Protocol: Clone + Send + Sync + 'static {
         headers
     }
 
+    /// The headers of a sign-out response (sign-out itself is
+    /// [`Authenticator::sign_out`](crate::Authenticator::sign_out)). By default none: a
+    /// client's script drops the headers it sets by itself. A protocol whose credentials
+    /// the browser keeps (a cookie) clears them here.
+    fn sign_out_headers(&self) -> HeaderMap {
+        HeaderMap::new()
+    }
+
     /// The 401 response to a refused request, in this protocol's shape. It must carry no
     /// token; `refusal` is for logs, not for the body.
     fn refused(&self, refusal: &Refusal) -> Response<Body>;

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rotauth_axum::{Check, Rotation};
+use rotauth_axum::{Check, Protocol, Rotation};
 use serde_json::json;
 
 use super::error::AppError;

@@ -24,22 +24,18 @@ pub enum Transport {
     Cookie(CookieProtocol),
 }
 
-impl Transport {
-    /// The headers of a sign-out response: the cookies cleared in cookie mode, none for
-    /// devise (its clients drop their headers themselves).
-    pub(crate) fn sign_out_headers(&self) -> HeaderMap {
-        match self {
-            Self::Devise(_) => HeaderMap::new(),
-            Self::Cookie(cookie) => cookie.sign_out_headers(),
-        }
-    }
-}
-
 impl Protocol for Transport {
     fn screen(&self, parts: &Parts) -> Result<(), Forbidden> {
         match self {
             Self::Devise(p) => p.screen(parts),
             Self::Cookie(p) => p.screen(parts),
+        }
+    }
+
+    fn sign_out_headers(&self) -> HeaderMap {
+        match self {
+            Self::Devise(p) => p.sign_out_headers(),
+            Self::Cookie(p) => p.sign_out_headers(),
         }
     }
 

@@ -73,7 +73,7 @@ impl std::error::Error for InvalidCookieName {}
 /// - A refused request gets 401 `{"errors":["unauthorized"]}` and keeps the cookie: a
 ///   late 401 (a token the session has rotated past) must not wipe the cookie a newer
 ///   response just set. Only a revocation ([`Refusal::Revoked`], the session is gone)
-///   and sign-out ([`sign_out_headers`](Self::sign_out_headers)) clear it.
+///   and sign-out ([`Protocol::sign_out_headers`]) clear it.
 ///
 /// ```
 /// use rotauth_axum::{CookieProtocol, SameSite};
@@ -193,15 +193,6 @@ impl CookieProtocol {
         ))
     }
 
-    /// The headers of a sign-out response: they clear both cookies. Sign-out itself is
-    /// [`Authenticator::sign_out`](crate::Authenticator::sign_out).
-    #[must_use]
-    pub fn sign_out_headers(&self) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        self.clear(&mut headers);
-        headers
-    }
-
     /// Appends the `Set-Cookie` headers that clear both cookies.
     pub fn clear(&self, headers: &mut HeaderMap) {
         for (name, http_only) in [(&self.name, true), (&self.csrf_name, false)] {
@@ -250,6 +241,13 @@ impl CookieProtocol {
 }
 
 impl Protocol for CookieProtocol {
+    /// Both cookies cleared.
+    fn sign_out_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        self.clear(&mut headers);
+        headers
+    }
+
     fn screen(&self, parts: &Parts) -> Result<(), Forbidden> {
         if is_safe(&parts.method) {
             return Ok(());
